@@ -1,0 +1,325 @@
+"""The default IPAM driver: Docker's built-in pool and address allocator.
+
+Why it looks like this:
+
+* Automatic pools are carved, in order, from a list of ``PoolSpec`` (Docker's
+  ``default-address-pools``), skipping subnets that overlap a pool already handed out (in any
+  address space) or a network the host uses (its on-link routes and nameservers, supplied by
+  the caller through ``reserved_networks``). Explicit pools only have to avoid the pools of the
+  same address space: users may pick any subnet, as with Docker.
+* Addresses are allocated serially (next-fit), as Docker does: each dynamic request continues
+  after the last address handed out and wraps around at the end of the range, so a released
+  address is not reused at once (a container's old address is less likely to reach a new one).
+  Pools are integer intervals plus a set of allocated addresses and a cursor; ranges are never
+  materialised, so a /16 with thousands of leases or an IPv6 /64 costs only what is allocated.
+* The network address is never handed out, nor the IPv4 broadcast address; for IPv6 the
+  network address is the subnet-router anycast address. Point-to-point sized subnets (IPv4
+  /31 and /32, IPv6 /127 and /128) have no such reserved addresses: every address is usable.
+* State lives in memory only. The controller's store is the source of truth and replays every
+  recorded pool and address after a restart, so pool ids are deterministic:
+  ``"{address_space}/{subnet}"`` plus ``"/{sub_pool}"`` when a sub-pool was requested.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+
+from cnm.errors import Conflict, InvalidParameter, NotFound, Unavailable
+from cnm.ipamapi import (
+    GLOBAL_ADDRESS_SPACE,
+    LOCAL_ADDRESS_SPACE,
+    REQUEST_ADDRESS_TYPE,
+    REQUEST_TYPE_GATEWAY,
+    IPAddress,
+    IpamDriver,
+    IPInterface,
+    IPNetwork,
+    PoolGrant,
+)
+
+_ADDRESS_SPACES = (LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """A default address pool: subnets of prefix length ``size`` are carved from ``base``."""
+
+    base: IPNetwork
+    size: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            raise InvalidParameter(f"invalid address pool base {self.base!r}: not a network")
+        if not self.base.prefixlen <= self.size <= self.base.max_prefixlen:
+            raise InvalidParameter(
+                f"invalid address pool size {self.size} for base {self.base}: it must be between "
+                f"{self.base.prefixlen} and {self.base.max_prefixlen}"
+            )
+
+
+DEFAULT_POOLS: tuple[PoolSpec, ...] = (
+    *(PoolSpec(ipaddress.IPv4Network(f"172.{octet}.0.0/16"), 16) for octet in range(17, 32)),
+    PoolSpec(ipaddress.IPv4Network("192.168.0.0/16"), 20),
+)
+
+
+def parse_pool_option(text: str) -> PoolSpec:
+    """Parse Docker's ``default-address-pools`` daemon option, e.g. ``base=10.20.0.0/16,size=24``.
+
+    Keys are case-insensitive, both are required, each at most once."""
+    values: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            raise InvalidParameter(
+                f"invalid address pool {text!r}: expected key=value, got {part!r}"
+            )
+        if key not in ("base", "size"):
+            raise InvalidParameter(
+                f"invalid address pool {text!r}: unexpected key {key!r} (expected base and size)"
+            )
+        if key in values:
+            raise InvalidParameter(f"invalid address pool {text!r}: duplicate key {key!r}")
+        values[key] = value.strip()
+    missing = [key for key in ("base", "size") if key not in values]
+    if missing:
+        raise InvalidParameter(f"invalid address pool {text!r}: missing {' and '.join(missing)}")
+    size = values["size"]
+    if not (size.isascii() and size.isdigit()):
+        raise InvalidParameter(f"invalid address pool {text!r}: size {size!r} is not a number")
+    return PoolSpec(_parse_cidr(values["base"], "address pool base"), int(size))
+
+
+def _parse_cidr(text: str, what: str) -> IPNetwork:
+    """Parse a CIDR strictly: a prefix length is required and host bits must be zero."""
+    _, sep, prefix = text.partition("/")
+    if not sep or not (prefix.isascii() and prefix.isdigit()):
+        raise InvalidParameter(f"invalid {what} {text!r}: expected CIDR notation, e.g. 10.1.0.0/24")
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        try:
+            canonical = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise InvalidParameter(f"invalid {what} {text!r}: {exc}") from None
+        raise InvalidParameter(
+            f"invalid {what} {text!r}: host bits are set, the canonical form is {canonical}"
+        ) from None
+
+
+def _assignable_bounds(net: IPNetwork) -> tuple[int, int]:
+    """First and last address of ``net`` that may be handed out, as integers.
+
+    The network address (for IPv6, the subnet-router anycast address) and the IPv4 broadcast
+    address are excluded, except in /31 and /32 (IPv6 /127 and /128) where every address is
+    usable, as on point-to-point links."""
+    first, last = int(net.network_address), int(net.broadcast_address)
+    if net.max_prefixlen - net.prefixlen >= 2:
+        first += 1
+        if net.version == 4:
+            last -= 1
+    return first, last
+
+
+def _interface(net: IPNetwork, value: int) -> IPInterface:
+    if net.version == 4:
+        return ipaddress.IPv4Interface((value, net.prefixlen))
+    return ipaddress.IPv6Interface((value, net.prefixlen))
+
+
+@dataclass
+class _Pool:
+    address_space: str
+    subnet: IPNetwork
+    first: int  # assignable bounds of the whole subnet
+    last: int
+    range_first: int  # bounds for dynamic allocation: the sub-pool within first..last
+    range_last: int
+    cursor: int  # where the next dynamic (serial) search starts
+    allocated: set[int] = field(default_factory=set)
+
+    def first_free(self, start: int, first: int, last: int) -> int | None:
+        """The first unallocated address of first..last searching from ``start`` and wrapping.
+
+        Only allocated addresses are ever skipped, so this takes at most
+        len(allocated) + 1 steps whatever the size of the range."""
+        if not first <= start <= last:
+            start = first
+        for value in chain(range(start, last + 1), range(first, start)):
+            if value not in self.allocated:
+                return value
+        return None
+
+
+class DefaultIpam(IpamDriver):
+    """Docker's default IPAM driver (see the module docstring)."""
+
+    name = "default"
+
+    def __init__(
+        self,
+        default_pools: Sequence[PoolSpec] | None = None,
+        reserved_networks: Callable[[], Iterable[IPNetwork]] | None = None,
+    ) -> None:
+        self._default_pools = tuple(DEFAULT_POOLS if default_pools is None else default_pools)
+        self._reserved_networks = reserved_networks
+        self._pools: dict[str, _Pool] = {}
+        self._lock = threading.Lock()
+
+    def default_address_spaces(self) -> tuple[str, str]:
+        return LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE
+
+    def request_pool(
+        self,
+        address_space: str,
+        pool: str | None,
+        sub_pool: str | None,
+        options: Mapping[str, str],
+        v6: bool,
+    ) -> PoolGrant:
+        if address_space not in _ADDRESS_SPACES:
+            raise InvalidParameter(
+                f"unknown address space {address_space!r} (expected one of {_ADDRESS_SPACES})"
+            )
+        if pool is None:
+            if sub_pool is not None:
+                raise InvalidParameter(f"ip-range {sub_pool} requires an explicit subnet")
+            return self._request_default_pool(address_space, v6)
+
+        subnet = _parse_cidr(pool, "subnet")
+        if (subnet.version == 6) != v6:
+            family = "IPv6" if v6 else "IPv4"
+            raise InvalidParameter(f"subnet {subnet} is not an {family} subnet")
+        ip_range = subnet
+        pool_id = f"{address_space}/{subnet}"
+        if sub_pool is not None:
+            ip_range = _parse_cidr(sub_pool, "ip-range")
+            if ip_range.version != subnet.version or not ip_range.subnet_of(subnet):
+                raise InvalidParameter(f"ip-range {ip_range} is not within subnet {subnet}")
+            pool_id += f"/{ip_range}"
+        with self._lock:
+            for other in self._pools.values():
+                if other.address_space == address_space and other.subnet.overlaps(subnet):
+                    raise Conflict(
+                        f"Pool overlaps with other one on this address space: {subnet} "
+                        f"overlaps {other.subnet}"
+                    )
+            self._add_pool(pool_id, address_space, subnet, ip_range)
+        return PoolGrant(pool_id, subnet)
+
+    def _request_default_pool(self, address_space: str, v6: bool) -> PoolGrant:
+        version = 6 if v6 else 4
+        specs = [spec for spec in self._default_pools if spec.base.version == version]
+        if not specs:
+            raise InvalidParameter(
+                f"no default IPv{version} address pools are configured: "
+                "the network needs an explicit subnet"
+            )
+        # Called outside the lock: it may read kernel routes or files.
+        reserved = list(self._reserved_networks()) if self._reserved_networks else []
+        with self._lock:
+            blockers = [
+                (int(net.network_address), int(net.broadcast_address))
+                for net in chain(reserved, (p.subnet for p in self._pools.values()))
+                if net.version == version
+            ]
+            for spec in specs:
+                subnet = _carve(spec, blockers)
+                if subnet is not None:
+                    pool_id = f"{address_space}/{subnet}"
+                    self._add_pool(pool_id, address_space, subnet, subnet)
+                    return PoolGrant(pool_id, subnet)
+        raise Unavailable(
+            f"could not find an available, non-overlapping IPv{version} address pool among "
+            "the defaults to assign to the network"
+        )
+
+    def _add_pool(
+        self, pool_id: str, address_space: str, subnet: IPNetwork, ip_range: IPNetwork
+    ) -> None:
+        first, last = _assignable_bounds(subnet)
+        range_first = max(first, int(ip_range.network_address))
+        range_last = min(last, int(ip_range.broadcast_address))
+        self._pools[pool_id] = _Pool(
+            address_space, subnet, first, last, range_first, range_last, cursor=range_first
+        )
+
+    def release_pool(self, pool_id: str) -> None:
+        with self._lock:
+            if self._pools.pop(pool_id, None) is None:
+                raise NotFound(f"pool {pool_id} not found")
+
+    def request_address(
+        self, pool_id: str, address: IPAddress | None, options: Mapping[str, str]
+    ) -> IPInterface:
+        with self._lock:
+            pool = self._get(pool_id)
+            if address is not None:
+                value = self._check_explicit(pool, address)
+                if value in pool.allocated:
+                    raise Conflict(f"Address already in use: {address} in pool {pool.subnet}")
+            elif options.get(REQUEST_ADDRESS_TYPE) == REQUEST_TYPE_GATEWAY:
+                found = pool.first_free(pool.first, pool.first, pool.last)
+                if found is None:
+                    raise Unavailable(f"no available addresses on this pool: {pool_id}")
+                value = found
+            else:
+                found = pool.first_free(pool.cursor, pool.range_first, pool.range_last)
+                if found is None:
+                    raise Unavailable(f"no available addresses on this pool: {pool_id}")
+                value = found
+                pool.cursor = value + 1
+            pool.allocated.add(value)
+            return _interface(pool.subnet, value)
+
+    def release_address(self, pool_id: str, address: IPAddress) -> None:
+        with self._lock:
+            pool = self._get(pool_id)
+            if address.version == pool.subnet.version:
+                pool.allocated.discard(int(address))
+
+    def _get(self, pool_id: str) -> _Pool:
+        pool = self._pools.get(pool_id)
+        if pool is None:
+            raise NotFound(f"pool {pool_id} not found")
+        return pool
+
+    @staticmethod
+    def _check_explicit(pool: _Pool, address: IPAddress) -> int:
+        if address.version != pool.subnet.version or address not in pool.subnet:
+            raise InvalidParameter(f"address {address} is not within pool {pool.subnet}")
+        value = int(address)
+        if not pool.first <= value <= pool.last:
+            if value > pool.last:
+                kind = "broadcast"
+            else:
+                kind = "network" if pool.subnet.version == 4 else "subnet-router anycast"
+            raise InvalidParameter(
+                f"address {address} is the {kind} address of {pool.subnet} and cannot be assigned"
+            )
+        return value
+
+
+def _carve(spec: PoolSpec, blockers: Sequence[tuple[int, int]]) -> IPNetwork | None:
+    """The first subnet of ``spec`` overlapping none of ``blockers`` (inclusive integer
+    intervals). A clash jumps straight past the blocker, so no subnet list is built."""
+    step = 1 << (spec.base.max_prefixlen - spec.size)
+    start = int(spec.base.network_address)
+    end_of_base = int(spec.base.broadcast_address)
+    while start + step - 1 <= end_of_base:
+        end = start + step - 1
+        clash_end = max(
+            (b_end for b_start, b_end in blockers if b_start <= end and start <= b_end),
+            default=None,
+        )
+        if clash_end is None:
+            if spec.base.version == 4:
+                return ipaddress.IPv4Network((start, spec.size))
+            return ipaddress.IPv6Network((start, spec.size))
+        start += ((clash_end - start) // step + 1) * step
+    return None

@@ -1,0 +1,156 @@
+"""The records of the model: networks, endpoints, sandboxes.
+
+Plain dataclasses, serialised to JSON in the store. They are the controller's source of truth:
+kernel state and IPAM state are rebuilt from them after a restart. Callers outside the
+controller get copies and never mutate the controller's own objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class PoolRecord:
+    """One IPAM pool of a network as granted: the user's request and what IPAM chose."""
+
+    pool_id: str
+    subnet: str
+    ip_range: str | None = None
+    gateway: str | None = None  # "10.10.0.1/24"; None for networks without a gateway
+    aux_addresses: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IpamRequest:
+    """A user's IPAM.Config entry (every field optional)."""
+
+    subnet: str | None = None
+    ip_range: str | None = None
+    gateway: str | None = None
+    aux_addresses: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class NetworkRequest:
+    name: str
+    driver: str = "bridge"
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+    attachable: bool = False
+    enable_ipv6: bool = False
+    ipam_driver: str = "default"
+    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_config: list[IpamRequest] = field(default_factory=list)
+
+
+@dataclass
+class Network:
+    id: str
+    name: str
+    driver: str
+    scope: str
+    created: str  # RFC 3339 with nanoseconds, as Docker prints it
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+    attachable: bool = False
+    enable_ipv6: bool = False
+    ipam_driver: str = "default"
+    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipv4_pools: list[PoolRecord] = field(default_factory=list)
+    ipv6_pools: list[PoolRecord] = field(default_factory=list)
+    predefined: bool = False
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Network:
+        data = json.loads(raw)
+        data["ipv4_pools"] = [_from_dict(PoolRecord, p) for p in data.get("ipv4_pools", [])]
+        data["ipv6_pools"] = [_from_dict(PoolRecord, p) for p in data.get("ipv6_pools", [])]
+        return _from_dict(cls, data)
+
+
+@dataclass
+class EndpointOptions:
+    """Per-endpoint requests (docker run --network-alias / --ip / --ip6 / --mac-address)."""
+
+    name: str | None = None
+    ipv4_address: str | None = None
+    ipv6_address: str | None = None
+    mac_address: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    gateway_priority: int = 0
+
+
+@dataclass
+class Endpoint:
+    id: str
+    name: str
+    network_id: str
+    ipv4_address: str | None = None  # with prefix, "10.10.0.2/24"
+    ipv6_address: str | None = None
+    mac_address: str | None = None
+    requested_ipv4: str | None = None  # a static address asked for (kept across restarts)
+    requested_ipv6: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    gateway_priority: int = 0
+    sandbox_id: str | None = None
+    ifname: str | None = None  # "eth0" inside the sandbox once joined
+    join_order: int = 0  # the sandbox's join counter when this endpoint joined
+    gateway_v4: str | None = None  # the default gateway this endpoint offers once joined
+    gateway_v6: str | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Endpoint:
+        return _from_dict(cls, json.loads(raw))
+
+
+@dataclass
+class SandboxOptions:
+    container_id: str | None = None
+    hostname: str | None = None
+    domainname: str = ""
+    use_host_network: bool = False
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)  # "name:ip"
+
+
+@dataclass
+class Sandbox:
+    id: str
+    container_id: str
+    key: str  # the network namespace path (Docker's SandboxKey)
+    hostname: str
+    domainname: str = ""
+    use_host_network: bool = False
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)
+    joins: int = 0  # endpoints joined so far; names the next interface eth<joins>
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Sandbox:
+        return _from_dict(cls, json.loads(raw))

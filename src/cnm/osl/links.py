@@ -1,0 +1,329 @@
+"""Links, addresses, routes and sysctls over netlink (pyroute2): the only module that speaks it.
+
+Why it looks like this:
+* ``HostNetwork`` is bound to the namespace that was current when it was made (the daemon's
+  "host"; in tests a throwaway namespace). Each thread gets its own netlink socket opened in that
+  namespace, with no multicast groups, so sockets never fill with events nobody reads.
+* A veth is created with its peer born inside the sandbox namespace (IFLA_NET_NS_FD in the peer's
+  attributes) and its host end enslaved to the bridge in the same RTM_NEWLINK; moving a link
+  between namespaces afterwards costs ~20 ms.
+* IPv6 is switched off on both ends of a veth of a network without IPv6, before the link goes
+  up (net.ipv6.conf.<if>.disable_ipv6): otherwise every new port floods DAD, MLD and router
+  solicitations to every other bridge port, and attach cost grows with the number of ports.
+* Links are looked up by name through RTM_GETLINK with IFLA_IFNAME (one message), never by
+  dumping all links; only start-up reconciliation dumps.
+* /proc/sys/net is resolved against the calling thread's namespace, so sysctl writes for a
+  namespace happen while the thread is inside it.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from cnm.errors import CnmError, Conflict, InvalidParameter, Unavailable
+from cnm.osl.namespace import NetNamespace, current_thread_namespace, pin_current_netns
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+EXFULL = 54  # "Exchange full": a Linux bridge takes at most 1,023 ports (BR_MAX_PORTS)
+
+
+def _open_socket() -> IPRoute:
+    return IPRoute(groups=0)
+
+
+def _translate(err: NetlinkError, what: str) -> CnmError:
+    if err.code == errno.EEXIST:
+        return Conflict(f"{what}: already exists")
+    if err.code == EXFULL:
+        return Unavailable(f"{what}: the bridge has no free port (a Linux bridge takes 1023)")
+    if err.code in (errno.EINVAL, errno.ERANGE):
+        return InvalidParameter(f"{what}: {err.args[1] if len(err.args) > 1 else err}")
+    return CnmError(f"{what}: {err}")
+
+
+@dataclass(frozen=True)
+class LinkSummary:
+    index: int
+    name: str
+    kind: str | None
+    alias: str | None
+    master: int | None
+
+
+def write_sysctl(key: str, value: str) -> None:
+    """Write ``net.ipv6.conf.eth0.disable_ipv6``-style keys for the calling thread's namespace."""
+    Path("/proc/sys", *key.split(".")).write_text(value)
+
+
+def read_sysctl(key: str) -> str:
+    return Path("/proc/sys", *key.split(".")).read_text().strip()
+
+
+class _Links:
+    """Netlink operations against one namespace through a socket opened there."""
+
+    def __init__(self, ipr: IPRoute) -> None:
+        self.ipr = ipr
+
+    def index_of(self, name: str) -> int | None:
+        try:
+            msgs = self.ipr.link("get", ifname=name)
+        except NetlinkError as err:
+            if err.code == errno.ENODEV:
+                return None
+            raise _translate(err, f"look up link {name}") from err
+        return msgs[0]["index"] if msgs else None
+
+    def set_up(self, index: int) -> None:
+        self.ipr.link("set", index=index, state="up")
+
+    def set_mtu(self, index: int, mtu: int) -> None:
+        try:
+            self.ipr.link("set", index=index, mtu=mtu)
+        except NetlinkError as err:
+            raise _translate(err, f"set MTU {mtu}") from err
+
+    def set_mac(self, index: int, mac: str) -> None:
+        try:
+            self.ipr.link("set", index=index, address=mac)
+        except NetlinkError as err:
+            raise _translate(err, f"set MAC address {mac}") from err
+
+    def mac_of(self, index: int) -> str:
+        return self.ipr.link("get", index=index)[0].get_attr("IFLA_ADDRESS")
+
+    def delete(self, index: int) -> None:
+        try:
+            self.ipr.link("del", index=index)
+        except NetlinkError as err:
+            if err.code != errno.ENODEV:
+                raise _translate(err, f"delete link {index}") from err
+
+    def add_address(self, index: int, address: IPInterface) -> None:
+        kwargs: dict[str, object] = {}
+        if address.version == 4:
+            kwargs["broadcast"] = str(address.network.broadcast_address)
+        else:
+            kwargs["flags"] = 0x02  # IFA_F_NODAD: the IPAM already made the address unique
+        try:
+            self.ipr.addr(
+                "add",
+                index=index,
+                address=str(address.ip),
+                prefixlen=address.network.prefixlen,
+                **kwargs,
+            )
+        except NetlinkError as err:
+            raise _translate(err, f"add address {address}") from err
+
+    def add_route(
+        self,
+        destination: IPNetwork,
+        *,
+        gateway: IPAddress | None = None,
+        oif: int | None = None,
+        replace: bool = False,
+    ) -> None:
+        spec: dict[str, object] = {
+            "dst": str(destination),
+            "family": 10 if destination.version == 6 else 2,
+        }
+        if gateway is not None:
+            spec["gateway"] = str(gateway)
+        if oif is not None:
+            spec["oif"] = oif
+        try:
+            self.ipr.route("replace" if replace else "add", **spec)
+        except NetlinkError as err:
+            raise _translate(err, f"add route to {destination}") from err
+
+    def delete_route(self, destination: IPNetwork) -> None:
+        family = 10 if destination.version == 6 else 2
+        try:
+            self.ipr.route("del", dst=str(destination), family=family)
+        except NetlinkError as err:
+            if err.code != errno.ESRCH:
+                raise _translate(err, f"delete route to {destination}") from err
+
+    def summaries(self) -> Iterator[LinkSummary]:
+        for msg in self.ipr.link("dump"):
+            info = msg.get_attr("IFLA_LINKINFO")
+            yield LinkSummary(
+                index=msg["index"],
+                name=msg.get_attr("IFLA_IFNAME"),
+                kind=info.get_attr("IFLA_INFO_KIND") if info else None,
+                alias=msg.get_attr("IFLA_IFALIAS"),
+                master=msg.get_attr("IFLA_MASTER"),
+            )
+
+
+class HostNetwork:
+    """The OS layer's handle on the host namespace (the one current at construction)."""
+
+    def __init__(self) -> None:
+        self.namespace = current_thread_namespace()
+        self._local = threading.local()
+
+    def close(self) -> None:
+        self.namespace.close()
+
+    @property
+    def links(self) -> _Links:
+        links = getattr(self._local, "links", None)
+        if links is None:
+            with self.namespace.entered():
+                links = _Links(_open_socket())
+            self._local.links = links
+        return links
+
+    def pin_at(self, path: str) -> str:
+        """Bind-mount the host namespace at ``path`` (the key of host-network sandboxes)."""
+        with self.inside():
+            pin_current_netns(path)
+        return path
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        """Run the body with the calling thread in the host namespace (for sysctls)."""
+        with self.namespace.entered():
+            yield
+
+    def create_bridge(self, name: str, *, mtu: int | None, alias: str) -> int:
+        spec: dict[str, object] = {"ifname": name, "kind": "bridge", "ifalias": alias}
+        if mtu is not None:
+            spec["mtu"] = mtu
+        try:
+            self.links.ipr.link("add", **spec)
+        except NetlinkError as err:
+            raise _translate(err, f"create bridge {name}") from err
+        index = self.links.index_of(name)
+        if index is None:
+            raise CnmError(f"bridge {name} vanished right after creation")
+        return index
+
+    def create_veth(
+        self,
+        host_name: str,
+        peer_name: str,
+        peer_namespace: NetNamespace,
+        *,
+        master: int,
+        mtu: int | None,
+        peer_mac: str | None,
+        ipv6: bool,
+        alias: str,
+    ) -> int:
+        """Create a veth whose host end is enslaved to ``master`` and up, and whose peer is born
+        inside ``peer_namespace`` as ``peer_name`` (left down for the sandbox to configure)."""
+        peer: dict[str, object] = {"ifname": peer_name, "net_ns_fd": peer_namespace.fd}
+        spec: dict[str, object] = {
+            "ifname": host_name,
+            "kind": "veth",
+            "peer": peer,
+            "master": master,
+            "ifalias": alias,
+        }
+        if mtu is not None:
+            spec["mtu"] = mtu
+            peer["mtu"] = mtu
+        if peer_mac is not None:
+            peer["address"] = peer_mac
+        try:
+            self.links.ipr.link("add", **spec)
+        except NetlinkError as err:
+            raise _translate(err, f"create veth {host_name}") from err
+        index = self.links.index_of(host_name)
+        if index is None:
+            raise CnmError(f"veth {host_name} vanished right after creation")
+        try:
+            if not ipv6:
+                with self.inside():
+                    write_sysctl(f"net.ipv6.conf.{host_name}.disable_ipv6", "1")
+            self.links.set_up(index)
+        except Exception:
+            self.links.delete(index)
+            raise
+        return index
+
+    def on_link_networks(self) -> list[IPNetwork]:
+        """Destinations of the host's directly connected routes (for IPAM to avoid)."""
+        found: list[IPNetwork] = []
+        for family in (2, 10):
+            for msg in self.links.ipr.route("dump", family=family):
+                if msg["scope"] != 253 or msg["dst_len"] == 0:  # RT_SCOPE_LINK, not default
+                    continue
+                dst = msg.get_attr("RTA_DST")
+                if dst is None:
+                    continue
+                found.append(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False))
+        return found
+
+
+class SandboxNetwork:
+    """Netlink operations inside one sandbox namespace. Open it for one operation and close it:
+    a socket per sandbox kept open would cost a descriptor per container."""
+
+    def __init__(self, namespace: NetNamespace) -> None:
+        self.namespace = namespace
+        with namespace.entered():
+            self.links = _Links(_open_socket())
+
+    def close(self) -> None:
+        self.links.ipr.close()
+
+    def __enter__(self) -> SandboxNetwork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        with self.namespace.entered():
+            yield
+
+    def bring_up_loopback(self, ipv6: bool) -> None:
+        """Loopback up; with ``ipv6`` False, IPv6 off for interfaces created here later."""
+        if not ipv6:
+            with self.inside():
+                write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        self.links.set_up(1)
+
+    def configure_interface(
+        self,
+        ifname: str,
+        addresses: list[IPInterface],
+        *,
+        mac: str | None,
+    ) -> int:
+        index = self.links.index_of(ifname)
+        if index is None:
+            raise CnmError(f"interface {ifname} is missing from sandbox {self.namespace.path}")
+        if any(a.version == 6 for a in addresses):
+            with self.inside():
+                write_sysctl(f"net.ipv6.conf.{ifname}.disable_ipv6", "0")
+        if mac is not None:
+            self.links.set_mac(index, mac)
+        for address in addresses:
+            self.links.add_address(index, address)
+        self.links.set_up(index)
+        return index
+
+    def set_default_route(self, gateway: IPAddress, oif: int) -> None:
+        default = ipaddress.ip_network("::/0" if gateway.version == 6 else "0.0.0.0/0")
+        self.links.add_route(default, gateway=gateway, oif=oif, replace=True)
+
+    def remove_default_route(self, version: int) -> None:
+        self.links.delete_route(ipaddress.ip_network("::/0" if version == 6 else "0.0.0.0/0"))

@@ -1,0 +1,84 @@
+"""The per-sandbox files a container sees as /etc/hosts, /etc/resolv.conf and /etc/hostname.
+
+resolv.conf starts from the host's and drops loopback nameservers: 127.0.0.53 (systemd-resolved)
+or ::1 on the host is unreachable from inside the sandbox's own namespace, where loopback is the
+container's own. Docker then falls back to public resolvers; cnm does not (this machine must never
+send to outside addresses), so a sandbox whose host has only loopback resolvers gets none.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+HOSTS_HEADER = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
+
+
+def render_hosts(
+    hostname: str,
+    domainname: str,
+    own_addresses: Iterable[str],
+    extra_hosts: Sequence[str],
+) -> str:
+    """Docker's layout: the fixed header, --add-host entries, then the sandbox's addresses."""
+    lines = [HOSTS_HEADER]
+    for entry in extra_hosts:
+        name, _, address = entry.partition(":")
+        lines.append(f"{address}\t{name}\n")
+    names = f"{hostname}.{domainname} {hostname}" if domainname else hostname
+    for address in own_addresses:
+        lines.append(f"{address}\t{names}\n")
+    return "".join(lines)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def render_resolv_conf(
+    host_resolv_conf: str,
+    dns: Sequence[str],
+    dns_search: Sequence[str],
+    dns_options: Sequence[str],
+) -> str:
+    """The host's resolv.conf with loopback nameservers removed and the sandbox's --dns,
+    --dns-search and --dns-option overriding the corresponding host lines."""
+    nameservers: list[str] = []
+    search: list[str] = []
+    options: list[str] = []
+    for raw in host_resolv_conf.splitlines():
+        fields = raw.split()
+        if not fields or fields[0].startswith(("#", ";")):
+            continue
+        if fields[0] == "nameserver" and len(fields) > 1 and not _is_loopback(fields[1]):
+            nameservers.append(fields[1])
+        elif fields[0] in ("search", "domain"):
+            search = fields[1:]
+        elif fields[0] == "options":
+            options.extend(fields[1:])
+    out = [f"nameserver {server}\n" for server in (dns or nameservers)]
+    chosen_search = list(dns_search) or search
+    if chosen_search and chosen_search != ["."]:
+        out.append(f"search {' '.join(chosen_search)}\n")
+    chosen_options = list(dns_options) or options
+    if chosen_options:
+        out.append(f"options {' '.join(chosen_options)}\n")
+    return "".join(out)
+
+
+def write_in_place(path: Path, content: str) -> None:
+    """Rewrite ``path`` keeping its inode: a container sees the file through a bind mount, which
+    follows the inode, so replacing the file by rename would hide the update from it."""
+    with open(path, "w") as handle:
+        handle.write(content)

@@ -1,0 +1,90 @@
+"""The store contract: a small key-value store with revisions and watches.
+
+Keys are '/'-separated strings ("network/<id>", "endpoint/<network-id>/<endpoint-id>", ...);
+values are bytes (the controller stores JSON). Every write bumps a store-wide revision, and each
+entry remembers the revision that last modified it, as etcd does, so an etcd backend can
+implement this contract directly and compare-and-swap works the same on both:
+
+* ``expect_revision=None``: unconditional write.
+* ``expect_revision=0``: the key must not exist.
+* ``expect_revision=N``: the key's mod revision must be N.
+
+A mismatch raises StoreConflict and writes nothing. ``commit`` applies several puts and deletes
+atomically, so a crash never leaves half of a multi-record change behind.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cnm.errors import Conflict
+
+
+class StoreConflict(Conflict):
+    """A compare-and-swap precondition did not hold."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: bytes
+    revision: int
+
+
+@dataclass(frozen=True)
+class Put:
+    key: str
+    value: bytes
+    expect_revision: int | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: str
+    expect_revision: int | None = None
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """A change under a watched prefix; ``value`` is None for a delete."""
+
+    key: str
+    value: bytes | None
+    revision: int
+
+
+WatchCallback = Callable[[WatchEvent], None]
+
+
+class Store(ABC):
+    """A key-value store. Implementations are safe to call from several threads."""
+
+    scope: str  # "local" or "global"
+
+    @abstractmethod
+    def get(self, key: str) -> Entry | None: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[Entry]:
+        """Entries whose key starts with ``prefix``, sorted by key."""
+
+    @abstractmethod
+    def commit(self, ops: Sequence[Put | Delete]) -> int:
+        """Apply all ops atomically; returns the new store revision. Deleting a missing key is
+        not an error unless expect_revision is given."""
+
+    @abstractmethod
+    def watch(self, prefix: str, callback: WatchCallback) -> Callable[[], None]:
+        """Call ``callback`` for every later change under ``prefix``; returns an unwatch
+        function. Callbacks run after the change is durable."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def put(self, key: str, value: bytes, expect_revision: int | None = None) -> int:
+        return self.commit([Put(key, value, expect_revision)])
+
+    def delete(self, key: str, expect_revision: int | None = None) -> int:
+        return self.commit([Delete(key, expect_revision)])
