@@ -18,6 +18,7 @@ import pytest
 from cnm.osl.namespace import NetNamespace, create_netns, delete_netns, setns
 
 NETNS_DIR = Path("/run/cnm-test/netns")
+_MADE_NAMESPACES: list[str] = []  # every host namespace this session created
 
 
 def _nsfs_mounts_under(root: Path) -> list[str]:
@@ -40,9 +41,8 @@ def unmount_namespaces_under(root: Path) -> None:
 def make_test_netns(prefix: str = "host") -> NetNamespace:
     """A throwaway namespace with loopback up, at /run/cnm-test/netns/<prefix>-<random>."""
     ns = create_netns(NETNS_DIR / f"{prefix}-{secrets.token_hex(4)}")
-    subprocess.run(
-        ["nsenter", f"--net={ns.path}", "ip", "link", "set", "lo", "up"], check=True
-    )
+    _MADE_NAMESPACES.append(ns.path)
+    subprocess.run(["nsenter", f"--net={ns.path}", "ip", "link", "set", "lo", "up"], check=True)
     return ns
 
 
@@ -67,13 +67,21 @@ def exec_root(tmp_path: Path) -> Path:
     return tmp_path / "exec"
 
 
+def nsfs_mounts() -> list[str]:
+    return _nsfs_mounts_under(Path("/"))
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _nothing_left_behind() -> Iterator[None]:
-    """Fail the session if the suite left namespaces or nsfs mounts behind."""
+def _nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the session if it left namespaces behind. Only what this session made counts:
+    mounts below its base temp directory and the host namespaces it created (other runs may be
+    going on beside it), and those are removed before failing."""
     yield
-    leftovers = _nsfs_mounts_under(Path("/"))
-    leftover_files = sorted(p.name for p in NETNS_DIR.glob("*")) if NETNS_DIR.exists() else []
-    if leftovers or leftover_files:
-        for mount_point in leftovers:
-            delete_netns(mount_point)
-        pytest.fail(f"the suite left namespaces behind: {leftovers or leftover_files}")
+    base = str(tmp_path_factory.getbasetemp())
+    mounts = nsfs_mounts()
+    leftovers = [m for m in mounts if m == base or m.startswith(base + "/")]
+    leftovers += [p for p in _MADE_NAMESPACES if p in mounts or os.path.exists(p)]
+    for path in sorted(leftovers, reverse=True):
+        delete_netns(path)
+    if leftovers:
+        pytest.fail(f"the suite left namespaces behind: {leftovers}")

@@ -2,9 +2,10 @@
 
 * Bridge names: the default network's is given by the daemon (cnm0); a user network's is
   `com.docker.network.bridge.name` or `br-<first 12 hex of the network id>`, as Docker does.
-* Every link this driver makes carries an alias (IFLA_IFALIAS) `cnm:net:<id>` or
-  `cnm:ep:<id>`; after a restart, `restore` deletes tagged links no record names, so a crash
-  between making a link and recording it leaves nothing behind.
+* Every bridge this driver makes carries the alias (IFLA_IFALIAS) `cnm:net:<id>`, and every
+  veth it makes is a port of such a bridge; after a restart, `restore` deletes the tagged
+  bridges and their ports that no record names, so a crash between making a link and
+  recording it leaves nothing behind.
 * Host-side veth names are derived from the endpoint id (`veth` + 11 hex) so the kernel never
   searches for a free name and `restore` finds them again without bookkeeping.
 * The gateway address lives on the bridge; containers on internal networks get no default
@@ -46,7 +47,6 @@ BOOLEAN_OPTIONS = (
 ADDRESS_OPTIONS = (OPT_PREFIX + "host_binding_ipv4", "com.docker.network.host_ipv4")
 IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 NETWORK_ALIAS = "cnm:net:"
-ENDPOINT_ALIAS = "cnm:ep:"
 
 
 def _parse_bool(key: str, value: str) -> bool:
@@ -199,7 +199,6 @@ class BridgeDriver(NetworkDriver):
             mtu=network.mtu,
             peer_mac=endpoint.mac,
             ipv6=network.spec.enable_ipv6,
-            alias=ENDPOINT_ALIAS + endpoint_id,
         )
         endpoint.joined = True
         spec = network.spec
@@ -231,17 +230,23 @@ class BridgeDriver(NetworkDriver):
 
     def restore(self, networks: list[NetworkSpec], endpoints: list[EndpointSpec]) -> None:
         wanted_networks = {spec.network_id: spec for spec in networks}
-        joined = {spec.endpoint_id for spec in endpoints if spec.joined}
+        joined_veths = {host_veth_name(s.endpoint_id) for s in endpoints if s.joined}
+        links = list(self.host.links.summaries())
         present: dict[str, int] = {}
-        for link in self.host.links.summaries():
+        ours: set[int] = set()
+        for link in links:
             alias = link.alias or ""
-            if alias.startswith(NETWORK_ALIAS):
-                network_id = alias[len(NETWORK_ALIAS) :]
-                if network_id in wanted_networks:
-                    present[network_id] = link.index
-                else:
-                    self.host.links.delete(link.index)
-            elif alias.startswith(ENDPOINT_ALIAS) and alias[len(ENDPOINT_ALIAS) :] not in joined:
+            if not alias.startswith(NETWORK_ALIAS):
+                continue
+            ours.add(link.index)
+            network_id = alias[len(NETWORK_ALIAS) :]
+            if network_id in wanted_networks:
+                present[network_id] = link.index
+        for link in links:
+            if link.kind == "veth" and link.master in ours and link.name not in joined_veths:
+                self.host.links.delete(link.index)
+        for link in links:
+            if link.index in ours and link.index not in present.values():
                 self.host.links.delete(link.index)
         for network_id, spec in wanted_networks.items():
             index = present.get(network_id)

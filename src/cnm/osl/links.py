@@ -201,7 +201,9 @@ class HostNetwork:
             yield
 
     def create_bridge(self, name: str, *, mtu: int | None, alias: str) -> int:
-        spec: dict[str, object] = {"ifname": name, "kind": "bridge", "ifalias": alias}
+        """Create a bridge tagged with ``alias``. The kernel ignores IFLA_IFALIAS in
+        RTM_NEWLINK, so the alias is set by a second message."""
+        spec: dict[str, object] = {"ifname": name, "kind": "bridge"}
         if mtu is not None:
             spec["mtu"] = mtu
         try:
@@ -211,6 +213,11 @@ class HostNetwork:
         index = self.links.index_of(name)
         if index is None:
             raise CnmError(f"bridge {name} vanished right after creation")
+        try:
+            self.links.ipr.link("set", index=index, ifalias=alias)
+        except NetlinkError as err:
+            self.links.delete(index)
+            raise _translate(err, f"tag bridge {name}") from err
         return index
 
     def create_veth(
@@ -223,7 +230,6 @@ class HostNetwork:
         mtu: int | None,
         peer_mac: str | None,
         ipv6: bool,
-        alias: str,
     ) -> int:
         """Create a veth whose host end is enslaved to ``master`` and up, and whose peer is born
         inside ``peer_namespace`` as ``peer_name`` (left down for the sandbox to configure)."""
@@ -233,7 +239,6 @@ class HostNetwork:
             "kind": "veth",
             "peer": peer,
             "master": master,
-            "ifalias": alias,
         }
         if mtu is not None:
             spec["mtu"] = mtu

@@ -1,0 +1,149 @@
+"""The aiohttp application: API version negotiation, Docker's headers, error mapping.
+
+Every route is registered twice, unversioned and under ``/v{major.minor}/`` (see
+``common.add_route``): aiohttp resolves the route before any middleware runs, so a middleware
+cannot strip the prefix and re-route. ``check_version`` then refuses versions outside
+[MIN_API_VERSION, API_VERSION] with Docker's messages.
+
+Errors leave as Docker's ``{"message": "..."}`` with the status the cnm.errors class carries.
+An unknown route, or a known one with the wrong method, is 404 "page not found" (Docker maps
+both the same way). Container, image and other Engine endpoints that the docker CLI may call
+but cnm does not serve yet answer 501 with a message; the part of cnm that comes to serve one
+of them removes its prefix from ``NOT_SERVED_YET``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from cnm import __version__
+from cnm.api import API_VERSION, MIN_API_VERSION, networks, system
+from cnm.api.common import (
+    BACKEND,
+    Backend,
+    DaemonInfo,
+    Handler,
+    add_route,
+    error_response,
+)
+from cnm.errors import CnmError, InvalidParameter
+
+if TYPE_CHECKING:
+    from cnm.controller import Controller
+
+log = logging.getLogger(__name__)
+
+WORKER_THREADS = 8
+NOT_SERVED_YET = (
+    "auth",
+    "build",
+    "commit",
+    "configs",
+    "containers",
+    "distribution",
+    "events",
+    "exec",
+    "images",
+    "nodes",
+    "plugins",
+    "secrets",
+    "services",
+    "session",
+    "swarm",
+    "system",
+    "tasks",
+    "volumes",
+)
+
+
+def _parse_version(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+@web.middleware
+async def log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.monotonic()
+    response = await handler(request)
+    log.debug(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path_qs,
+            "status": response.status,
+            "duration_ms": round((time.monotonic() - started) * 1000, 2),
+        },
+    )
+    return response
+
+
+@web.middleware
+async def docker_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers["Api-Version"] = API_VERSION
+    response.headers["Docker-Experimental"] = "false"
+    response.headers["Ostype"] = "linux"
+    response.headers["Server"] = f"cnm/{__version__} (linux)"
+    return response
+
+
+@web.middleware
+async def map_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except CnmError as err:
+        return error_response(err.status, str(err) or type(err).__name__)
+    except web.HTTPException as exc:
+        if exc.status in (404, 405):
+            return error_response(404, "page not found")
+        return error_response(exc.status, exc.reason)
+    except Exception as exc:
+        log.exception("request failed", extra={"method": request.method, "path": request.path})
+        return error_response(500, f"internal error: {exc}")
+
+
+@web.middleware
+async def check_version(request: web.Request, handler: Handler) -> web.StreamResponse:
+    version = request.match_info.get("version")
+    if version is not None:
+        if _parse_version(version) < _parse_version(MIN_API_VERSION):
+            raise InvalidParameter(
+                f"client version {version} is too old. Minimum supported API version is "
+                f"{MIN_API_VERSION}, please upgrade your client to a newer version"
+            )
+        if _parse_version(version) > _parse_version(API_VERSION):
+            raise InvalidParameter(
+                f"client version {version} is too new. Maximum supported API version is "
+                f"{API_VERSION}"
+            )
+    return await handler(request)
+
+
+async def not_served_yet(request: web.Request) -> web.Response:
+    return error_response(
+        501,
+        f"cnm does not serve {request.method} {request.path} yet: "
+        "this daemon implements the network API only",
+    )
+
+
+def make_app(controller: Controller, info: DaemonInfo) -> web.Application:
+    """The API application over a started controller; its worker threads stop on cleanup."""
+    app = web.Application(middlewares=[log_requests, docker_headers, map_errors, check_version])
+    executor = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="cnm-api")
+    app[BACKEND] = Backend(controller, info, executor)
+
+    async def stop_workers(_: web.Application) -> None:
+        executor.shutdown(wait=True)
+
+    app.on_cleanup.append(stop_workers)
+    system.add_routes(app)
+    networks.add_routes(app)
+    sections = "|".join(NOT_SERVED_YET)
+    add_route(app, "*", f"/{{section:(?:{sections})}}{{rest:(?:/.*)?}}", not_served_yet)
+    return app

@@ -1,0 +1,192 @@
+"""``/_ping``, ``/version`` and ``/info`` in Docker's shapes.
+
+The docker CLI decodes these into Go structs, so every field carries the JSON type Go expects
+(a string where Docker has a string, an empty list rather than a missing one where the CLI
+iterates). Fields about containers, images and storage report an empty engine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from cnm import __version__
+from cnm.api import API_VERSION, MIN_API_VERSION
+from cnm.api.common import DaemonInfo, add_route, backend, json_response
+
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
+
+
+def go_arch() -> str:
+    machine = platform.machine()
+    return _GO_ARCH.get(machine, machine)
+
+
+def _os_release() -> dict[str, str]:
+    fields: dict[str, str] = {}
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key] = value.strip().strip('"')
+    return fields
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def version_json() -> dict[str, Any]:
+    details = {
+        "ApiVersion": API_VERSION,
+        "Arch": go_arch(),
+        "BuildTime": "",
+        "Experimental": "false",
+        "GitCommit": "",
+        "GoVersion": f"python{platform.python_version()}",
+        "KernelVersion": platform.release(),
+        "MinAPIVersion": MIN_API_VERSION,
+        "Os": "linux",
+    }
+    return {
+        "Platform": {"Name": f"cnm {__version__}"},
+        "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+        "Version": __version__,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": details["GoVersion"],
+        "Os": "linux",
+        "Arch": details["Arch"],
+        "KernelVersion": details["KernelVersion"],
+        "BuildTime": "",
+    }
+
+
+def info_json(info: DaemonInfo, network_drivers: list[str]) -> dict[str, Any]:
+    os_release = _os_release()
+    now = datetime.now(UTC)
+    no_commit = {"ID": "", "Expected": ""}
+    return {
+        "ID": info.engine_id,
+        "Containers": 0,
+        "ContainersRunning": 0,
+        "ContainersPaused": 0,
+        "ContainersStopped": 0,
+        "Images": 0,
+        "Driver": "none",
+        "DriverStatus": [],
+        "Plugins": {
+            "Volume": [],
+            "Network": network_drivers,
+            "Authorization": None,
+            "Log": [],
+        },
+        "MemoryLimit": False,
+        "SwapLimit": False,
+        "CpuCfsPeriod": False,
+        "CpuCfsQuota": False,
+        "CPUShares": False,
+        "CPUSet": False,
+        "PidsLimit": False,
+        "IPv4Forwarding": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1",
+        "BridgeNfIptables": False,
+        "BridgeNfIp6tables": False,
+        "Debug": info.debug,
+        "NFd": len(os.listdir("/proc/self/fd")),
+        "OomKillDisable": False,
+        "NGoroutines": 0,
+        "SystemTime": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond * 1000:09d}Z",
+        "LoggingDriver": "none",
+        "CgroupDriver": "none",
+        "CgroupVersion": "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1",
+        "NEventsListener": 0,
+        "KernelVersion": platform.release(),
+        "OperatingSystem": os_release.get("PRETTY_NAME", "Linux"),
+        "OSVersion": os_release.get("VERSION_ID", ""),
+        "OSType": "linux",
+        "Architecture": platform.machine(),
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {
+            "InsecureRegistryCIDRs": [],
+            "IndexConfigs": {},
+            "Mirrors": [],
+        },
+        "NCPU": os.cpu_count() or 1,
+        "MemTotal": _mem_total(),
+        "GenericResources": None,
+        "DockerRootDir": info.data_root,
+        "HttpProxy": "",
+        "HttpsProxy": "",
+        "NoProxy": "",
+        "Name": socket.gethostname(),
+        "Labels": [],
+        "ExperimentalBuild": False,
+        "ServerVersion": __version__,
+        "Runtimes": {},
+        "DefaultRuntime": "",
+        "Swarm": {
+            "NodeID": "",
+            "NodeAddr": "",
+            "LocalNodeState": "inactive",
+            "ControlAvailable": False,
+            "Error": "",
+            "RemoteManagers": None,
+        },
+        "LiveRestoreEnabled": True,
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": no_commit,
+        "RuncCommit": no_commit,
+        "InitCommit": no_commit,
+        "SecurityOptions": [],
+        "DefaultAddressPools": [
+            {"Base": base, "Size": size} for base, size in info.default_address_pools
+        ],
+        "Warnings": None,
+    }
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(
+        text="OK",
+        headers={
+            "Builder-Version": "1",
+            "Swarm": "inactive",
+            "Cache-Control": "no-cache, no-store, must-revalidate",
+            "Pragma": "no-cache",
+        },
+    )
+
+
+async def version(request: web.Request) -> web.Response:
+    return json_response(version_json())
+
+
+async def info(request: web.Request) -> web.Response:
+    backend_ = backend(request)
+    drivers = sorted(backend_.controller.drivers)
+    return json_response(await backend_.run(info_json, backend_.info, drivers))
+
+
+def add_routes(app: web.Application) -> None:
+    add_route(app, "GET", "/_ping", ping)
+    add_route(app, "HEAD", "/_ping", ping)
+    add_route(app, "GET", "/version", version)
+    add_route(app, "GET", "/info", info)

@@ -1,0 +1,334 @@
+"""``cnm daemon``: configuration, start-up, serving the API on a Unix socket, shutdown.
+
+Start-up order: parse options; take the exec-root pid file and the data-root lock (one daemon per
+root); claim the socket path (a stale socket file is replaced, a live one means another daemon is
+serving and start-up stops); become a child subreaper (containers' orphans come back to us, not
+to init); open the store and start the controller (restore and reconcile), then serve. The
+controller is started on the main thread before the event loop exists, because pyroute2 runs an
+event loop of its own and refuses to run inside a running one.
+
+Shutdown on SIGTERM or SIGINT: stop accepting, let in-flight requests and controller calls
+finish, close the controller and the store, remove the socket and pid files, exit 0. Signal
+handlers check that they run in the daemon's own process: a forked child inherits them. A signal
+during start-up (restore and reconciliation) ends the process at once; the store's transactions
+and the next start's reconciliation make that safe.
+
+Logs are logfmt lines on stderr (``time=... level=info msg="..." key=value``); fields passed
+through ``extra=`` become keys. Requests are logged at debug level.
+
+This module is imported by the CLI for its options, so the server side (aiohttp, the controller,
+pyroute2) is imported only when the daemon runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cnm import __version__
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+log = logging.getLogger("cnm.daemon")
+
+DEFAULT_EXEC_ROOT = "/run/cnm"
+DEFAULT_DATA_ROOT = "/var/lib/cnm"
+DEFAULT_SOCKET = "/run/cnm/cnm.sock"
+PR_SET_CHILD_SUBREAPER = 36
+SHUTDOWN_TIMEOUT_S = 10.0
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+}
+
+
+class DaemonError(Exception):
+    """A reason the daemon cannot start, told to the user as is."""
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--exec-root",
+        default=DEFAULT_EXEC_ROOT,
+        help=f"runtime state: sandbox namespaces, pid file (default {DEFAULT_EXEC_ROOT})",
+    )
+    parser.add_argument(
+        "--data-root",
+        default=DEFAULT_DATA_ROOT,
+        help=f"persistent state: the store (default {DEFAULT_DATA_ROOT})",
+    )
+    parser.add_argument(
+        "-H",
+        "--host",
+        "--socket",
+        dest="socket",
+        default=DEFAULT_SOCKET,
+        metavar="SOCKET",
+        help=f"Unix socket to serve the API on, a path or unix:///path (default {DEFAULT_SOCKET})",
+    )
+    parser.add_argument(
+        "--default-address-pool",
+        action="append",
+        default=[],
+        metavar="base=CIDR,size=N",
+        help="a default address pool for automatic subnets (repeatable; replaces Docker's)",
+    )
+    parser.add_argument(
+        "--bridge-name", default="cnm0", help="device of the default bridge network (cnm0)"
+    )
+    parser.add_argument("--mtu", type=int, default=None, help="MTU of the default bridge network")
+    parser.add_argument(
+        "--log-level", default="info", choices=sorted(LOG_LEVELS), help="log level (info)"
+    )
+
+
+def socket_path(host: str) -> Path:
+    """The socket path of ``-H``: a path or ``unix:///path``; other schemes are refused."""
+    if host.startswith("unix://"):
+        host = host.removeprefix("unix://")
+    elif "://" in host:
+        raise DaemonError(f"unsupported host {host!r}: cnm serves on a Unix socket only")
+    if not host.startswith("/"):
+        raise DaemonError(f"invalid socket path {host!r}: it must be absolute")
+    return Path(host)
+
+
+# ----------------------------------------------------------------------------- logging
+
+_RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def _logfmt_value(value: object) -> str:
+    text = str(value)
+    if text and not any(c in text for c in ' "=\\') and text.isprintable():
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``time=... level=... msg="..." key=value ...``; tracebacks follow on indented lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        fields: list[tuple[str, object]] = [
+            ("time", moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")),
+            ("level", "fatal" if record.levelno >= logging.CRITICAL else record.levelname.lower()),
+            ("msg", record.getMessage()),
+        ]
+        fields += [(k, v) for k, v in record.__dict__.items() if k not in _RECORD_ATTRS]
+        if not record.name.startswith("cnm.daemon"):
+            fields.append(("logger", record.name))
+        line = " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields)
+        if record.exc_info:
+            trace = self.formatException(record.exc_info)
+            line += "\n" + "\n".join("    " + part for part in trace.splitlines())
+        return line
+
+
+def configure_logging(level_name: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    # Debug output is ours only: pyroute2 logs every netlink message at debug level.
+    handler.addFilter(lambda r: r.levelno >= logging.INFO or r.name.startswith("cnm"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(LOG_LEVELS[level_name])
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+@contextmanager
+def _locked_file(path: Path, what: str, content: str) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (with ``content`` written) while the daemon runs."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            raise DaemonError(
+                f"another cnm daemon (pid {holder or '?'}) is using {what} {path.parent}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, content.encode(), 0)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def claim_socket(path: Path) -> None:
+    """Make ``path`` free for our socket: remove a stale socket, refuse a live one."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise DaemonError(f"{path} exists and is not a socket; remove it or choose another path")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+            log.info("removed stale socket", extra={"socket": str(path)})
+            return
+        except OSError as err:
+            raise DaemonError(f"cannot tell whether {path} is in use: {err}") from None
+    raise DaemonError(f"another daemon is already serving on {path}")
+
+
+def become_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        log.warning("cannot become a child subreaper", extra={"error": os.strerror(err)})
+
+
+def _engine_id(data_root: Path) -> str:
+    """A stable identity for ``/info``, kept in the data root like Docker's engine-id."""
+    path = data_root / "engine-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        engine_id = str(uuid.uuid4())
+        path.write_text(engine_id + "\n")
+        return engine_id
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+async def serve(app: web.Application, path: Path, owner_pid: int) -> None:
+    """Serve ``app`` on ``path`` (mode 0660, root-owned) until SIGTERM or SIGINT."""
+    from aiohttp import web
+
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if os.getpid() != owner_pid:
+            return  # a forked child inherited this handler
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        previous_umask = os.umask(0o117)  # the socket is born 0660
+        try:
+            await web.UnixSite(runner, str(path)).start()
+        finally:
+            os.umask(previous_umask)
+        os.chmod(path, 0o660)
+        if os.geteuid() == 0:
+            os.chown(path, 0, 0)
+        log.info("API listening", extra={"socket": str(path)})
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        path.unlink(missing_ok=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``cnm daemon``: returns the exit status."""
+    configure_logging(args.log_level)
+    try:
+        return _run(args)
+    except DaemonError as err:
+        log.error(str(err))
+    except OSError as err:
+        log.error("the daemon failed", extra={"error": str(err)})
+    except KeyboardInterrupt:
+        log.info("interrupted during start-up")
+    return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cnm.api.common import DaemonInfo
+    from cnm.api.server import make_app
+    from cnm.controller import Controller, ControllerConfig
+    from cnm.errors import CnmError
+    from cnm.ipam.default import parse_pool_option
+    from cnm.store.sqlite import SqliteStore
+
+    owner_pid = os.getpid()
+    path = socket_path(args.socket)
+    exec_root = Path(args.exec_root).absolute()
+    data_root = Path(args.data_root).absolute()
+    try:
+        pools = [parse_pool_option(text) for text in args.default_address_pool]
+    except CnmError as err:
+        raise DaemonError(f"invalid --default-address-pool: {err}") from None
+    if args.mtu is not None and not 68 <= args.mtu <= 65535:
+        raise DaemonError(f"invalid --mtu {args.mtu}: it must be between 68 and 65535")
+    for root in (exec_root, data_root, path.parent):
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with ExitStack() as stack:
+        stack.enter_context(_locked_file(exec_root / "cnm.pid", "exec root", f"{owner_pid}\n"))
+        stack.enter_context(_locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
+        claim_socket(path)
+        become_subreaper()
+        store = SqliteStore(data_root / "cnm.db")
+        stack.callback(store.close)
+        config = ControllerConfig(
+            exec_root=exec_root,
+            default_address_pools=pools or None,
+            default_bridge_name=args.bridge_name,
+            default_bridge_mtu=args.mtu,
+        )
+        controller = Controller(config, store)
+        try:
+            controller.start()
+        except CnmError as err:
+            raise DaemonError(f"cannot start the controller: {err}") from None
+        stack.callback(controller.close)
+        log.info(
+            "cnm daemon started",
+            extra={
+                "version": __version__,
+                "pid": owner_pid,
+                "exec_root": str(exec_root),
+                "data_root": str(data_root),
+            },
+        )
+        info = DaemonInfo(
+            engine_id=_engine_id(data_root),
+            data_root=str(data_root),
+            exec_root=str(exec_root),
+            default_address_pools=[(str(p.base), p.size) for p in pools],
+            debug=args.log_level == "debug",
+        )
+        asyncio.run(serve(make_app(controller, info), path, owner_pid))
+    log.info("cnm daemon stopped")
+    return 0
