@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 # Docker's rule for network and container names.
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+MAC_PATTERN = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 DEFAULT_BRIDGE_OPTION = "com.docker.network.bridge.default_bridge"
 PREDEFINED = ("bridge", "host", "none")
 HOST_NAMESPACE_KEY = "default"  # <exec-root>/netns/default pins the host namespace, as in Docker
@@ -533,6 +534,8 @@ class Controller:
             raise InvalidParameter(
                 "network-scoped alias is supported only for containers in user defined networks"
             )
+        if options.mac_address is not None:
+            _check_mac(options.mac_address)
         driver = self._driver(network.driver)
         endpoint = Endpoint(
             id=endpoint_id,
@@ -803,7 +806,11 @@ class Controller:
                 info = driver.join(network.id, endpoint.id, namespace, ifname)
                 txn.on_failure("driver join", lambda: driver.leave(network.id, endpoint.id))
                 if info.configure_interface and namespace is not None:
-                    self._configure_interface(namespace, updated, info, joined)
+                    moved = self._configure_interface(namespace, updated, info, joined)
+                    txn.on_failure(
+                        "default route",
+                        lambda: self._set_default_routes(namespace, joined, moved),
+                    )
                     updated.gateway_v4 = str(info.gateway) if info.gateway else None
                     updated.gateway_v6 = str(info.gateway_v6) if info.gateway_v6 else None
                 driver.program_external_connectivity(network.id, endpoint.id)
@@ -835,12 +842,15 @@ class Controller:
         endpoint: Endpoint,
         info: JoinInfo,
         joined: list[Endpoint],
-    ) -> None:
+    ) -> list[int]:
+        """Address the joined interface, add its routes, and take the default route where the
+        rule makes it the winner; returns the IP versions whose default route moved."""
         addresses = [
             ipaddress.ip_interface(text)
             for text in (endpoint.ipv4_address, endpoint.ipv6_address)
             if text
         ]
+        moved: list[int] = []
         with SandboxNetwork(namespace) as sandbox_net:
             index = sandbox_net.configure_interface(endpoint.ifname or "", addresses, mac=None)
             for route in info.static_routes:
@@ -856,6 +866,27 @@ class Controller:
                 winner = _gateway_endpoint([*joined, candidate], version)
                 if winner is not None and winner.id == endpoint.id:
                     sandbox_net.set_default_route(gateway, index)
+                    moved.append(version)
+        return moved
+
+    def _set_default_routes(
+        self, namespace: NetNamespace, endpoints: list[Endpoint], versions: list[int]
+    ) -> None:
+        """Point the default route of each of ``versions`` at the rule's winner among
+        ``endpoints``, or remove it when none offers a gateway."""
+        if not versions:
+            return
+        with SandboxNetwork(namespace) as sandbox_net:
+            for version in versions:
+                winner = _gateway_endpoint(endpoints, version)
+                gateway = None
+                if winner is not None:
+                    gateway = winner.gateway_v4 if version == 4 else winner.gateway_v6
+                index = sandbox_net.links.index_of(winner.ifname or "") if winner else None
+                if gateway is None or index is None:
+                    sandbox_net.remove_default_route(version)
+                else:
+                    sandbox_net.set_default_route(ipaddress.ip_address(gateway), index)
 
     def leave(self, endpoint_id: str) -> None:
         endpoint = self._find_endpoint(endpoint_id)
@@ -884,24 +915,17 @@ class Controller:
     def _restore_default_routes(
         self, sandbox: Sandbox, departed: Endpoint, remaining: list[Endpoint]
     ) -> None:
-        """After ``departed`` left: if it carried a default route, give it to the next winner."""
+        """After ``departed`` left: where it carried a default route, give it to the next
+        winner."""
+        versions = [
+            version
+            for version in (4, 6)
+            if (winner := _gateway_endpoint([*remaining, departed], version)) is not None
+            and winner.id == departed.id
+        ]
         namespace = NetNamespace(sandbox.key)
         try:
-            with SandboxNetwork(namespace) as sandbox_net:
-                for version, gateway in ((4, departed.gateway_v4), (6, departed.gateway_v6)):
-                    if gateway is None:
-                        continue
-                    before = _gateway_endpoint([*remaining, departed], version)
-                    if before is None or before.id != departed.id:
-                        continue
-                    winner = _gateway_endpoint(remaining, version)
-                    if winner is None:
-                        sandbox_net.remove_default_route(version)
-                        continue
-                    index = sandbox_net.links.index_of(winner.ifname or "")
-                    new_gateway = winner.gateway_v4 if version == 4 else winner.gateway_v6
-                    if index is not None and new_gateway:
-                        sandbox_net.set_default_route(ipaddress.ip_address(new_gateway), index)
+            self._set_default_routes(namespace, remaining, versions)
         finally:
             namespace.close()
 
@@ -1018,6 +1042,18 @@ class Controller:
                 for pool in pools:
                     if address.ip in ipaddress.ip_network(pool.subnet):
                         ipam.request_address(pool.pool_id, address.ip, {})
+
+
+def _check_mac(mac: str) -> None:
+    """A MAC for an interface: six colon-separated octets, unicast, not all zeros."""
+    if not MAC_PATTERN.match(mac):
+        raise InvalidParameter(
+            f"invalid MAC address {mac!r}: expected six hex octets like 02:42:ac:11:00:02"
+        )
+    if int(mac[:2], 16) & 1:
+        raise InvalidParameter(f"invalid MAC address {mac}: a multicast address")
+    if mac.replace(":", "").strip("0") == "":
+        raise InvalidParameter(f"invalid MAC address {mac}: all zeros")
 
 
 def _gateway_endpoint(endpoints: list[Endpoint], version: int) -> Endpoint | None:

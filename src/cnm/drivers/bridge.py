@@ -250,12 +250,18 @@ class BridgeDriver(NetworkDriver):
                 self.host.links.delete(link.index)
         for network_id, spec in wanted_networks.items():
             index = present.get(network_id)
-            if index is None:
-                self.create_network(spec)
+            if index is not None:
+                self._networks[network_id] = _BridgeNetwork(
+                    spec, self._bridge_name(spec), index, self._mtu(spec)
+                )
                 continue
-            self._networks[network_id] = _BridgeNetwork(
-                spec, self._bridge_name(spec), index, self._mtu(spec)
-            )
+            self.create_network(spec)
+            bridge = self._networks[network_id].bridge_index
+            for endpoint in endpoints:
+                if endpoint.network_id == network_id and endpoint.joined:
+                    veth = self.host.links.index_of(host_veth_name(endpoint.endpoint_id))
+                    if veth is not None:
+                        self.host.links.set_master(veth, bridge)
         for spec in endpoints:
             if spec.network_id not in self._networks:
                 raise CnmError(f"endpoint {spec.endpoint_id[:12]} names an unknown network")

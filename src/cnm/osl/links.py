@@ -89,6 +89,12 @@ class _Links:
     def set_up(self, index: int) -> None:
         self.ipr.link("set", index=index, state="up")
 
+    def set_master(self, index: int, master: int) -> None:
+        try:
+            self.ipr.link("set", index=index, master=master)
+        except NetlinkError as err:
+            raise _translate(err, f"enslave link {index} to {master}") from err
+
     def set_mtu(self, index: int, mtu: int) -> None:
         try:
             self.ipr.link("set", index=index, mtu=mtu)
@@ -154,7 +160,7 @@ class _Links:
         try:
             self.ipr.route("del", dst=str(destination), family=family)
         except NetlinkError as err:
-            if err.code != errno.ESRCH:
+            if err.code not in (errno.ESRCH, errno.ENOENT):  # IPv4 says ESRCH, IPv6 ENOENT
                 raise _translate(err, f"delete route to {destination}") from err
 
     def summaries(self) -> Iterator[LinkSummary]:
