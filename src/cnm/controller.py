@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import re
 import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -146,6 +147,10 @@ class Controller:
         self._networks: dict[str, Network] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._sandboxes: dict[str, Sandbox] = {}
+        # Indexes over _endpoints, so no per-attach work grows with the number of endpoints.
+        self._endpoint_names: dict[tuple[str, str], str] = {}  # (network id, name) -> id
+        self._endpoints_by_network: dict[str, set[str]] = {}
+        self._endpoints_by_sandbox: dict[str, set[str]] = {}
         self._lock = threading.RLock()
         self._network_lock = threading.Lock()
         self._net_locks: dict[str, threading.Lock] = {}
@@ -267,6 +272,26 @@ class Controller:
                 for e in self._endpoints.values()
                 if network_id is None or e.network_id == network_id
             ]
+
+    def _put_endpoint(self, endpoint: Endpoint) -> None:
+        """Record ``endpoint`` in the table and its indexes (replacing an older version)."""
+        with self._lock:
+            self._drop_endpoint(endpoint.id)
+            self._endpoints[endpoint.id] = endpoint
+            self._endpoint_names[(endpoint.network_id, endpoint.name)] = endpoint.id
+            self._endpoints_by_network.setdefault(endpoint.network_id, set()).add(endpoint.id)
+            if endpoint.sandbox_id is not None:
+                self._endpoints_by_sandbox.setdefault(endpoint.sandbox_id, set()).add(endpoint.id)
+
+    def _drop_endpoint(self, endpoint_id: str) -> None:
+        with self._lock:
+            endpoint = self._endpoints.pop(endpoint_id, None)
+            if endpoint is None:
+                return
+            self._endpoint_names.pop((endpoint.network_id, endpoint.name), None)
+            self._endpoints_by_network.get(endpoint.network_id, set()).discard(endpoint_id)
+            if endpoint.sandbox_id is not None:
+                self._endpoints_by_sandbox.get(endpoint.sandbox_id, set()).discard(endpoint_id)
 
     def endpoint(self, endpoint_id: str) -> Endpoint:
         return replace(self._find_endpoint(endpoint_id))
@@ -465,7 +490,7 @@ class Controller:
             with self._lock:
                 if network.id not in self._networks:
                     raise NotFound(f"network {ref} not found")
-                if any(e.network_id == network.id for e in self._endpoints.values()):
+                if self._endpoints_by_network.get(network.id):
                     raise Forbidden(
                         f"error while removing network: network {network.name} id "
                         f"{network.id} has active endpoints"
@@ -480,6 +505,7 @@ class Controller:
                 driver.delete_network(network.id)
             with self._lock:
                 del self._networks[network.id]
+                self._endpoints_by_network.pop(network.id, None)
                 self._net_locks.pop(network.id, None)
             self._release_pools(network)
         log.info("network deleted name=%s id=%s", network.name, network.id[:12])
@@ -515,13 +541,17 @@ class Controller:
         with self._net_lock(network.id):
             return replace(self._create_endpoint(network, options))
 
-    def _create_endpoint(self, network: Network, options: EndpointOptions) -> Endpoint:
+    def _create_endpoint(
+        self, network: Network, options: EndpointOptions, *, persist: bool = True
+    ) -> Endpoint:
+        """Allocate and create an endpoint. With ``persist`` False the caller records it in
+        the same store commit as its join (``connect``)."""
         endpoint_id = secrets.token_hex(32)
         name = options.name or endpoint_id[:12]
         with self._lock:
             if network.id not in self._networks:
                 raise NotFound(f"network {network.name} not found")
-            if any(e.network_id == network.id and e.name == name for e in self._endpoints.values()):
+            if (network.id, name) in self._endpoint_names:
                 raise Conflict(
                     f"endpoint with name {name} already exists in network {network.name}"
                 )
@@ -554,9 +584,10 @@ class Controller:
                 "driver endpoint", lambda: driver.delete_endpoint(network.id, endpoint.id)
             )
             endpoint.mac_address = info.mac_address or endpoint.mac_address
-            self.store.put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0)
+            if persist:
+                self.store.put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0)
             with self._lock:
-                self._endpoints[endpoint.id] = endpoint
+                self._put_endpoint(endpoint)
         return endpoint
 
     def _allocate_addresses(self, network: Network, endpoint: Endpoint, txn: Transaction) -> None:
@@ -634,7 +665,7 @@ class Controller:
         driver = self._driver(network.driver)
         self.store.delete(f"endpoint/{endpoint.id}")
         with self._lock:
-            self._endpoints.pop(endpoint.id, None)
+            self._drop_endpoint(endpoint.id)
         driver.delete_endpoint(network.id, endpoint.id)
         ipam = self.ipams.get(network.ipam_driver)
         if ipam is not None:
@@ -682,7 +713,7 @@ class Controller:
                 namespace.close()
             files.mkdir(parents=True)
             txn.on_failure("sandbox files", lambda: _remove_tree(files))
-            self._write_sandbox_files(sandbox, [])
+            self._write_sandbox_files(sandbox)
             self.store.put(f"sandbox/{sandbox.id}", sandbox.to_json(), expect_revision=0)
             with self._lock:
                 self._sandboxes[sandbox.id] = sandbox
@@ -692,20 +723,9 @@ class Controller:
         """Path of a sandbox's generated ``hosts``, ``resolv.conf`` or ``hostname`` file."""
         return self.sandbox_dir / sandbox_id / name
 
-    def _write_sandbox_files(self, sandbox: Sandbox, endpoints: list[Endpoint]) -> None:
+    def _write_sandbox_files(self, sandbox: Sandbox) -> None:
+        """Write a new sandbox's resolv.conf, hostname and (address-less) hosts."""
         files = self.sandbox_dir / sandbox.id
-        own = [
-            ipaddress.ip_interface(text).ip.compressed
-            for e in sorted(endpoints, key=lambda e: e.join_order)
-            for text in (e.ipv4_address, e.ipv6_address)
-            if text
-        ]
-        sandbox_files.write_in_place(
-            files / "hosts",
-            sandbox_files.render_hosts(
-                sandbox.hostname, sandbox.domainname, own, sandbox.extra_hosts
-            ),
-        )
         try:
             host_conf = self.config.host_resolv_conf.read_text()
         except OSError:
@@ -717,6 +737,23 @@ class Controller:
             ),
         )
         sandbox_files.write_in_place(files / "hostname", sandbox.hostname + "\n")
+        self._write_hosts(sandbox, [])
+
+    def _write_hosts(self, sandbox: Sandbox, endpoints: list[Endpoint]) -> None:
+        """Rewrite the sandbox's hosts file for its joined ``endpoints`` (only this file
+        changes on join and leave)."""
+        own = [
+            ipaddress.ip_interface(text).ip.compressed
+            for e in sorted(endpoints, key=lambda e: e.join_order)
+            for text in (e.ipv4_address, e.ipv6_address)
+            if text
+        ]
+        sandbox_files.write_in_place(
+            self.sandbox_dir / sandbox.id / "hosts",
+            sandbox_files.render_hosts(
+                sandbox.hostname, sandbox.domainname, own, sandbox.extra_hosts
+            ),
+        )
 
     def delete_sandbox(self, sandbox_id: str) -> None:
         """Leave and delete every endpoint of the sandbox, then remove it. The namespace goes
@@ -730,7 +767,7 @@ class Controller:
             with self._lock:
                 self._sandboxes.pop(sandbox.id, None)
                 for endpoint in joined:
-                    self._endpoints.pop(endpoint.id, None)
+                    self._drop_endpoint(endpoint.id)
             if not sandbox.use_host_network:
                 delete_netns(sandbox.key)
             for endpoint in joined:
@@ -754,14 +791,15 @@ class Controller:
                             if text:
                                 self._release_address(ipam, pools, ipaddress.ip_interface(text))
                 self._emit(Event("endpoint-leave", replace(network), endpoint, replace(sandbox)))
-            _remove_tree(self.sandbox_dir / sandbox.id)
+            _remove_sandbox_files(self.sandbox_dir / sandbox.id)
         with self._lock:
             self._sandbox_locks.pop(sandbox.id, None)
+            self._endpoints_by_sandbox.pop(sandbox.id, None)
 
     def _joined(self, sandbox_id: str) -> list[Endpoint]:
         with self._lock:
             return sorted(
-                (e for e in self._endpoints.values() if e.sandbox_id == sandbox_id),
+                (self._endpoints[i] for i in self._endpoints_by_sandbox.get(sandbox_id, ())),
                 key=lambda e: e.join_order,
             )
 
@@ -819,8 +857,8 @@ class Controller:
                     lambda: driver.revoke_external_connectivity(network.id, endpoint.id),
                 )
                 new_sandbox = replace(sandbox, joins=sandbox.joins + 1)
-                self._write_sandbox_files(new_sandbox, [*joined, updated])
-                txn.on_failure("sandbox files", lambda: self._write_sandbox_files(sandbox, joined))
+                self._write_hosts(new_sandbox, [*joined, updated])
+                txn.on_failure("hosts file", lambda: self._write_hosts(sandbox, joined))
                 self.store.commit(
                     [
                         Put(f"endpoint/{updated.id}", updated.to_json()),
@@ -831,7 +869,7 @@ class Controller:
             if namespace is not None:
                 namespace.close()
         with self._lock:
-            self._endpoints[updated.id] = updated
+            self._put_endpoint(updated)
             self._sandboxes[sandbox.id] = new_sandbox
         self._emit(Event("endpoint-join", replace(network), replace(updated), replace(new_sandbox)))
         return updated
@@ -904,12 +942,12 @@ class Controller:
         remaining = [e for e in self._joined(sandbox.id) if e.id != endpoint.id]
         self.store.put(f"endpoint/{endpoint.id}", left.to_json())
         with self._lock:
-            self._endpoints[endpoint.id] = left
+            self._put_endpoint(left)
         driver.revoke_external_connectivity(network.id, endpoint.id)
         driver.leave(network.id, endpoint.id)
         if not sandbox.use_host_network:
             self._restore_default_routes(sandbox, endpoint, remaining)
-        self._write_sandbox_files(sandbox, remaining)
+        self._write_hosts(sandbox, remaining)
         self._emit(Event("endpoint-leave", replace(network), replace(endpoint), replace(sandbox)))
 
     def _restore_default_routes(
@@ -936,7 +974,7 @@ class Controller:
         sandbox = self._find_sandbox(sandbox_id)
         network = self._find_network(network_ref)
         with self._sb_lock(sandbox.id), self._net_lock(network.id):
-            endpoint = self._create_endpoint(network, options or EndpointOptions())
+            endpoint = self._create_endpoint(network, options or EndpointOptions(), persist=False)
             try:
                 return replace(self._join(network, endpoint, self._find_sandbox(sandbox.id)))
             except BaseException:
@@ -1010,7 +1048,9 @@ class Controller:
             )
         with self._lock:
             self._networks = networks
-            self._endpoints = endpoints
+            self._endpoints = {}
+            for endpoint in endpoints.values():
+                self._put_endpoint(endpoint)
             self._sandboxes = sandboxes
         log.info(
             "restored networks=%d endpoints=%d sandboxes=%d",
@@ -1064,7 +1104,15 @@ def _gateway_endpoint(endpoints: list[Endpoint], version: int) -> Endpoint | Non
     return min(candidates, key=lambda e: (-e.gateway_priority, e.join_order))
 
 
-def _remove_tree(path: Path) -> None:
-    import shutil
+def _remove_sandbox_files(path: Path) -> None:
+    """Remove a sandbox's file directory: three known files, so no directory scan."""
+    for name in ("hosts", "resolv.conf", "hostname"):
+        (path / name).unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        _remove_tree(path)
 
+
+def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)

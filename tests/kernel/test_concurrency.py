@@ -103,6 +103,7 @@ def test_concurrent_teardown_releases_everything(controller: Controller) -> None
     controller.connect("churn", box.id, EndpointOptions(ipv4_address="10.121.0.10"))
     controller.disconnect("churn", box.id)
     controller.delete_network(net.id)
+    controller.host.drain_deletions()
     assert link(f"br-{net.id[:12]}") is None
 
 
@@ -173,6 +174,7 @@ def test_delete_network_racing_connects_leaves_a_consistent_state(
         return controller.connect(net.id, boxes[i].id)
 
     results, errors = _in_threads(9, work)
+    controller.host.drain_deletions()
     connected = [r for r in results[:8] if r is not None]
     if link(bridge) is None:  # the delete won: nothing may hang on the vanished network
         assert connected == []

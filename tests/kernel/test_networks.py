@@ -135,6 +135,11 @@ def test_delete_network_removes_its_bridge_and_record(controller: Controller) ->
     net = _create(controller, "gone", "10.23.0.0/24")
     assert link(f"br-{net.id[:12]}") is not None
     controller.delete_network("gone")
+    # The bridge goes down at once and is deleted in the background (the kernel's delete waits
+    # ~40 ms for an RCU grace period).
+    bridge = link(f"br-{net.id[:12]}")
+    assert bridge is None or "UP" not in bridge["flags"]
+    controller.host.drain_deletions()
     assert link(f"br-{net.id[:12]}") is None
     assert controller.store.get(f"network/{net.id}") is None
     assert snapshot(controller) == before
@@ -158,6 +163,7 @@ def test_delete_network_with_an_endpoint_is_forbidden(controller: Controller) ->
     controller.leave(endpoint.id)
     controller.delete_endpoint(endpoint.id)
     controller.delete_network(net.id)
+    controller.host.drain_deletions()
     assert link(f"br-{net.id[:12]}") is None
 
 
@@ -182,6 +188,7 @@ def test_prune_removes_only_unused_user_networks(controller: Controller) -> None
     controller.connect("used", sandbox.id, EndpointOptions())
     pruned = controller.prune_networks(lambda n: True)
     assert [n.name for n in pruned] == ["unused"]
+    controller.host.drain_deletions()
     assert link(f"br-{unused.id[:12]}") is None
     assert link(f"br-{used.id[:12]}") is not None
     assert {n.name for n in controller.networks()} == {"bridge", "host", "none", "used"}

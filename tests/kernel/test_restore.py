@@ -76,6 +76,7 @@ def test_restart_restores_networks_endpoints_and_sandboxes(
     assert link(f"veth{joined.id[:11]}") is None
     second.delete_endpoint(idle.id)
     second.delete_network(net.id)
+    second.host.drain_deletions()
     assert link(f"br-{net.id[:12]}") is None
     assert link(f"br-{auto.id[:12]}") is not None
 

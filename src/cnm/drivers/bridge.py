@@ -148,7 +148,9 @@ class BridgeDriver(NetworkDriver):
             if any(n.bridge_name == name for n in self._networks.values()):
                 raise Conflict(f"bridge name {name} is already used by another network")
         if self.host.links.index_of(name) is not None:
-            raise Conflict(f"a link named {name} already exists on the host")
+            self.host.drain_deletions()  # it may be a deleted network's bridge on its way out
+            if self.host.links.index_of(name) is not None:
+                raise Conflict(f"a link named {name} already exists on the host")
         mtu = self._mtu(spec)
         index = self.host.create_bridge(name, mtu=mtu, alias=NETWORK_ALIAS + spec.network_id)
         try:
@@ -169,7 +171,7 @@ class BridgeDriver(NetworkDriver):
         with self._lock:
             network = self._networks.pop(network_id, None)
         if network is not None:
-            self.host.links.delete(network.bridge_index)
+            self.host.delete_link_later(network.bridge_index)
 
     def create_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
         self._network(spec.network_id)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
+import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +37,8 @@ from cnm.osl.namespace import NetNamespace, current_thread_namespace, pin_curren
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+log = logging.getLogger(__name__)
 
 EXFULL = 54  # "Exchange full": a Linux bridge takes at most 1,023 ports (BR_MAX_PORTS)
 
@@ -88,6 +92,9 @@ class _Links:
 
     def set_up(self, index: int) -> None:
         self.ipr.link("set", index=index, state="up")
+
+    def set_down(self, index: int) -> None:
+        self.ipr.link("set", index=index, state="down")
 
     def set_master(self, index: int, master: int) -> None:
         try:
@@ -181,9 +188,40 @@ class HostNetwork:
     def __init__(self) -> None:
         self.namespace = current_thread_namespace()
         self._local = threading.local()
+        self._doomed: queue.Queue[int] = queue.Queue()
+        self._deleter: threading.Thread | None = None
+        self._deleter_lock = threading.Lock()
 
     def close(self) -> None:
+        self.drain_deletions()
         self.namespace.close()
+
+    def delete_link_later(self, index: int) -> None:
+        """Take a link down now and delete it on a background thread. Deleting a device waits
+        for an RCU grace period in the kernel (synchronize_net, ~40 ms here) that the caller
+        need not wait for; a device that is down already carries no routes."""
+        self.links.set_down(index)
+        with self._deleter_lock:
+            if self._deleter is None:
+                self._deleter = threading.Thread(
+                    target=self._delete_doomed, name="cnm-link-deleter", daemon=True
+                )
+                self._deleter.start()
+        self._doomed.put(index)
+
+    def drain_deletions(self) -> None:
+        """Wait until every link handed to ``delete_link_later`` is gone."""
+        self._doomed.join()
+
+    def _delete_doomed(self) -> None:
+        while True:
+            index = self._doomed.get()
+            try:
+                self.links.delete(index)
+            except CnmError:
+                log.exception("deleting link %d", index)
+            finally:
+                self._doomed.task_done()
 
     @property
     def links(self) -> _Links:
@@ -269,16 +307,24 @@ class HostNetwork:
         return index
 
     def on_link_networks(self) -> list[IPNetwork]:
-        """Destinations of the host's directly connected routes (for IPAM to avoid)."""
+        """Destinations of the host's directly connected routes in the main table (for IPAM to
+        avoid). A strict-checking socket lets the kernel filter by table, so the local table's
+        three routes per address are never sent or parsed."""
         found: list[IPNetwork] = []
-        for family in (2, 10):
-            for msg in self.links.ipr.route("dump", family=family):
-                if msg["scope"] != 253 or msg["dst_len"] == 0:  # RT_SCOPE_LINK, not default
-                    continue
-                dst = msg.get_attr("RTA_DST")
-                if dst is None:
-                    continue
-                found.append(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False))
+        with self.inside():
+            ipr = IPRoute(groups=0, strict_check=True)
+        try:
+            for family in (2, 10):
+                for msg in ipr.route("dump", family=family, table=254):
+                    # On-link: a unicast route to a prefix with no next hop. (IPv6 connected
+                    # routes carry universe scope, so the scope alone does not tell.)
+                    if msg["dst_len"] == 0 or msg["type"] != 1 or msg.get_attr("RTA_GATEWAY"):
+                        continue
+                    dst = msg.get_attr("RTA_DST")
+                    if dst is not None:
+                        found.append(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False))
+        finally:
+            ipr.close()
         return found
 
 
