@@ -27,7 +27,7 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -265,12 +265,21 @@ class Controller:
             raise InvalidParameter(f"network {ref} is ambiguous ({len(matches)} matches found)")
         raise NotFound(f"network {ref} not found")
 
-    def endpoints(self, network_id: str | None = None) -> list[Endpoint]:
+    def endpoints(
+        self, network_id: str | None = None, sandbox_id: str | None = None
+    ) -> list[Endpoint]:
+        """Endpoints, optionally only those of one network and/or joined to one sandbox."""
         with self._lock:
+            if sandbox_id is not None:
+                ids: Iterable[str] = self._endpoints_by_sandbox.get(sandbox_id, ())
+            elif network_id is not None:
+                ids = self._endpoints_by_network.get(network_id, ())
+            else:
+                ids = self._endpoints
             return [
-                replace(e)
-                for e in self._endpoints.values()
-                if network_id is None or e.network_id == network_id
+                replace(self._endpoints[i])
+                for i in ids
+                if network_id is None or self._endpoints[i].network_id == network_id
             ]
 
     def _put_endpoint(self, endpoint: Endpoint) -> None:
@@ -757,7 +766,10 @@ class Controller:
 
     def delete_sandbox(self, sandbox_id: str) -> None:
         """Leave and delete every endpoint of the sandbox, then remove it. The namespace goes
-        first: the kernel then drops all its links at once instead of one veth at a time."""
+        first: the kernel then drops all its links at once instead of one veth at a time.
+
+        That relies on nothing else holding the namespace: a caller whose processes may still
+        be inside it (a container sharing the sandbox) disconnects the endpoints first."""
         sandbox = self._find_sandbox(sandbox_id)
         with self._sb_lock(sandbox.id):
             joined = self._joined(sandbox.id)
