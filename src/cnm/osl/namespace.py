@@ -14,41 +14,15 @@ Why this shape:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-CLONE_NEWNET = 0x40000000
-MS_BIND = 0x1000
-MNT_DETACH = 0x2
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_void_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
+from cnm.osl.syscalls import CLONE_NEWNET, MS_BIND, mount, setns, umount, unshare
 
 THREAD_NETNS = "/proc/thread-self/ns/net"
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def setns(fd: int) -> None:
-    """Move the calling thread into the network namespace open at ``fd``."""
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
 
 
 class NetNamespace:
@@ -107,12 +81,9 @@ def create_netns(path: str | os.PathLike[str]) -> NetNamespace:
     os.close(fd)
     home = os.open(THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        unshare(CLONE_NEWNET)
         try:
-            _check(
-                _libc.mount(THREAD_NETNS.encode(), str(target).encode(), None, MS_BIND, None),
-                f"bind mount of new namespace at {target}",
-            )
+            mount(THREAD_NETNS, str(target), flags=MS_BIND)
         finally:
             setns(home)
     except OSError:
@@ -130,20 +101,14 @@ def pin_current_netns(path: str | os.PathLike[str]) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.touch(mode=0o444, exist_ok=True)
-    _check(
-        _libc.mount(THREAD_NETNS.encode(), str(target).encode(), None, MS_BIND, None),
-        f"bind mount of namespace at {target}",
-    )
+    mount(THREAD_NETNS, str(target), flags=MS_BIND)
 
 
 def delete_netns(path: str | os.PathLike[str]) -> None:
     """Unmount and remove a namespace file. The namespace, and every link in it, is freed
     by the kernel once nothing else holds it. Missing paths are not an error."""
     target = str(path)
-    if _libc.umount2(target.encode(), MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOENT):
-            raise OSError(err, f"umount {target}: {os.strerror(err)}")
+    umount(target, ignore=(errno.EINVAL, errno.ENOENT))
     Path(target).unlink(missing_ok=True)
 
 

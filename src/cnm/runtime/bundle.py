@@ -18,14 +18,13 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from cnm.osl.syscalls import mount, umount
+
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-MNT_DETACH = 0x2
 
 # Docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPABILITIES = [
@@ -60,16 +59,6 @@ MASKED_PATHS = [
     "/sys/devices/virtual/powercap",
 ]
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_void_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
 def _base_mounts() -> list[dict[str, Any]]:
@@ -187,10 +176,9 @@ def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
     upper.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     target.mkdir(parents=True, exist_ok=True)
-    data = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
-    if _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount overlay at {target}: {os.strerror(err)}")
+    mount(
+        "overlay", str(target), "overlay", data=f"lowerdir={lower},upperdir={upper},workdir={work}"
+    )
 
 
 def is_mounted(target: Path) -> bool:
@@ -202,6 +190,4 @@ def is_mounted(target: Path) -> bool:
 def unmount(target: Path) -> None:
     """Detach the mount at ``target`` if there is one."""
     while is_mounted(target):
-        if _libc.umount2(str(target).encode(), MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"umount {target}: {os.strerror(err)}")
+        umount(str(target))

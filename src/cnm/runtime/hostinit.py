@@ -19,37 +19,25 @@ success) and exits 127, as a shell does for a command it cannot run.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import errno
 import os
 import socket
 import sys
 from typing import NoReturn
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWNET = 0x40000000
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-MNT_DETACH = 0x2
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_void_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+from cnm.osl.syscalls import (
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWUTS,
+    MS_BIND,
+    MS_PRIVATE,
+    MS_REC,
+    mount,
+    setns,
+    umount,
+    unshare,
+)
 
 
 def _unwanted_mounts(prefixes: list[str]) -> list[str]:
@@ -67,16 +55,16 @@ def _unwanted_mounts(prefixes: list[str]) -> list[str]:
 def setup(args: argparse.Namespace) -> None:
     if args.netns:
         fd = os.open(args.netns, os.O_RDONLY | os.O_CLOEXEC)
-        _check(_libc.setns(fd, CLONE_NEWNET), f"setns {args.netns}")
+        setns(fd, CLONE_NEWNET)
         os.close(fd)
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC), "unshare")
-    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+    unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
+    mount("none", "/", flags=MS_REC | MS_PRIVATE)
     for point in _unwanted_mounts(args.unmount_under):
-        _libc.umount2(point.encode(), MNT_DETACH)  # already gone with a parent: fine
+        umount(point, ignore=(errno.EINVAL, errno.ENOENT))  # already gone with a parent: fine
     for pair in args.bind:
         source, _, target = pair.partition(":")
         if os.path.exists(target):
-            _check(_libc.mount(source.encode(), target.encode(), None, MS_BIND, None), target)
+            mount(source, target, flags=MS_BIND)
     if args.hostname:
         socket.sethostname(args.hostname)
     os.chdir(args.cwd or "/")
