@@ -87,6 +87,8 @@ def daemon(root: Path, netns: str) -> Iterator[Path]:
             str(sock),
             "--log-level",
             "error",
+            "--dns",
+            "127.0.0.1",  # forwarded DNS stays in the throwaway namespace
         ],
         stderr=open(root / "daemon.log", "wb"),  # noqa: SIM115
     )

@@ -9,7 +9,7 @@ packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip
 extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
     # docker.io brings the Docker 20.10 CLI the client tests drive; its daemon is never started.
-    packages+=(docker.io busybox-static)
+    packages+=(docker.io busybox-static iptables iperf3)
 else
     extras="."
 fi

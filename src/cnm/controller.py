@@ -13,6 +13,13 @@ worst an orphaned kernel object, which ``start`` removes (drivers tag what they 
 The default route rule. Among a sandbox's joined endpoints whose network offers a gateway, the
 one with the highest gateway priority wins; on a tie, the one that joined first. IPv4 and IPv6
 are chosen separately. When the winner leaves, the next one by the same rule takes over.
+Published ports follow the same rule (IPv4's winner, else IPv6's): they live on that endpoint
+(Docker's gateway endpoint) and move with it; their bound host ports are recorded under
+``ports/<sandbox id>`` so a restart binds the same ones again.
+
+The firewall (``cnm.firewall``) and the host-port mapper belong to the controller's host
+namespace; the bridge driver reports to the firewall, and ``start`` writes the restored
+ruleset in one transaction before anything new is made.
 
 Locking. ``_lock`` guards the object tables and is held only briefly; a lock per network
 serialises endpoint operations on it, a lock per sandbox serialises joins and leaves on it
@@ -22,14 +29,15 @@ serialises endpoint operations on it, a lock per sandbox serialises joins and le
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import re
 import secrets
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,6 +50,8 @@ from cnm.driverapi import (
     NetworkSpec,
 )
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
+from cnm.firewall.api import Firewall
+from cnm.firewall.nftables import NftablesFirewall
 from cnm.ipam.default import DefaultIpam, PoolSpec
 from cnm.ipamapi import (
     LOCAL_ADDRESS_SPACE,
@@ -61,6 +71,8 @@ from cnm.model import (
 )
 from cnm.osl.links import HostNetwork, SandboxNetwork
 from cnm.osl.namespace import NetNamespace, create_netns, delete_netns, is_netns_mount
+from cnm.portmap.mapper import PortMapper
+from cnm.portmap.spec import PortMapping, PortRequest
 from cnm.store.api import Delete, Put, Store
 
 log = logging.getLogger(__name__)
@@ -80,17 +92,51 @@ class ControllerConfig:
     default_bridge_name: str = "cnm0"
     default_bridge_mtu: int | None = None
     host_resolv_conf: Path = Path("/etc/resolv.conf")
+    default_host_ip: str = "0.0.0.0"  # published ports' host address when none is given
+    dns: list[str] = field(default_factory=list)  # the daemon's --dns: resolvers for sandboxes
 
 
 @dataclass(frozen=True)
 class Event:
     """Something that changed, for listeners (DNS, firewall, UI). ``kind`` is one of
-    network-create, network-delete, endpoint-join, endpoint-leave."""
+    network-create, network-delete, endpoint-join, endpoint-leave, endpoint-rename (the endpoint
+    carries its new name), and sandbox-create, sandbox-delete (``network`` is None for these two;
+    sandbox-delete comes before the namespace is removed, so listeners can let go of it).
+    Listeners run synchronously in the caller's thread: what they do is done when the call
+    returns."""
 
     kind: str
-    network: Network
+    network: Network | None
     endpoint: Endpoint | None = None
     sandbox: Sandbox | None = None
+
+
+@dataclass
+class _Published:
+    """A sandbox's published ports: as asked (then as first bound, so a move or a restart keeps
+    the host ports), where they live now (network id, endpoint id) and as bound there."""
+
+    requests: list[PortRequest]
+    owner: tuple[str, str] | None = None
+    mappings: list[PortMapping] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "requests": [asdict(r) for r in self.requests],
+                "owner": list(self.owner) if self.owner else None,
+                "mappings": [m.to_dict() for m in self.mappings],
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> _Published:
+        data = json.loads(raw)
+        return cls(
+            [PortRequest(**r) for r in data["requests"]],
+            tuple(data["owner"]) if data["owner"] else None,  # type: ignore[arg-type]
+            [PortMapping.from_dict(m) for m in data["mappings"]],
+        )
 
 
 class Transaction:
@@ -142,6 +188,9 @@ class Controller:
         self.config = config
         self.store = store
         self.host = HostNetwork()
+        self.firewall: Firewall = NftablesFirewall()
+        self.ports = PortMapper(self.host)
+        self._published: dict[str, _Published] = {}  # by sandbox id
         self.drivers: dict[str, NetworkDriver] = {}
         self.ipams: dict[str, IpamDriver] = {}
         self._networks: dict[str, Network] = {}
@@ -197,15 +246,19 @@ class Controller:
             self.register_ipam(
                 DefaultIpam(self.config.default_address_pools, self._reserved_networks)
             )
-        for driver in (BridgeDriver(self.host), HostDriver(), NullDriver()):
+        bridge = BridgeDriver(self.host, self.firewall, self.ports, self.config.default_host_ip)
+        for driver in (bridge, HostDriver(), NullDriver()):
             if driver.name not in self.drivers:
                 self.register_driver(driver)
         self.netns_dir.mkdir(parents=True, exist_ok=True)
         self.sandbox_dir.mkdir(parents=True, exist_ok=True)
         self._restore()
+        self.firewall.start()
         self._ensure_predefined()
 
     def close(self) -> None:
+        self.firewall.close()
+        self.ports.close()
         self.host.close()
 
     def _reserved_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -234,7 +287,7 @@ class Controller:
                 DEFAULT_BRIDGE_OPTION: "true",
                 "com.docker.network.bridge.enable_icc": "true",
                 "com.docker.network.bridge.enable_ip_masquerade": "true",
-                "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+                "com.docker.network.bridge.host_binding_ipv4": self.config.default_host_ip,
                 "com.docker.network.bridge.name": self.config.default_bridge_name,
                 "com.docker.network.driver.mtu": str(self.config.default_bridge_mtu or 1500),
             }
@@ -702,6 +755,7 @@ class Controller:
             dns_search=list(options.dns_search),
             dns_options=list(options.dns_options),
             extra_hosts=list(options.extra_hosts),
+            embedded_dns=options.embedded_dns and not options.use_host_network,
         )
         for entry in sandbox.extra_hosts:
             name, sep, address = entry.partition(":")
@@ -726,6 +780,7 @@ class Controller:
             self.store.put(f"sandbox/{sandbox.id}", sandbox.to_json(), expect_revision=0)
             with self._lock:
                 self._sandboxes[sandbox.id] = sandbox
+        self._emit(Event("sandbox-create", None, sandbox=replace(sandbox)))
         return replace(sandbox)
 
     def sandbox_file(self, sandbox_id: str, name: str) -> Path:
@@ -739,12 +794,15 @@ class Controller:
             host_conf = self.config.host_resolv_conf.read_text()
         except OSError:
             host_conf = ""
-        sandbox_files.write_in_place(
-            files / "resolv.conf",
-            sandbox_files.render_resolv_conf(
-                host_conf, sandbox.dns, sandbox.dns_search, sandbox.dns_options
-            ),
-        )
+        if sandbox.embedded_dns:
+            resolv_conf = sandbox_files.render_embedded_resolv_conf(
+                host_conf, sandbox.dns_search, sandbox.dns_options
+            )
+        else:
+            resolv_conf = sandbox_files.render_resolv_conf(
+                host_conf, sandbox.dns or self.config.dns, sandbox.dns_search, sandbox.dns_options
+            )
+        sandbox_files.write_in_place(files / "resolv.conf", resolv_conf)
         sandbox_files.write_in_place(files / "hostname", sandbox.hostname + "\n")
         self._write_hosts(sandbox, [])
 
@@ -775,11 +833,15 @@ class Controller:
             joined = self._joined(sandbox.id)
             ops: list[Put | Delete] = [Delete(f"sandbox/{sandbox.id}")]
             ops += [Delete(f"endpoint/{e.id}") for e in joined]
+            if sandbox.id in self._published:
+                ops.append(Delete(f"ports/{sandbox.id}"))
             self.store.commit(ops)
             with self._lock:
+                self._published.pop(sandbox.id, None)
                 self._sandboxes.pop(sandbox.id, None)
                 for endpoint in joined:
                     self._drop_endpoint(endpoint.id)
+            self._emit(Event("sandbox-delete", None, sandbox=replace(sandbox)))
             if not sandbox.use_host_network:
                 delete_netns(sandbox.key)
             for endpoint in joined:
@@ -863,11 +925,8 @@ class Controller:
                     )
                     updated.gateway_v4 = str(info.gateway) if info.gateway else None
                     updated.gateway_v6 = str(info.gateway_v6) if info.gateway_v6 else None
-                driver.program_external_connectivity(network.id, endpoint.id)
-                txn.on_failure(
-                    "external connectivity",
-                    lambda: driver.revoke_external_connectivity(network.id, endpoint.id),
-                )
+                self._place_ports(sandbox.id, [*joined, updated])
+                txn.on_failure("published ports", lambda: self._place_ports(sandbox.id, joined))
                 new_sandbox = replace(sandbox, joins=sandbox.joins + 1)
                 self._write_hosts(new_sandbox, [*joined, updated])
                 txn.on_failure("hosts file", lambda: self._write_hosts(sandbox, joined))
@@ -955,7 +1014,10 @@ class Controller:
         self.store.put(f"endpoint/{endpoint.id}", left.to_json())
         with self._lock:
             self._put_endpoint(left)
-        driver.revoke_external_connectivity(network.id, endpoint.id)
+        try:
+            self._place_ports(sandbox.id, remaining)
+        except CnmError:
+            log.exception("moving the published ports of sandbox %s", sandbox.id[:12])
         driver.leave(network.id, endpoint.id)
         if not sandbox.use_host_network:
             self._restore_default_routes(sandbox, endpoint, remaining)
@@ -1007,6 +1069,116 @@ class Controller:
                 )
             self._leave(network, endpoint, self._find_sandbox(sandbox.id))
             self._delete_endpoint(network, self._find_endpoint(endpoint.id))
+
+    def rename_endpoints(self, sandbox_id: str, name: str) -> None:
+        """Give every endpoint joined to the sandbox a new name (a container's endpoints carry
+        the container's name, and so do its DNS records), in one store commit."""
+        sandbox = self._find_sandbox(sandbox_id)
+        with self._sb_lock(sandbox.id), ExitStack() as locks:
+            joined = self._joined(sandbox.id)
+            for network_id in sorted({e.network_id for e in joined}):
+                locks.enter_context(self._net_lock(network_id))
+            with self._lock:
+                for endpoint in joined:
+                    holder = self._endpoint_names.get((endpoint.network_id, name))
+                    if holder is not None and holder != endpoint.id:
+                        network = self._networks[endpoint.network_id]
+                        raise Conflict(
+                            f"endpoint with name {name} already exists in network {network.name}"
+                        )
+            renamed = [replace(e, name=name) for e in joined]
+            self.store.commit([Put(f"endpoint/{e.id}", e.to_json()) for e in renamed])
+            with self._lock:
+                for endpoint in renamed:
+                    self._put_endpoint(endpoint)
+            for endpoint in renamed:
+                network = self._find_network(endpoint.network_id)
+                self._emit(
+                    Event("endpoint-rename", replace(network), replace(endpoint), replace(sandbox))
+                )
+
+    # ----------------------------------------------------------------- published ports
+
+    def publish(self, sandbox_id: str, requests: list[PortRequest]) -> list[PortMapping]:
+        """Publish ports for the sandbox, replacing those it had, on its gateway endpoint; they
+        are bound when it has one (the mappings returned), else when one joins. An error
+        leaves the sandbox's earlier ports as they were."""
+        sandbox = self._find_sandbox(sandbox_id)
+        with self._sb_lock(sandbox.id):
+            joined = self._joined(sandbox.id)
+            if requests and _ports_endpoint(joined) is None:
+                for endpoint in joined:
+                    network = self._networks[endpoint.network_id]
+                    if network.internal:
+                        raise InvalidParameter(
+                            f"ports cannot be published on internal network {network.name}"
+                        )
+            previous = self._published.get(sandbox.id)
+            owner = previous.owner if previous else None
+            self._published[sandbox.id] = _Published(list(requests), owner)
+            try:
+                self._place_ports(sandbox.id, joined, force=True)
+            except BaseException:
+                if previous is None:
+                    self._published.pop(sandbox.id, None)
+                else:
+                    self._published[sandbox.id] = replace(previous, owner=None, mappings=[])
+                    self._place_ports(sandbox.id, joined)
+                raise
+            return list(self._published[sandbox.id].mappings)
+
+    def published(self, sandbox_id: str) -> list[PortMapping]:
+        """The sandbox's ports as bound now."""
+        entry = self._published.get(sandbox_id)
+        return list(entry.mappings) if entry else []
+
+    def _place_ports(self, sandbox_id: str, endpoints: list[Endpoint], force: bool = False) -> None:
+        """Put the sandbox's published ports on the gateway endpoint among ``endpoints``,
+        moving them from where they were (with ``force`` even if that is the same endpoint)."""
+        entry = self._published.get(sandbox_id)
+        if entry is None:
+            return
+        winner = _ports_endpoint(endpoints)
+        owner = (winner.network_id, winner.id) if winner is not None else None
+        if owner == entry.owner and not force:
+            return
+        if entry.owner is not None:
+            network_id, endpoint_id = entry.owner
+            gone = self._networks.get(network_id)
+            if gone is not None:
+                self._driver(gone.driver).revoke_external_connectivity(network_id, endpoint_id)
+            entry = self._published[sandbox_id] = replace(entry, owner=None, mappings=[])
+        mappings: list[PortMapping] = []
+        if owner is not None:
+            network = self._networks[owner[0]]
+            driver = self._driver(network.driver)
+            mappings = driver.program_external_connectivity(*owner, entry.requests)
+        requests = [m.as_request() for m in mappings] or entry.requests
+        placed = _Published(requests, owner, mappings)
+        try:
+            self.store.put(f"ports/{sandbox_id}", placed.to_json())
+        except BaseException:
+            if owner is not None:
+                self._driver(self._networks[owner[0]].driver).revoke_external_connectivity(*owner)
+            raise
+        self._published[sandbox_id] = placed
+
+    def _restore_ports(self) -> None:
+        """Bind each restored sandbox's ports again, on the endpoint that had them."""
+        stale: list[Put | Delete] = []
+        for entry in self.store.list("ports/"):
+            sandbox_id = entry.key.removeprefix("ports/")
+            if sandbox_id not in self._sandboxes:
+                stale.append(Delete(entry.key))
+                continue
+            published = _Published.from_json(entry.value)
+            self._published[sandbox_id] = replace(published, owner=None, mappings=[])
+            try:
+                self._place_ports(sandbox_id, self._joined(sandbox_id))
+            except CnmError as err:
+                log.error("cannot publish the ports of sandbox %s again: %s", sandbox_id[:12], err)
+        if stale:
+            self.store.commit(stale)
 
     # ----------------------------------------------------------------- restore
 
@@ -1064,6 +1236,7 @@ class Controller:
             for endpoint in endpoints.values():
                 self._put_endpoint(endpoint)
             self._sandboxes = sandboxes
+        self._restore_ports()
         log.info(
             "restored networks=%d endpoints=%d sandboxes=%d",
             len(networks),
@@ -1114,6 +1287,11 @@ def _gateway_endpoint(endpoints: list[Endpoint], version: int) -> Endpoint | Non
     if not candidates:
         return None
     return min(candidates, key=lambda e: (-e.gateway_priority, e.join_order))
+
+
+def _ports_endpoint(endpoints: list[Endpoint]) -> Endpoint | None:
+    """Where published ports live: IPv4's default-route endpoint, else IPv6's."""
+    return _gateway_endpoint(endpoints, 4) or _gateway_endpoint(endpoints, 6)
 
 
 def _remove_sandbox_files(path: Path) -> None:

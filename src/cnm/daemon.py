@@ -3,15 +3,18 @@
 Start-up order: parse options; take the exec-root pid file and the data-root lock (one daemon per
 root); claim the socket path (a stale socket file is replaced, a live one means another daemon is
 serving and start-up stops); become a child subreaper (containers' orphans come back to us, not
-to init); open the store and start the controller (restore and reconcile), then serve. The
-controller is started on the main thread before the event loop exists, because pyroute2 runs an
-event loop of its own and refuses to run inside a running one.
+to init); open the store and start the controller (restore and reconcile), then the embedded DNS
+resolver (its listeners come back for the sandboxes that kept running), then the container
+runtime (which watches the containers still running again), then serve. The controller is
+started on the main thread before the event loop exists, because pyroute2 runs an event loop of
+its own and refuses to run inside a running one.
 
 Shutdown on SIGTERM or SIGINT: stop accepting, let in-flight requests and controller calls
-finish, close the controller and the store, remove the socket and pid files, exit 0. Signal
-handlers check that they run in the daemon's own process: a forked child inherits them. A signal
-during start-up (restore and reconciliation) ends the process at once; the store's transactions
-and the next start's reconciliation make that safe.
+finish, close the runtime (containers keep running), the resolver, the controller and the store,
+remove the socket and pid files, exit 0. Signal handlers check that they run in the daemon's own
+process: a forked child inherits them. A signal during start-up (restore and reconciliation)
+ends the process at once; the store's transactions and the next start's reconciliation make
+that safe.
 
 Logs are logfmt lines on stderr (``time=... level=info msg="..." key=value``); fields passed
 through ``extra=`` become keys. Requests are logged at debug level.
@@ -26,9 +29,11 @@ import argparse
 import asyncio
 import ctypes
 import fcntl
+import ipaddress
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import stat
@@ -100,6 +105,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bridge-name", default="cnm0", help="device of the default bridge network (cnm0)"
     )
     parser.add_argument("--mtu", type=int, default=None, help="MTU of the default bridge network")
+    parser.add_argument(
+        "--ip",
+        default="0.0.0.0",
+        metavar="IP",
+        help="host address of published ports when -p names none (0.0.0.0: every address, "
+        "IPv6 too)",
+    )
+    parser.add_argument(
+        "--dns",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a DNS server for containers, instead of the host's (repeatable)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=sorted(LOG_LEVELS), help="log level (info)"
     )
@@ -211,6 +230,14 @@ def become_subreaper() -> None:
         log.warning("cannot become a child subreaper", extra={"error": os.strerror(err)})
 
 
+def raise_open_files_limit() -> None:
+    """Every published port holds a socket (its host port), so take all the descriptors the
+    hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _engine_id(data_root: Path) -> str:
     """A stable identity for ``/info``, kept in the data root like Docker's engine-id."""
     path = data_root / "engine-id"
@@ -275,11 +302,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cnm.api import dns as dns_api
     from cnm.api.common import DaemonInfo
     from cnm.api.server import make_app
     from cnm.controller import Controller, ControllerConfig
+    from cnm.dns.resolver import Resolver
     from cnm.errors import CnmError
     from cnm.ipam.default import parse_pool_option
+    from cnm.runtime.runtime import Runtime, RuntimeConfig
     from cnm.store.sqlite import SqliteStore
 
     owner_pid = os.getpid()
@@ -292,6 +322,15 @@ def _run(args: argparse.Namespace) -> int:
         raise DaemonError(f"invalid --default-address-pool: {err}") from None
     if args.mtu is not None and not 68 <= args.mtu <= 65535:
         raise DaemonError(f"invalid --mtu {args.mtu}: it must be between 68 and 65535")
+    for server in args.dns:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise DaemonError(f"invalid --dns {server!r}: not an IP address") from None
+    try:
+        ipaddress.ip_address(args.ip)
+    except ValueError:
+        raise DaemonError(f"invalid --ip {args.ip!r}: not an IP address") from None
     for root in (exec_root, data_root, path.parent):
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with ExitStack() as stack:
@@ -299,6 +338,7 @@ def _run(args: argparse.Namespace) -> int:
         stack.enter_context(_locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
         claim_socket(path)
         become_subreaper()
+        raise_open_files_limit()
         store = SqliteStore(data_root / "cnm.db")
         stack.callback(store.close)
         config = ControllerConfig(
@@ -306,6 +346,8 @@ def _run(args: argparse.Namespace) -> int:
             default_address_pools=pools or None,
             default_bridge_name=args.bridge_name,
             default_bridge_mtu=args.mtu,
+            dns=list(args.dns),
+            default_host_ip=args.ip,
         )
         controller = Controller(config, store)
         try:
@@ -313,6 +355,18 @@ def _run(args: argparse.Namespace) -> int:
         except CnmError as err:
             raise DaemonError(f"cannot start the controller: {err}") from None
         stack.callback(controller.close)
+        resolver = Resolver(controller)
+        try:
+            resolver.start()
+        except OSError as err:
+            raise DaemonError(f"cannot start the embedded DNS resolver: {err}") from None
+        stack.callback(resolver.close)
+        runtime = Runtime(RuntimeConfig(data_root, exec_root), store, controller)
+        try:
+            runtime.start()
+        except CnmError as err:
+            raise DaemonError(f"cannot start the container runtime: {err}") from None
+        stack.callback(runtime.close)
         log.info(
             "cnm daemon started",
             extra={
@@ -329,6 +383,8 @@ def _run(args: argparse.Namespace) -> int:
             default_address_pools=[(str(p.base), p.size) for p in pools],
             debug=args.log_level == "debug",
         )
-        asyncio.run(serve(make_app(controller, info), path, owner_pid))
+        app = make_app(controller, info, runtime)
+        dns_api.add_routes(app, resolver)
+        asyncio.run(serve(app, path, owner_pid))
     log.info("cnm daemon stopped")
     return 0

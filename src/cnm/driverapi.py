@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import ipaddress
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from cnm.errors import InvalidParameter
 from cnm.osl.namespace import NetNamespace
+from cnm.portmap.spec import PortMapping, PortRequest
 
 IPv4Interface = ipaddress.IPv4Interface
 IPv6Interface = ipaddress.IPv6Interface
@@ -150,11 +152,19 @@ class NetworkDriver(ABC):
         the kernel removes its links with it (a veth delete alone waits 40-50 ms for an RCU
         grace period); the driver then only forgets what it knew."""
 
-    def program_external_connectivity(self, network_id: str, endpoint_id: str) -> None:  # noqa: B027
-        """Make the endpoint reachable from outside (port mappings); called after join."""
+    def program_external_connectivity(
+        self, network_id: str, endpoint_id: str, ports: Sequence[PortRequest]
+    ) -> list[PortMapping]:
+        """Publish the sandbox's ``ports`` on this joined endpoint and return them as bound,
+        all or nothing. The controller calls it for the sandbox's gateway endpoint only (the
+        one carrying its default route), and moves the ports when that changes."""
+        if ports:
+            raise InvalidParameter(f"the {self.name} driver cannot publish ports")
+        return []
 
     def revoke_external_connectivity(self, network_id: str, endpoint_id: str) -> None:  # noqa: B027
-        """Undo ``program_external_connectivity``."""
+        """Undo ``program_external_connectivity`` (nothing to do for an endpoint without
+        published ports)."""
 
     def network_info(self, network_id: str) -> Mapping[str, str]:
         """Operational data shown in inspect (e.g. the bridge device name)."""

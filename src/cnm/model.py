@@ -132,6 +132,9 @@ class SandboxOptions:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)  # "name:ip"
+    # Docker's rule, decided by the runtime: a container whose network mode is a user-defined
+    # network asks the embedded resolver (127.0.0.11); others get the host's resolvers.
+    embedded_dns: bool = False
 
 
 @dataclass
@@ -146,6 +149,7 @@ class Sandbox:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
+    embedded_dns: bool = False
     joins: int = 0  # endpoints joined so far; names the next interface eth<joins>
 
     def to_json(self) -> bytes:

@@ -4,6 +4,11 @@ resolv.conf starts from the host's and drops loopback nameservers: 127.0.0.53 (s
 or ::1 on the host is unreachable from inside the sandbox's own namespace, where loopback is the
 container's own. Docker then falls back to public resolvers; cnm does not (this machine must never
 send to outside addresses), so a sandbox whose host has only loopback resolvers gets none.
+
+A sandbox that uses the embedded resolver (Docker's rule: the container's network mode is a
+user-defined network) gets ``nameserver 127.0.0.11`` instead, with Docker's ``ndots:0`` so that
+a bare container name is asked as is before any search domain; the nameservers it would have had
+become the resolver's upstreams, asked from the host namespace (where loopback ones work).
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
+
+EMBEDDED_NAMESERVER = "127.0.0.11"
 
 HOSTS_HEADER = (
     "127.0.0.1\tlocalhost\n"
@@ -46,6 +54,36 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
+class ResolvConf(NamedTuple):
+    nameservers: list[str]  # all of them, loopback ones included
+    search: list[str]
+    options: list[str]
+
+
+def parse_resolv_conf(text: str) -> ResolvConf:
+    conf = ResolvConf([], [], [])
+    for raw in text.splitlines():
+        fields = raw.split()
+        if not fields or fields[0].startswith(("#", ";")):
+            continue
+        if fields[0] == "nameserver" and len(fields) > 1:
+            conf.nameservers.append(fields[1])
+        elif fields[0] in ("search", "domain"):
+            conf.search[:] = fields[1:]
+        elif fields[0] == "options":
+            conf.options.extend(fields[1:])
+    return conf
+
+
+def _search_and_options(search: Sequence[str], options: Sequence[str]) -> list[str]:
+    out = []
+    if search and list(search) != ["."]:
+        out.append(f"search {' '.join(search)}\n")
+    if options:
+        out.append(f"options {' '.join(options)}\n")
+    return out
+
+
 def render_resolv_conf(
     host_resolv_conf: str,
     dns: Sequence[str],
@@ -54,26 +92,24 @@ def render_resolv_conf(
 ) -> str:
     """The host's resolv.conf with loopback nameservers removed and the sandbox's --dns,
     --dns-search and --dns-option overriding the corresponding host lines."""
-    nameservers: list[str] = []
-    search: list[str] = []
-    options: list[str] = []
-    for raw in host_resolv_conf.splitlines():
-        fields = raw.split()
-        if not fields or fields[0].startswith(("#", ";")):
-            continue
-        if fields[0] == "nameserver" and len(fields) > 1 and not _is_loopback(fields[1]):
-            nameservers.append(fields[1])
-        elif fields[0] in ("search", "domain"):
-            search = fields[1:]
-        elif fields[0] == "options":
-            options.extend(fields[1:])
+    host = parse_resolv_conf(host_resolv_conf)
+    nameservers = [server for server in host.nameservers if not _is_loopback(server)]
     out = [f"nameserver {server}\n" for server in (dns or nameservers)]
-    chosen_search = list(dns_search) or search
-    if chosen_search and chosen_search != ["."]:
-        out.append(f"search {' '.join(chosen_search)}\n")
-    chosen_options = list(dns_options) or options
-    if chosen_options:
-        out.append(f"options {' '.join(chosen_options)}\n")
+    out += _search_and_options(list(dns_search) or host.search, list(dns_options) or host.options)
+    return "".join(out)
+
+
+def render_embedded_resolv_conf(
+    host_resolv_conf: str, dns_search: Sequence[str], dns_options: Sequence[str]
+) -> str:
+    """Docker's resolv.conf for the embedded resolver: 127.0.0.11, the search domains and
+    options as for any sandbox, and ``ndots:0`` unless an ndots option was given."""
+    host = parse_resolv_conf(host_resolv_conf)
+    options = list(dns_options) or host.options
+    if not any(option.startswith("ndots:") for option in options):
+        options.append("ndots:0")
+    out = [f"nameserver {EMBEDDED_NAMESERVER}\n"]
+    out += _search_and_options(list(dns_search) or host.search, options)
     return "".join(out)
 
 

@@ -6,13 +6,14 @@ another run. Teardown sends SIGTERM (SIGKILL if it hangs), unmounts the sandbox 
 under the tmp directory and deletes the namespace.
 
 One daemon serves the whole session (start-up costs about a second); tests that stop or restart
-a daemon make their own with ``running_daemon``. Tests name their networks with ``names`` so
-they never collide and everything they made is removed afterwards.
+a daemon make their own with ``running_daemon``. Tests name their networks with ``names`` and
+their containers with ``containers`` so they never collide and everything they made is removed
+afterwards (containers first: a network with containers on it cannot go). ``busybox`` imports
+the busybox fixture image into the session's daemon once, as ``busybox:local``.
 
-The leftover check of tests/conftest.py is overridden here, as in tests/kernel: that one
-unmounts every namespace of the machine, including those of other runs going on at the same
-time. This one looks at what this session made: its namespaces, the mounts below its base
-temp directory, and its daemon processes.
+The leftover check of tests/conftest.py is extended here: this one also looks for the daemon
+processes the session started, besides its namespaces and the mounts below its base temp
+directory.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from cnm.osl.namespace import NetNamespace, delete_netns
 from tests.conftest import make_test_netns, unmount_namespaces_under
 
 CNM = str(Path(sys.executable).parent / "cnm")
+BUSYBOX_TAR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "busybox-rootfs.tar"
+BUSYBOX = "busybox:local"
 DOCKER_CLIS = [path for path in ("/usr/local/bin/docker", "/usr/bin/docker") if Path(path).exists()]
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
@@ -92,6 +95,8 @@ class Daemon:
         return self.root / "daemon.log"
 
     def command(self, *extra: str) -> list[str]:
+        # Forwarded DNS goes to loopback in the test namespace, never to the machine's resolver.
+        upstream = [] if "--dns" in (*self.extra_args, *extra) else ["--dns", "127.0.0.1"]
         return [
             "nsenter",
             f"--net={self.netns.path}",
@@ -105,6 +110,7 @@ class Daemon:
             str(self.socket),
             "--log-level",
             "debug",
+            *upstream,
             *self.extra_args,
             *extra,
         ]
@@ -223,6 +229,39 @@ def names(daemon: Daemon) -> Iterator[Callable[[str], str]]:
         assert reply.status in (204, 404), reply.body
 
 
+@pytest.fixture(scope="session")
+def busybox(daemon: Daemon) -> str:
+    """``busybox:local``, imported once per session."""
+    if not BUSYBOX_TAR.exists():
+        pytest.skip(f"no busybox fixture at {BUSYBOX_TAR}")
+    reply = daemon.request(
+        "POST",
+        "/images/create?fromSrc=-&repo=busybox&tag=local",
+        BUSYBOX_TAR.read_bytes(),
+        {"Content-Type": "application/x-tar"},
+    )
+    assert reply.status == 200, reply.body
+    assert b'"status":"sha256:' in reply.body.splitlines()[-1], reply.body
+    return BUSYBOX
+
+
+@pytest.fixture
+def containers(daemon: Daemon, names: Callable[[str], str]) -> Iterator[Callable[[str], str]]:
+    """``containers("web")`` gives a unique container name; those containers are removed
+    (forcibly) afterwards, before the test's networks."""
+    made: list[str] = []
+
+    def unique(prefix: str) -> str:
+        name = f"{prefix}-{secrets.token_hex(3)}"
+        made.append(name)
+        return name
+
+    yield unique
+    for name in made:
+        reply = daemon.request("DELETE", f"/containers/{name}?force=1")
+        assert reply.status in (204, 404), reply.body
+
+
 @dataclass
 class DockerCli:
     binary: str
@@ -267,8 +306,12 @@ def _nsfs_mounts() -> set[str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Fail the session if these tests left namespaces or daemons behind (see the docstring)."""
+def _nothing_left_behind(
+    tmp_path_factory: pytest.TempPathFactory, _nothing_left_behind: None
+) -> Iterator[None]:
+    """Fail the session if these tests left namespaces or daemons behind (see the docstring).
+    It asks for the top-level check of the same name so that, when the whole suite runs in one
+    session, that check starts before the session's daemon and so ends after it is gone."""
     yield
     base = str(tmp_path_factory.getbasetemp())
     mounts = _nsfs_mounts()

@@ -183,6 +183,6 @@ def test_errors_reach_the_user(docker: DockerCli, names: Callable[[str], str]) -
     assert driver.returncode == 1
     assert "could not find network driver 'no-such-driver'" in driver.stderr
 
-    unserved = docker("ps", check=False)
+    unserved = docker("volume", "ls", check=False)
     assert unserved.returncode == 1
     assert "cnm does not serve GET" in unserved.stderr

@@ -58,11 +58,11 @@ def test_unknown_routes_and_methods(daemon: Daemon) -> None:
         assert (reply.status, reply.message) == (404, "page not found"), path
 
 
-def test_container_endpoints_fail_cleanly(daemon: Daemon) -> None:
-    reply = daemon.request("GET", "/v1.47/containers/json")
+def test_unserved_endpoints_fail_cleanly(daemon: Daemon) -> None:
+    reply = daemon.request("GET", "/v1.47/volumes")
     assert reply.status == 501
-    assert "does not serve GET /v1.47/containers/json yet" in reply.message
-    assert daemon.request("POST", "/images/create").status == 501
+    assert "does not serve GET /v1.47/volumes yet" in reply.message
+    assert daemon.request("POST", "/swarm/init").status == 501
 
 
 def test_info(daemon: Daemon) -> None:

@@ -32,9 +32,17 @@ def test_script_is_valid_bash() -> None:
 
 
 def test_commands() -> None:
-    assert _complete(["cnm", "''"]) == ["completion", "daemon", "info", "network", "version"]
+    top = _complete(["cnm", "''"])
+    assert {
+        *("completion", "daemon", "info", "network", "version", "image"),
+        *("run", "create", "start", "stop", "kill", "restart", "rm", "rename"),
+        *("ps", "inspect", "logs", "exec", "port"),
+    } <= set(top)
+    assert all(not word.startswith("-") for word in top)
     assert _complete(["cnm", "network", "''"]) == [
+        "connect",
         "create",
+        "disconnect",
         "inspect",
         "list",
         "ls",

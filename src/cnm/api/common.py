@@ -1,5 +1,11 @@
-"""What the handler modules share: the backend (controller + worker threads), route
-registration under both path forms, and reading a JSON body within the size limit.
+"""What the handler modules share: the backend (controller, runtime, worker threads), route
+registration under both path forms, reading a JSON body within the size limit, and Docker's
+query parameter forms.
+
+Calls that return promptly run on the worker threads (``run``). Calls that block until a
+process ends (stop, kill, forced removal, restart, an exec's process) run on a separate, larger
+pool (``run_blocking``), so that slow stops can never starve the short calls. Waiting for a
+container's exit holds no thread at all (``exits``).
 
 Request bodies are JSON of at most MAX_BODY_BYTES (1 MiB; a network create request is a few
 hundred bytes). A larger body is drained up to DRAIN_LIMIT_BYTES so that the client reads the
@@ -22,6 +28,7 @@ from cnm.errors import CnmError, InvalidParameter
 
 if TYPE_CHECKING:
     from cnm.controller import Controller
+    from cnm.runtime.runtime import Runtime
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,15 +55,27 @@ class DaemonInfo:
 
 @dataclass
 class Backend:
-    """The controller and the worker threads its blocking calls run on."""
+    """The controller, the runtime (None in an API over a bare controller: then the container
+    endpoints are not served) and the threads their calls run on."""
 
     controller: Controller
     info: DaemonInfo
     executor: ThreadPoolExecutor
+    blocking_executor: ThreadPoolExecutor
+    runtime: Runtime | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.blocking_executor, functools.partial(fn, *args))
+
+    @property
+    def rt(self) -> Runtime:
+        assert self.runtime is not None, "container routes are served only with a runtime"
+        return self.runtime
 
 
 BACKEND = web.AppKey("backend", Backend)
@@ -64,6 +83,24 @@ BACKEND = web.AppKey("backend", Backend)
 
 def backend(request: web.Request) -> Backend:
     return request.app[BACKEND]
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    """Docker's boolean query values: absent is the default; "", 0, no, false, none are
+    false; anything else is true."""
+    if name not in request.query:
+        return default
+    return request.query[name].strip().lower() not in ("", "0", "no", "false", "none")
+
+
+def query_int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name, "")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidParameter(f"invalid value for {name}: {value!r} is not an integer") from None
 
 
 def json_response(data: object, status: int = 200) -> web.Response:

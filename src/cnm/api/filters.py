@@ -60,7 +60,7 @@ def validate_keys(filters: Filters, accepted: Collection[str]) -> None:
             raise InvalidParameter(f"invalid filter '{key}'")
 
 
-def _matches(values: list[str], field: str) -> bool:
+def match_values(values: list[str], field: str) -> bool:
     """Docker's ``Args.Match``: an exact match, or a regular expression found in the field."""
     for value in values:
         if value == field:
@@ -112,9 +112,9 @@ def filter_networks(
     for network in networks:
         if "driver" in filters and network.driver not in filters["driver"]:
             continue
-        if "name" in filters and not _matches(filters["name"], network.name):
+        if "name" in filters and not match_values(filters["name"], network.name):
             continue
-        if "id" in filters and not _matches(filters["id"], network.id):
+        if "id" in filters and not match_values(filters["id"], network.id):
             continue
         if "label" in filters and not match_labels(filters["label"], network.labels):
             continue

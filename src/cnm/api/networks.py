@@ -1,7 +1,9 @@
-"""The ``/networks`` endpoints: list, inspect, create, delete, prune.
+"""The ``/networks`` endpoints: list, inspect, create, delete, prune, connect, disconnect.
 
 Each handler parses and validates on the event loop, then does all its controller work in one
 call on a worker thread (so a response reflects one consistent view), and translates back.
+Connect and disconnect go through the runtime, which knows the containers; served over a bare
+controller (no runtime), they answer 501.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from cnm.api.common import add_route, backend, error_response, json_response, read_json
+from cnm.api.container_json import parse_endpoint_config
 from cnm.api.filters import Filters, filter_networks, parse_filters, prune_predicate
-from cnm.api.translate import network_to_json, parse_network_create
-from cnm.errors import NotFound
+from cnm.api.translate import JsonObject, network_to_json, parse_network_create
+from cnm.errors import InvalidParameter, NotFound
 
 if TYPE_CHECKING:
     from cnm.controller import Controller
     from cnm.model import Endpoint, Sandbox
+    from cnm.runtime.model import EndpointRequest
+    from cnm.runtime.runtime import Runtime
 
 
 def _list(controller: Controller, filters: Filters) -> list[dict[str, Any]]:
@@ -27,7 +32,9 @@ def _list(controller: Controller, filters: Filters) -> list[dict[str, Any]]:
     return [network_to_json(network) for network in networks]
 
 
-def _inspect(controller: Controller, ref: str, scope: str) -> dict[str, Any]:
+def _inspect(
+    controller: Controller, runtime: Runtime | None, ref: str, scope: str
+) -> dict[str, Any]:
     network = controller.network(ref)
     if scope and scope != network.scope:
         raise NotFound(f"network {ref} not found")
@@ -39,7 +46,10 @@ def _inspect(controller: Controller, ref: str, scope: str) -> dict[str, Any]:
             attachments.append((endpoint, controller.sandbox(endpoint.sandbox_id)))
         except NotFound:
             continue  # the sandbox went away while we looked
-    return network_to_json(network, attachments)
+    names = {}
+    if runtime is not None and attachments:
+        names = {c.id: c.name for c in runtime.containers(all=True)}
+    return network_to_json(network, attachments, names)
 
 
 async def list_networks(request: web.Request) -> web.Response:
@@ -52,7 +62,9 @@ async def inspect_network(request: web.Request) -> web.Response:
     backend_ = backend(request)
     ref = request.match_info["ref"]
     scope = request.query.get("scope", "")
-    return json_response(await backend_.run(_inspect, backend_.controller, ref, scope))
+    return json_response(
+        await backend_.run(_inspect, backend_.controller, backend_.runtime, ref, scope)
+    )
 
 
 async def create_network(request: web.Request) -> web.Response:
@@ -77,13 +89,55 @@ async def prune_networks(request: web.Request) -> web.Response:
     return json_response({"NetworksDeleted": [n.name for n in pruned] or None})
 
 
-async def not_served_connect(request: web.Request) -> web.Response:
-    """Connecting needs containers (a later issue); an unknown network is still a 404."""
+def _container_ref(body: JsonObject) -> str:
+    container = body.string("Container")
+    if not container:
+        raise InvalidParameter("Container is required: the container to connect or disconnect")
+    return container
+
+
+def _connect(
+    controller: Controller, runtime: Runtime, ref: str, container: str, endpoint: EndpointRequest
+) -> None:
+    controller.network(ref)  # an unknown network is reported first, whatever the container
+    runtime.connect(container, ref, endpoint)
+
+
+def _disconnect(
+    controller: Controller, runtime: Runtime, ref: str, container: str, force: bool
+) -> None:
+    controller.network(ref)
+    runtime.disconnect(container, ref, force)
+
+
+async def connect(request: web.Request) -> web.Response:
     backend_ = backend(request)
-    await backend_.run(backend_.controller.network, request.match_info["ref"])
-    return error_response(
-        501, "cnm does not serve container connect/disconnect yet: there are no containers"
+    if backend_.runtime is None:
+        await backend_.run(backend_.controller.network, request.match_info["ref"])
+        return error_response(501, "cnm serves connect/disconnect only with a container runtime")
+    body = JsonObject(await read_json(request), "")
+    container = _container_ref(body)
+    endpoint = parse_endpoint_config(body.object("EndpointConfig"))
+    network = request.match_info["ref"]
+    await backend_.run(
+        _connect, backend_.controller, backend_.runtime, network, container, endpoint
     )
+    return web.Response(status=200)
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    backend_ = backend(request)
+    if backend_.runtime is None:
+        await backend_.run(backend_.controller.network, request.match_info["ref"])
+        return error_response(501, "cnm serves connect/disconnect only with a container runtime")
+    body = JsonObject(await read_json(request), "")
+    container = _container_ref(body)
+    force = bool(body.boolean("Force"))
+    network = request.match_info["ref"]
+    await backend_.run(
+        _disconnect, backend_.controller, backend_.runtime, network, container, force
+    )
+    return web.Response(status=200)
 
 
 def add_routes(app: web.Application) -> None:
@@ -93,5 +147,5 @@ def add_routes(app: web.Application) -> None:
     add_route(app, "POST", "/networks/prune", prune_networks)
     add_route(app, "GET", "/networks/{ref}", inspect_network)
     add_route(app, "DELETE", "/networks/{ref}", delete_network)
-    add_route(app, "POST", "/networks/{ref}/connect", not_served_connect)
-    add_route(app, "POST", "/networks/{ref}/disconnect", not_served_connect)
+    add_route(app, "POST", "/networks/{ref}/connect", connect)
+    add_route(app, "POST", "/networks/{ref}/disconnect", disconnect)

@@ -7,9 +7,13 @@ cannot strip the prefix and re-route. ``check_version`` then refuses versions ou
 
 Errors leave as Docker's ``{"message": "..."}`` with the status the cnm.errors class carries.
 An unknown route, or a known one with the wrong method, is 404 "page not found" (Docker maps
-both the same way). Container, image and other Engine endpoints that the docker CLI may call
-but cnm does not serve yet answer 501 with a message; the part of cnm that comes to serve one
-of them removes its prefix from ``NOT_SERVED_YET``.
+both the same way). Engine endpoints that the docker CLI may call but cnm does not serve
+(volumes, swarm...) answer 501 with a message; the part of cnm that comes to serve one of them
+removes its prefix from ``NOT_SERVED_YET``. The container, image and exec endpoints are served
+when the application is made with a runtime (the daemon always gives one).
+
+Docker's headers (Api-Version, Server...) are added as each response is prepared, so that
+streamed and hijacked responses carry them too.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from cnm import __version__
-from cnm.api import API_VERSION, MIN_API_VERSION, networks, system
+from cnm.api import API_VERSION, MIN_API_VERSION, containers, execs, images, networks, system
 from cnm.api.common import (
     BACKEND,
     Backend,
@@ -35,20 +39,19 @@ from cnm.errors import CnmError, InvalidParameter
 
 if TYPE_CHECKING:
     from cnm.controller import Controller
+    from cnm.runtime.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 WORKER_THREADS = 8
+BLOCKING_THREADS = 64  # stops, kills and exec processes, one thread each while they last
 NOT_SERVED_YET = (
     "auth",
     "build",
     "commit",
     "configs",
-    "containers",
     "distribution",
     "events",
-    "exec",
-    "images",
     "nodes",
     "plugins",
     "secrets",
@@ -82,14 +85,11 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
     return response
 
 
-@web.middleware
-async def docker_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+async def docker_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Api-Version"] = API_VERSION
     response.headers["Docker-Experimental"] = "false"
     response.headers["Ostype"] = "linux"
     response.headers["Server"] = f"cnm/{__version__} (linux)"
-    return response
 
 
 @web.middleware
@@ -97,6 +97,8 @@ async def map_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except CnmError as err:
+        if err.status == 304:  # Docker's "not modified" has no body
+            return web.Response(status=304)
         return error_response(err.status, str(err) or type(err).__name__)
     except web.HTTPException as exc:
         if exc.status in (404, 405):
@@ -132,18 +134,40 @@ async def not_served_yet(request: web.Request) -> web.Response:
     )
 
 
-def make_app(controller: Controller, info: DaemonInfo) -> web.Application:
-    """The API application over a started controller; its worker threads stop on cleanup."""
-    app = web.Application(middlewares=[log_requests, docker_headers, map_errors, check_version])
+async def no_such_volume(request: web.Request) -> web.Response:
+    """cnm has no volumes and no plugins, so none of them exists: a 404 lets ``docker inspect
+    NAME`` go on to its "No such object" instead of stopping at a 501."""
+    return error_response(404, f"get {request.match_info['name']}: no such volume")
+
+
+async def no_such_plugin(request: web.Request) -> web.Response:
+    return error_response(404, f'plugin "{request.match_info["name"]}" not found')
+
+
+def make_app(
+    controller: Controller, info: DaemonInfo, runtime: Runtime | None = None
+) -> web.Application:
+    """The API application over a started controller (and runtime); its worker threads stop on
+    cleanup. Blocking calls still running (a stop, an exec's process) are not waited for."""
+    app = web.Application(middlewares=[log_requests, map_errors, check_version])
+    app.on_response_prepare.append(docker_headers)
     executor = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="cnm-api")
-    app[BACKEND] = Backend(controller, info, executor)
+    blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="cnm-wait")
+    app[BACKEND] = Backend(controller, info, executor, blocking, runtime)
 
     async def stop_workers(_: web.Application) -> None:
+        blocking.shutdown(wait=False, cancel_futures=True)
         executor.shutdown(wait=True)
 
     app.on_cleanup.append(stop_workers)
     system.add_routes(app)
     networks.add_routes(app)
+    if runtime is not None:
+        containers.add_routes(app)
+        execs.add_routes(app)
+        images.add_routes(app)
     sections = "|".join(NOT_SERVED_YET)
+    add_route(app, "GET", "/volumes/{name}", no_such_volume)
+    add_route(app, "GET", "/plugins/{name}/json", no_such_plugin)
     add_route(app, "*", f"/{{section:(?:{sections})}}{{rest:(?:/.*)?}}", not_served_yet)
     return app

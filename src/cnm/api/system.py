@@ -2,7 +2,7 @@
 
 The docker CLI decodes these into Go structs, so every field carries the JSON type Go expects
 (a string where Docker has a string, an empty list rather than a missing one where the CLI
-iterates). Fields about containers, images and storage report an empty engine.
+iterates). Container and image counts come from the runtime; storage reports an empty engine.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from cnm import __version__
 from cnm.api import API_VERSION, MIN_API_VERSION
-from cnm.api.common import DaemonInfo, add_route, backend, json_response
+from cnm.api.common import Backend, DaemonInfo, add_route, backend, json_response
 
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -79,17 +80,24 @@ def version_json() -> dict[str, Any]:
     }
 
 
-def info_json(info: DaemonInfo, network_drivers: list[str]) -> dict[str, Any]:
+def info_json(
+    info: DaemonInfo,
+    network_drivers: list[str],
+    container_states: Sequence[str] = (),
+    images: int = 0,
+) -> dict[str, Any]:
+    """``container_states``: the status of each container ("running", "exited"...)."""
+    running = sum(1 for state in container_states if state == "running")
     os_release = _os_release()
     now = datetime.now(UTC)
     no_commit = {"ID": "", "Expected": ""}
     return {
         "ID": info.engine_id,
-        "Containers": 0,
-        "ContainersRunning": 0,
+        "Containers": len(container_states),
+        "ContainersRunning": running,
         "ContainersPaused": 0,
-        "ContainersStopped": 0,
-        "Images": 0,
+        "ContainersStopped": len(container_states) - running,
+        "Images": images,
         "Driver": "none",
         "DriverStatus": [],
         "Plugins": {
@@ -179,10 +187,18 @@ async def version(request: web.Request) -> web.Response:
     return json_response(version_json())
 
 
+def _info(backend_: Backend, drivers: list[str]) -> dict[str, Any]:
+    runtime = backend_.runtime
+    if runtime is None:
+        return info_json(backend_.info, drivers)
+    states = [c.state.status for c in runtime.containers(all=True)]
+    return info_json(backend_.info, drivers, states, len(runtime.images()))
+
+
 async def info(request: web.Request) -> web.Response:
     backend_ = backend(request)
     drivers = sorted(backend_.controller.drivers)
-    return json_response(await backend_.run(info_json, backend_.info, drivers))
+    return json_response(await backend_.run(_info, backend_, drivers))
 
 
 def add_routes(app: web.Application) -> None:

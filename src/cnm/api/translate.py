@@ -12,7 +12,7 @@ user networks, which is what Docker shows for networks made by its CLI.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from cnm.errors import InvalidParameter
@@ -35,7 +35,7 @@ def _type_name(value: object) -> str:
     return "null"
 
 
-class _Object:
+class JsonObject:
     """A JSON object read with Go's rules: case-insensitive keys, null is absent."""
 
     def __init__(self, data: object, path: str) -> None:
@@ -48,6 +48,9 @@ class _Object:
 
     def _where(self, name: str) -> str:
         return f"{self._path}.{name}" if self._path else name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
 
     def _get(self, name: str) -> Any:
         if name in self._data:
@@ -85,9 +88,9 @@ class _Object:
                 )
         return dict(value)
 
-    def object(self, name: str) -> _Object | None:
+    def object(self, name: str) -> JsonObject | None:
         value = self._get(name)
-        return None if value is None else _Object(value, self._where(name))
+        return None if value is None else JsonObject(value, self._where(name))
 
     def array(self, name: str) -> list[Any]:
         value = self._get(name)
@@ -97,6 +100,19 @@ class _Object:
             raise InvalidParameter(f"{self._where(name)} must be an array, not {_type_name(value)}")
         return value
 
+    def strings(self, name: str) -> list[str]:
+        """An array of strings; a lone string is taken as a one-item array."""
+        value = self._get(name)
+        if isinstance(value, str):
+            return [value]
+        items = self.array(name)
+        for index, item in enumerate(items):
+            if not isinstance(item, str):
+                raise InvalidParameter(
+                    f"{self._where(name)}[{index}] must be a string, not {_type_name(item)}"
+                )
+        return list(items)
+
 
 def parse_network_create(body: object) -> NetworkRequest:
     """Translate a ``POST /networks/create`` body into a NetworkRequest.
@@ -104,7 +120,7 @@ def parse_network_create(body: object) -> NetworkRequest:
     Refused here, with 400, because cnm has no such feature: swarm scopes and ingress networks,
     config-only networks and ``ConfigFrom``, and ``EnableIPv4: false`` (IPv6-only networks).
     ``CheckDuplicate`` is ignored: names are always unique, as in Docker since API 1.44."""
-    root = _Object(body, "")
+    root = JsonObject(body, "")
     scope = root.string("Scope")
     if scope not in ("", "local"):
         raise InvalidParameter(
@@ -135,7 +151,7 @@ def parse_network_create(body: object) -> NetworkRequest:
         request.ipam_driver = ipam.string("Driver") or "default"
         request.ipam_options = ipam.string_map("Options")
         for index, item in enumerate(ipam.array("Config")):
-            entry = _Object(item, f"IPAM.Config[{index}]")
+            entry = JsonObject(item, f"IPAM.Config[{index}]")
             request.ipam_config.append(
                 IpamRequest(
                     subnet=entry.string("Subnet") or None,
@@ -160,14 +176,19 @@ def _pool_json(pool: PoolRecord) -> dict[str, Any]:
 
 
 def network_to_json(
-    network: Network, attachments: Iterable[tuple[Endpoint, Sandbox]] = ()
+    network: Network,
+    attachments: Iterable[tuple[Endpoint, Sandbox]] = (),
+    container_names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A network as ``GET /networks/{id}`` shows it. ``attachments`` are the network's
-    endpoints joined to a sandbox, listed under ``Containers`` by container id (the list call
-    passes none, as Docker's list leaves ``Containers`` empty)."""
+    endpoints joined to a sandbox, listed under ``Containers`` by the sandbox's container id
+    and named after that container (``container_names``; the endpoint's name for a sandbox that
+    no container owns). The list call passes none, as Docker's list leaves ``Containers``
+    empty."""
+    names = container_names or {}
     containers = {
         sandbox.container_id: {
-            "Name": endpoint.name,
+            "Name": names.get(sandbox.container_id, endpoint.name),
             "EndpointID": endpoint.id,
             "MacAddress": endpoint.mac_address or "",
             "IPv4Address": endpoint.ipv4_address or "",

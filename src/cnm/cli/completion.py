@@ -1,8 +1,9 @@
 """``cnm completion bash``: a bash completion script generated from the CLI's own parser.
 
 The script is static (commands, flags and flag choices as tables), so it never drifts from the
-parser; only network names for ``inspect`` and ``rm`` are asked of the daemon at completion
-time. Load it with ``source <(cnm completion bash)``.
+parser; only the names of networks (for ``network inspect`` and ``network rm``) and of
+containers (for the commands that take one) are asked of the daemon at completion time. Load it
+with ``source <(cnm completion bash)``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ _cnm() {
         case $path in
         "cnm network inspect" | "cnm network rm" | "cnm network remove")
             COMPREPLY=($(compgen -W "$(cnm "${host[@]}" network ls --format '{{.Name}}' 2>/dev/null)" -- "$cur")) ;;
+        "cnm start" | "cnm stop" | "cnm restart" | "cnm kill" | "cnm rm" | "cnm logs" | \
+        "cnm exec" | "cnm port" | "cnm rename" | "cnm inspect")
+            COMPREPLY=($(compgen -W "$(cnm "${host[@]}" ps -a --format '{{.Names}}' 2>/dev/null)" -- "$cur")) ;;
         esac
     fi
 }

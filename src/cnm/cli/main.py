@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from cnm import __version__, daemon
-from cnm.cli import completion, network, system
+from cnm.cli import completion, container, dns, image, network, system
 from cnm.cli.client import DEFAULT_HOST, Client, CliError
 
 
@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_arguments(p)
     p.set_defaults(run=daemon.run)
 
+    container.add_parsers(commands)
+    image.add_parser(commands)
     network.add_parser(commands)
+    dns.add_parser(commands)
     system.add_parsers(commands)
 
     p = commands.add_parser("completion", help="print a shell completion script")

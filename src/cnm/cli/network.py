@@ -1,4 +1,4 @@
-"""``cnm network create|ls|inspect|rm|prune``: docker's flags, docker's output.
+"""``cnm network create|ls|inspect|rm|prune|connect|disconnect``: docker's flags and output.
 
 Like the docker CLI, ``create`` pairs every ``--gateway``, ``--ip-range`` and ``--aux-address``
 with the ``--subnet`` that contains it (docker's ``consolidateIpam``), so a gateway outside every
@@ -237,6 +237,21 @@ def prune(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def connect(client: Client, args: argparse.Namespace) -> int:
+    endpoint: dict[str, Any] = {"Aliases": args.alias or None}
+    if args.ip or args.ip6:
+        endpoint["IPAMConfig"] = {"IPv4Address": args.ip or "", "IPv6Address": args.ip6 or ""}
+    body = {"Container": args.container, "EndpointConfig": endpoint}
+    client.request("POST", f"/networks/{quote(args.network, safe='')}/connect", body=body)
+    return 0
+
+
+def disconnect(client: Client, args: argparse.Namespace) -> int:
+    body = {"Container": args.container, "Force": args.force}
+    client.request("POST", f"/networks/{quote(args.network, safe='')}/disconnect", body=body)
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -280,6 +295,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("networks", nargs="+", metavar="NETWORK")
     p.add_argument("-f", "--force", action="store_true", help="ignore networks that do not exist")
     p.set_defaults(handler=rm)
+
+    p = sub.add_parser("connect", help="connect a container to a network")
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("--alias", action="append", default=[], help="a network-scoped alias")
+    p.add_argument("--ip", help="IPv4 address (e.g. 172.30.100.104)")
+    p.add_argument("--ip6", help="IPv6 address (e.g. 2001:db8::33)")
+    p.set_defaults(handler=connect)
+
+    p = sub.add_parser("disconnect", help="disconnect a container from a network")
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("-f", "--force", action="store_true", help="force the disconnection")
+    p.set_defaults(handler=disconnect)
 
     p = sub.add_parser("prune", help="remove all unused networks")
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")

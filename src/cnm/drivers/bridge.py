@@ -9,7 +9,12 @@
 * Host-side veth names are derived from the endpoint id (`veth` + 11 hex) so the kernel never
   searches for a free name and `restore` finds them again without bookkeeping.
 * The gateway address lives on the bridge; containers on internal networks get no default
-  route through it (the firewall issue also drops their forwarded traffic).
+  route through it, and the firewall drops whatever they send beyond their bridge.
+* Every network, joined endpoint and published port is reported to the firewall seam
+  (``cnm.firewall.api``); host ports are bound by the port mapper. Making a non-internal
+  network turns on forwarding in the host namespace (IPv6 forwarding only for an IPv6
+  network: it stops the host accepting router advertisements) and route_localnet on its
+  bridge, which the firewall's loopback publishing needs (and guards).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import ipaddress
 import re
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,19 +37,26 @@ from cnm.driverapi import (
     Scope,
 )
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
-from cnm.osl.links import HostNetwork
+from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
+from cnm.osl.links import HostNetwork, write_sysctl
 from cnm.osl.namespace import NetNamespace
+from cnm.portmap.mapper import PortMapper
+from cnm.portmap.spec import PortMapping, PortRequest
 
 OPT_PREFIX = "com.docker.network.bridge."
 OPT_NAME = OPT_PREFIX + "name"
 OPT_MTU = "com.docker.network.driver.mtu"
+OPT_ICC = OPT_PREFIX + "enable_icc"
+OPT_MASQUERADE = OPT_PREFIX + "enable_ip_masquerade"
 BOOLEAN_OPTIONS = (
-    OPT_PREFIX + "enable_icc",
-    OPT_PREFIX + "enable_ip_masquerade",
+    OPT_ICC,
+    OPT_MASQUERADE,
     OPT_PREFIX + "default_bridge",
     OPT_PREFIX + "inhibit_ipv4",
 )
-ADDRESS_OPTIONS = (OPT_PREFIX + "host_binding_ipv4", "com.docker.network.host_ipv4")
+OPT_HOST_BINDING = OPT_PREFIX + "host_binding_ipv4"
+OPT_HOST_IPV4 = "com.docker.network.host_ipv4"
+ADDRESS_OPTIONS = (OPT_HOST_BINDING, OPT_HOST_IPV4)
 IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 NETWORK_ALIAS = "cnm:net:"
 
@@ -90,13 +102,24 @@ class _BridgeEndpoint:
     network_id: str
     mac: str
     joined: bool = False
+    addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    published: list[PortMapping] | None = None
 
 
 class BridgeDriver(NetworkDriver):
     name = "bridge"
 
-    def __init__(self, host: HostNetwork) -> None:
+    def __init__(
+        self,
+        host: HostNetwork,
+        firewall: Firewall,
+        ports: PortMapper,
+        default_host_ip: str = "0.0.0.0",
+    ) -> None:
         self.host = host
+        self.firewall = firewall
+        self.ports = ports
+        self.default_host_ip = default_host_ip
         self.default_mtu: int | None = None
         self._networks: dict[str, _BridgeNetwork] = {}
         self._endpoints: dict[str, _BridgeEndpoint] = {}
@@ -155,6 +178,7 @@ class BridgeDriver(NetworkDriver):
         index = self.host.create_bridge(name, mtu=mtu, alias=NETWORK_ALIAS + spec.network_id)
         try:
             self._configure_bridge(index, spec)
+            self._add_to_firewall(name, spec)
         except Exception:
             self.host.links.delete(index)
             raise
@@ -167,17 +191,40 @@ class BridgeDriver(NetworkDriver):
                 self.host.links.add_address(index, data.gateway)
         self.host.links.set_up(index)
 
+    def _add_to_firewall(self, name: str, spec: NetworkSpec) -> None:
+        if not spec.internal:
+            with self.host.inside():
+                write_sysctl("net.ipv4.ip_forward", "1")
+                write_sysctl(f"net.ipv4.conf.{name}.route_localnet", "1")
+                if spec.enable_ipv6:
+                    write_sysctl("net.ipv6.conf.all.forwarding", "1")
+        snat = spec.options.get(OPT_HOST_IPV4)
+        snat_ip = ipaddress.ip_address(snat) if snat else None
+        self.firewall.add_network(
+            NetworkRules(
+                bridge=name,
+                subnets=tuple(data.pool for data in (*spec.ipv4, *spec.ipv6)),
+                internal=spec.internal,
+                icc=_parse_bool(OPT_ICC, spec.options.get(OPT_ICC, "true")),
+                masquerade=_parse_bool(OPT_MASQUERADE, spec.options.get(OPT_MASQUERADE, "true")),
+                snat_ipv4=snat_ip if isinstance(snat_ip, ipaddress.IPv4Address) else None,
+            )
+        )
+
     def delete_network(self, network_id: str) -> None:
         with self._lock:
             network = self._networks.pop(network_id, None)
         if network is not None:
+            self.firewall.remove_network(network.bridge_name)
             self.host.delete_link_later(network.bridge_index)
 
     def create_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
         self._network(spec.network_id)
         mac = spec.mac_address or random_mac()
         with self._lock:
-            self._endpoints[spec.endpoint_id] = _BridgeEndpoint(spec.network_id, mac)
+            self._endpoints[spec.endpoint_id] = _BridgeEndpoint(
+                spec.network_id, mac, addresses=_addresses(spec)
+            )
         return EndpointInfo(mac_address=mac)
 
     def delete_endpoint(self, network_id: str, endpoint_id: str) -> None:
@@ -193,8 +240,9 @@ class BridgeDriver(NetworkDriver):
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None:
             raise NotFound(f"endpoint {endpoint_id[:12]} not found on bridge {network.bridge_name}")
-        self.host.create_veth(
-            host_veth_name(endpoint_id),
+        veth = host_veth_name(endpoint_id)
+        index = self.host.create_veth(
+            veth,
             ifname,
             sandbox,
             master=network.bridge_index,
@@ -202,6 +250,11 @@ class BridgeDriver(NetworkDriver):
             peer_mac=endpoint.mac,
             ipv6=network.spec.enable_ipv6,
         )
+        try:
+            self.firewall.add_endpoint(EndpointRules(network.bridge_name, veth, endpoint.addresses))
+        except Exception:
+            self.host.links.delete(index)
+            raise
         endpoint.joined = True
         spec = network.spec
         if spec.internal:
@@ -214,11 +267,50 @@ class BridgeDriver(NetworkDriver):
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is not None:
             endpoint.joined = False
+        self.firewall.remove_endpoint(host_veth_name(endpoint_id))
         if namespace_deleted:
             return
         index = self.host.links.index_of(host_veth_name(endpoint_id))
         if index is not None:
             self.host.links.delete(index)
+
+    def program_external_connectivity(
+        self, network_id: str, endpoint_id: str, ports: Sequence[PortRequest]
+    ) -> list[PortMapping]:
+        network = self._network(network_id)
+        endpoint = self._endpoints.get(endpoint_id)
+        if endpoint is None or not endpoint.joined:
+            raise NotFound(f"endpoint {endpoint_id[:12]} is not joined to {network.bridge_name}")
+        if network.spec.internal:
+            raise InvalidParameter(
+                f"ports cannot be published on internal network {network.spec.name}"
+            )
+        self.revoke_external_connectivity(network_id, endpoint_id)
+        if not ports:
+            return []
+        ipv4 = next((a for a in endpoint.addresses if a.version == 4), None)
+        ipv6 = next((a for a in endpoint.addresses if a.version == 6), None)
+        mappings = self.ports.map(
+            ports,
+            ipv4=ipv4,  # type: ignore[arg-type]
+            ipv6=ipv6,  # type: ignore[arg-type]
+            default_host_ip=network.spec.options.get(OPT_HOST_BINDING) or self.default_host_ip,
+        )
+        try:
+            self.firewall.add_ports(network.bridge_name, mappings)
+        except Exception:
+            self.ports.unmap(mappings)
+            raise
+        endpoint.published = mappings
+        return list(mappings)
+
+    def revoke_external_connectivity(self, network_id: str, endpoint_id: str) -> None:
+        endpoint = self._endpoints.get(endpoint_id)
+        if endpoint is None or not endpoint.published:
+            return
+        mappings, endpoint.published = endpoint.published, None
+        self.firewall.remove_ports(mappings)
+        self.ports.unmap(mappings)
 
     def network_info(self, network_id: str) -> Mapping[str, str]:
         network = self._networks.get(network_id)
@@ -256,6 +348,7 @@ class BridgeDriver(NetworkDriver):
                 self._networks[network_id] = _BridgeNetwork(
                     spec, self._bridge_name(spec), index, self._mtu(spec)
                 )
+                self._add_to_firewall(self._bridge_name(spec), spec)
                 continue
             self.create_network(spec)
             bridge = self._networks[network_id].bridge_index
@@ -268,5 +361,17 @@ class BridgeDriver(NetworkDriver):
             if spec.network_id not in self._networks:
                 raise CnmError(f"endpoint {spec.endpoint_id[:12]} names an unknown network")
             self._endpoints[spec.endpoint_id] = _BridgeEndpoint(
-                spec.network_id, spec.mac_address or random_mac(), joined=spec.joined
+                spec.network_id,
+                spec.mac_address or random_mac(),
+                joined=spec.joined,
+                addresses=_addresses(spec),
             )
+            if spec.joined:
+                bridge = self._networks[spec.network_id].bridge_name
+                self.firewall.add_endpoint(
+                    EndpointRules(bridge, host_veth_name(spec.endpoint_id), _addresses(spec))
+                )
+
+
+def _addresses(spec: EndpointSpec) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    return tuple(a.ip for a in (spec.address, spec.address_v6) if a is not None)

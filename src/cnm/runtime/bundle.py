@@ -118,8 +118,12 @@ def oci_spec(
     rootfs: Path,
     netns: str,
     files: dict[str, Path],
+    terminal: bool = False,
+    console_size: list[int] | None = None,
 ) -> dict[str, Any]:
-    """config.json of a container; ``files`` maps a path inside (/etc/hosts) to its source."""
+    """config.json of a container; ``files`` maps a path inside (/etc/hosts) to its source.
+    With ``terminal`` runc gives the process a pseudo-terminal of ``console_size`` (rows,
+    columns; unset if either is 0) and sends its master to the console socket."""
     mounts = _base_mounts()
     mounts += [
         {
@@ -130,10 +134,13 @@ def oci_spec(
         }
         for inside, source in files.items()
     ]
+    process: dict[str, Any] = {"terminal": terminal}
+    if terminal and console_size and all(console_size):
+        process["consoleSize"] = {"height": console_size[0], "width": console_size[1]}
     return {
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": False,
+            **process,
             "user": {"uid": 0, "gid": 0},
             "args": args,
             "env": env,

@@ -12,6 +12,9 @@ other sandbox's netns and every container's overlay. Copies would keep those nam
 overlays alive after the daemon removes them (the host's root mount is private here, so the
 removal does not propagate), so they are unmounted first (--unmount-under, and every nsfs mount).
 
+With a terminal on its stdin (``Tty``) it makes that its controlling terminal (it leads a session
+of its own), as runc does for a container's process.
+
 A failure before exec is written to --status-fd (close-on-exec: the starter reads EOF on
 success) and exits 127, as a shell does for a command it cannot run.
 """
@@ -20,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import fcntl
 import os
 import socket
 import sys
+import termios
 from typing import NoReturn
 
 from cnm.osl.syscalls import (
@@ -68,6 +73,8 @@ def setup(args: argparse.Namespace) -> None:
     if args.hostname:
         socket.sethostname(args.hostname)
     os.chdir(args.cwd or "/")
+    if os.isatty(0):
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def main() -> None:

@@ -65,6 +65,7 @@ class ContainerConfig:
     working_dir: str = ""
     tty: bool = False
     open_stdin: bool = False
+    stdin_once: bool = False  # the first attached client's end of input closes the stdin
     exposed_ports: list[str] = field(default_factory=list)  # ["80/tcp"]
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -81,6 +82,7 @@ class HostConfig:
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)  # "name:ip"
     auto_remove: bool = False
+    console_size: list[int] = field(default_factory=lambda: [0, 0])  # the terminal's [rows, cols]
 
 
 @dataclass

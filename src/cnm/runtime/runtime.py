@@ -18,6 +18,17 @@ in its own thread, never in the reaper's (teardown runs ``runc delete``, a child
 Output. The container's stdout and stderr are files opened in append mode and handed to the
 process (runc passes its own stdio to the container when there is no terminal), so output keeps
 flowing while the daemon restarts; the two streams are kept apart, their relative order is not.
+With ``Tty`` the process gets a terminal instead, one stream, copied to stdout.log by a ``cat``
+that outlives the daemon (``console.py``). With ``OpenStdin`` attached clients' input is queued
+and written to the terminal or to a pipe on the process's stdin; ``StdinOnce`` is the API's
+business (it closes the stdin when its first attached client leaves).
+
+Daemon restarts (live restore) and stdio. A terminal survives one: its copier holds it open and
+keeps logging, and the new daemon takes the master back from the copier, so attach input and
+resize work again. A stdin pipe does not: its write end dies with the daemon, so the process
+reads EOF (a ``docker run -di ... sh`` then ends, as after its last input), and input attached
+later is dropped until the next start. Output written by a terminal container between its exit
+and the new daemon noticing it may be cut short in the log.
 
 Locking. ``_lock`` guards the tables and is held briefly; ``_changed`` (on the same lock) wakes
 waiters on exits and removals. A lock per container serialises its lifecycle operations; stop
@@ -45,14 +56,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from cnm.controller import Controller, Transaction, transaction
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.model import EndpointOptions, Network, Sandbox, SandboxOptions
-from cnm.runtime import bundle, pidwatch
+from cnm.portmap.spec import PortRequest, parse_port_key, requests_from_config
+from cnm.runtime import bundle, console, pidwatch
 from cnm.runtime.images import HOST_IMAGE, ImageStore, is_host_image, now_rfc3339
 from cnm.runtime.model import (
     Container,
@@ -76,6 +88,7 @@ DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT_S = 10.0
 RUNC_TIMEOUT_S = 30.0
 UNKNOWN_EXIT_CODE = 137
+TERMINAL_DRAIN_S = 2.0  # after an exit, for the last output of a terminal's holders
 SHARED_NETWORK = (
     "container sharing network namespace with another container or host cannot be connected "
     "to any other network"
@@ -112,10 +125,13 @@ class _Exec:
     tty: bool
     workdir: str
     open_stdin: bool
+    console_size: tuple[int, int] = (0, 0)  # the terminal's rows and columns at start
     started: bool = False
     running: bool = False
     exit_code: int | None = None
     pid: int = 0
+    console: int = -1  # a copy of the terminal's master while it runs, for resize
+    console_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _exit_code(returncode: int) -> int:
@@ -141,8 +157,24 @@ def _check_name(name: str) -> str:
     return name.removeprefix("/")
 
 
-def _port_key(port: str) -> str:
-    return port if "/" in port else f"{port}/tcp"
+def _port_keys(port: str) -> list[str]:
+    """``80`` -> ["80/tcp"]; a range key names each of its ports."""
+    start, end, proto = parse_port_key(port)
+    return [f"{number}/{proto}" for number in range(start, end + 1)]
+
+
+def _port_requests(config: ContainerConfig, host: HostConfig) -> list[PortRequest]:
+    """What a container publishes: its port bindings, and with -P its exposed ports."""
+    return requests_from_config(
+        {key: [(b.host_ip, b.host_port) for b in v] for key, v in host.port_bindings.items()},
+        config.exposed_ports,
+        host.publish_all_ports,
+    )
+
+
+def _check_size(height: int, width: int) -> None:
+    if not (0 <= height <= 0xFFFF and 0 <= width <= 0xFFFF):
+        raise InvalidParameter(f"invalid terminal size {height}x{width}")
 
 
 def _merge_env(base: list[str], override: list[str]) -> list[str]:
@@ -165,6 +197,8 @@ class Runtime:
         self._exits: dict[str, int] = {}  # exits seen per container: wakes next-exit waiters
         self._removed: dict[str, int] = {}  # removed container -> its last exit code
         self._pidfds: dict[str, int] = {}  # running container -> pidfd of its first process
+        self._terminals: dict[str, console.Terminal] = {}  # running container with a Tty
+        self._stdins: dict[str, console.Stdin] = {}  # OpenStdin container -> this run's input
         self._watcher = pidwatch.PidWatcher()
         self._listeners: list[ExitListener] = []
         self._started = False
@@ -208,6 +242,7 @@ class Runtime:
                 self._restore_running(container)
             else:
                 self._reconcile_stopped(container)
+                self._new_stdin(container)
         self._remove_orphans(set(containers))
         log.info(
             "runtime restored images=%d containers=%d", len(self._images.list()), len(containers)
@@ -221,11 +256,17 @@ class Runtime:
             self._closed = True
             running = [c for c in self._containers.values() if c.state.running]
             pidfds, self._pidfds = self._pidfds, {}
+            terminals, self._terminals = self._terminals, {}
+            stdins = list(self._stdins.values())
         for container in running:
             REAPER.unwatch(container.state.pid)
         self._watcher.close()
         for fd in pidfds.values():
             os.close(fd)
+        for terminal in terminals.values():
+            terminal.detach()
+        for stdin in stdins:
+            stdin.stop()
         REAPER.release()
 
     def subscribe_exit(self, callback: ExitListener) -> None:
@@ -237,6 +278,8 @@ class Runtime:
         if pidfd is not None:
             if pidwatch.alive(pid, started):  # the pidfd names our process, not a reused pid
                 self._pidfds[container.id] = pidfd
+                if container.config.tty:
+                    self._recover_terminal(container)
                 self._watcher.watch(
                     pidfd, lambda: self._on_restored_exit(container.id, pid, started)
                 )
@@ -245,6 +288,15 @@ class Runtime:
         with self._container_lock(container.id):
             self._finish(container, self._lost_exit_code(pid, started))
         self._after_exit(container)
+
+    def _recover_terminal(self, container: Container) -> None:
+        """Take the terminal back from the copier that kept it while no daemon ran."""
+        terminal = console.Terminal.recover(self._bundle_dir(container.id))
+        if terminal is None:
+            log.warning("container %s lost its terminal: no input or resize", container.id[:12])
+            return
+        self._new_stdin(container)
+        self._keep_terminal(container, terminal)
 
     @staticmethod
     def _lost_exit_code(pid: int, started: int) -> int:
@@ -388,6 +440,7 @@ class Runtime:
         wanted = self._check_networks(host_config.network_mode, networks)
         self._check_sandbox_options(host_config)
         container_id = secrets.token_hex(32)
+        self._check_ports(config, host_config, wanted)
         if not config.hostname:
             mode = host_config.network_mode
             config.hostname = socket.gethostname() if mode == "host" else container_id[:12]
@@ -408,6 +461,7 @@ class Runtime:
             self.store.put(f"container/{container_id}", container.to_json(), expect_revision=0)
             self._containers[container_id] = container
             self._exits[container_id] = 0
+        self._new_stdin(container)
         state = self._state_dir(container_id)
         state.mkdir(parents=True, exist_ok=True)
         for log_file in ("stdout.log", "stderr.log"):
@@ -518,6 +572,20 @@ class Runtime:
         if request.mac_address and not MAC_PATTERN.match(request.mac_address):
             raise InvalidParameter(f"invalid MAC address: {request.mac_address}")
 
+    def _check_ports(
+        self, config: ContainerConfig, host_config: HostConfig, wanted: dict[str, EndpointRequest]
+    ) -> None:
+        """Malformed port specs fail at create, as does publishing with only internal
+        networks; host ports are taken at start."""
+        requests = _port_requests(config, host_config)
+        if not requests or host_config.network_mode in ("host", "none"):
+            return
+        networks = [self.controller.network(name) for name in wanted]
+        if networks and all(n.internal for n in networks):
+            raise InvalidParameter(
+                f"ports cannot be published on internal network {networks[0].name}"
+            )
+
     @staticmethod
     def _check_sandbox_options(host_config: HostConfig) -> None:
         for server in host_config.dns:
@@ -560,12 +628,14 @@ class Runtime:
         log.info("container started id=%s pid=%d", container_id[:12], container.state.pid)
 
     def _start(self, container: Container, image: Image | None) -> None:
+        stdio = console.ProcessStdio()
         with transaction() as txn:
             sandbox = self._attach_networks(container, txn)
+            txn.on_failure("stdio", stdio.close)
             if image is None:
-                pid = self._start_host(container, sandbox, txn)
+                pid = self._start_host(container, sandbox, txn, stdio)
             else:
-                pid = self._start_runc(container, image, sandbox, txn)
+                pid = self._start_runc(container, image, sandbox, txn, stdio)
             started = pidwatch.start_time(pid)
             pidfd = _pidfd_open(pid)  # None: it ended already; the reaper has its status
             if pidfd is not None:
@@ -586,8 +656,44 @@ class Runtime:
         if pidfd is not None:
             with self._lock:
                 self._pidfds[container.id] = pidfd
+        self._keep_stdio(container, stdio)
         if image is not None:  # host processes were registered by spawn
             REAPER.watch(pid, lambda p, rc: self._on_exit(container.id, p, rc))
+
+    def _new_stdin(self, container: Container) -> None:
+        """The input queue of the container's next run (OpenStdin only)."""
+        if container.config.open_stdin:
+            with self._lock:
+                self._stdins[container.id] = console.Stdin()
+
+    def _keep_stdio(self, container: Container, stdio: console.ProcessStdio) -> None:
+        """Hold what a start left of the process's stdio: the terminal (its copier starts) or
+        the stdin pipe, which the input queue now feeds."""
+        if stdio.master >= 0:
+            bundle_dir = self._bundle_dir(container.id)
+            bundle_dir.mkdir(parents=True, exist_ok=True)  # a host container has no bundle
+            out_log = self._state_dir(container.id) / "stdout.log"
+            try:
+                terminal = console.Terminal.start(stdio.master, out_log, bundle_dir)
+            except OSError:
+                log.exception("cannot log the terminal of %s", container.id[:12])
+                stdio.close()  # hangs the terminal up
+                return
+            stdio.master = -1
+            self._keep_terminal(container, terminal)
+        with self._lock:
+            stdin = self._stdins.get(container.id)
+        if stdin is not None and stdio.stdin >= 0:
+            stdin.feed(stdio.stdin, f"cnm-stdin-{container.id[:12]}")
+            stdio.stdin = -1
+        stdio.close()
+
+    def _keep_terminal(self, container: Container, terminal: console.Terminal) -> None:
+        with self._lock:
+            self._terminals[container.id] = terminal
+            stdin = self._stdins.get(container.id)
+        if stdin is not None:
+            stdin.feed(terminal.input_fd(), f"cnm-stdin-{container.id[:12]}")
 
     def _attach_networks(self, container: Container, txn: Transaction) -> Sandbox:
         if self._shares_sandbox(container):
@@ -606,11 +712,17 @@ class Runtime:
                 dns_search=list(host.dns_search),
                 dns_options=list(host.dns_options),
                 extra_hosts=list(host.extra_hosts),
+                # Docker's rule: the embedded resolver for a user-defined network mode (the
+                # mode is stored as the network's name; the predefined ones are these three).
+                embedded_dns=host.network_mode not in ("bridge", "host", "none"),
             )
         )
         txn.on_failure("sandbox", lambda: self.controller.delete_sandbox(sandbox.id))
         for network, request in container.networks.items():
             self.controller.connect(network, sandbox.id, self._endpoint_options(container, request))
+        requests = _port_requests(container.config, host)
+        if requests and host.network_mode not in ("host", "none"):
+            self.controller.publish(sandbox.id, requests)
         return self.controller.sandbox(sandbox.id)
 
     @staticmethod
@@ -639,6 +751,8 @@ class Runtime:
             env.append(f"HOSTNAME={hostname}")
         if "HOME" not in keys:
             env.append("HOME=/root")
+        if container.config.tty and "TERM" not in keys:
+            env.append("TERM=xterm")  # as Docker
         return env
 
     @contextmanager
@@ -650,7 +764,12 @@ class Runtime:
             yield out, err, err.tell()
 
     def _start_runc(
-        self, container: Container, image: Image, sandbox: Sandbox, txn: Transaction
+        self,
+        container: Container,
+        image: Image,
+        sandbox: Sandbox,
+        txn: Transaction,
+        stdio: console.ProcessStdio,
     ) -> int:
         bundle_dir = self._bundle_dir(container.id)
         state = self._state_dir(container.id)
@@ -666,43 +785,84 @@ class Runtime:
             rootfs=rootfs,
             netns=sandbox.key,
             files=self._sandbox_files(sandbox),
+            terminal=container.config.tty,
+            console_size=container.host_config.console_size,
         )
         bundle.write_spec(bundle_dir, spec)
         pid_file = bundle_dir / "init.pid"
         runc_log = bundle_dir / "runc.log"
         pid_file.unlink(missing_ok=True)
         runc_log.unlink(missing_ok=True)
-        with self._logs(container.id) as (out, err, offset):
-            done = REAPER.run(
-                [
-                    *self._runc_command(),
-                    "--log",
-                    str(runc_log),
-                    "--log-format",
-                    "json",
-                    "run",
-                    "-d",
-                    "--bundle",
-                    str(bundle_dir),
-                    "--pid-file",
-                    str(pid_file),
-                    container.id,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                timeout=RUNC_TIMEOUT_S,
-            )
+        with self._runc_stdio(container, bundle_dir, stdio) as (stdin, console_socket):
+            with self._logs(container.id) as (out, err, offset):
+                done = REAPER.run(
+                    [
+                        *self._runc_command(),
+                        "--log",
+                        str(runc_log),
+                        "--log-format",
+                        "json",
+                        "run",
+                        "-d",
+                        *(["--console-socket", console.SOCKET_NAME] if console_socket else []),
+                        "--bundle",
+                        str(bundle_dir),
+                        "--pid-file",
+                        str(pid_file),
+                        container.id,
+                    ],
+                    stdin=stdin,
+                    stdout=out,
+                    stderr=err,
+                    cwd=bundle_dir,  # where runc finds the console socket by its short name
+                    timeout=RUNC_TIMEOUT_S,
+                )
+                if done.returncode != 0:
+                    err.truncate(offset)
             if done.returncode != 0:
-                err.truncate(offset)
-        if done.returncode != 0:
-            self._runc_delete(container.id)
-            raise _start_error(_runc_error(runc_log) or f"runc exited with {done.returncode}")
-        txn.on_failure("runc container", lambda: self._runc_delete(container.id))
+                self._runc_delete(container.id)
+                raise _start_error(_runc_error(runc_log) or f"runc exited with {done.returncode}")
+            txn.on_failure("runc container", lambda: self._runc_delete(container.id))
+            if console_socket is not None:
+                stdio.master = console_socket.receive()
         return int(pid_file.read_text())
 
-    def _start_host(self, container: Container, sandbox: Sandbox, txn: Transaction) -> int:
+    @staticmethod
+    @contextmanager
+    def _runc_stdio(
+        container: Container, bundle_dir: Path, stdio: console.ProcessStdio
+    ) -> Iterator[tuple[int, console.ConsoleSocket | None]]:
+        """For the time of ``runc run``: its stdin (the read end of the container's stdin
+        pipe, whose write end goes to ``stdio``; else /dev/null) and, with a terminal, the
+        console socket runc sends the master to."""
+        if container.config.tty:
+            with console.ConsoleSocket(bundle_dir) as console_socket:
+                yield subprocess.DEVNULL, console_socket
+            return
+        if not container.config.open_stdin:
+            yield subprocess.DEVNULL, None
+            return
+        stdin, stdio.stdin = os.pipe()
+        try:
+            yield stdin, None
+        finally:
+            os.close(stdin)
+
+    def _start_host(
+        self,
+        container: Container,
+        sandbox: Sandbox,
+        txn: Transaction,
+        stdio: console.ProcessStdio,
+    ) -> int:
         status_r, status_w = os.pipe()
+        stdin: int = subprocess.DEVNULL
+        slave = -1
+        if container.config.tty:
+            stdio.master, slave = os.openpty()
+            console.set_size(slave, *container.host_config.console_size)
+        elif container.config.open_stdin:
+            stdin, stdio.stdin = os.pipe()
         args = [
             sys.executable,
             "-I",
@@ -724,11 +884,14 @@ class Runtime:
         env = dict(e.partition("=")[::2] for e in self._process_env(container, sandbox.hostname))
         try:
             with self._logs(container.id) as (out, err, offset):
+                streams: tuple[int | IO[bytes], ...] = (stdin, out, err)
+                if slave >= 0:
+                    streams = (slave, slave, slave)  # hostinit makes it the controlling terminal
                 child = REAPER.spawn(
                     args,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
+                    stdin=streams[0],
+                    stdout=streams[1],
+                    stderr=streams[2],
                     env=env,
                     pass_fds=(status_w,),
                     start_new_session=True,
@@ -741,8 +904,9 @@ class Runtime:
                     child.wait(RUNC_TIMEOUT_S)
                     err.truncate(offset)
         finally:
-            if status_w >= 0:
-                os.close(status_w)
+            for fd in (status_w, stdin, slave):
+                if fd >= 0:
+                    os.close(fd)
             os.close(status_r)
         if failure:
             raise _start_error(failure)
@@ -782,6 +946,7 @@ class Runtime:
         """Tear a container down after its process ended and record the exit (the caller
         holds the container's lock)."""
         self._teardown(container)
+        self._new_stdin(container)
         container.state = ContainerState(
             status="exited",
             exit_code=code,
@@ -807,6 +972,10 @@ class Runtime:
     def _teardown(self, container: Container) -> None:
         with self._lock:
             pidfd = self._pidfds.pop(container.id, None)
+            terminal = self._terminals.pop(container.id, None)
+            stdin = self._stdins.pop(container.id, None)
+        if stdin is not None:
+            stdin.stop()
         if pidfd is not None:
             self._watcher.unwatch(pidfd)
             os.close(pidfd)
@@ -818,6 +987,8 @@ class Runtime:
                 log.exception("unmounting the rootfs of %s", container.id[:12])
         else:
             _kill_group(container.state.pid)
+        if terminal is not None:  # its last output is logged before the exit is reported
+            terminal.finish(TERMINAL_DRAIN_S)
         if container.sandbox_id and not self._shares_sandbox(container):
             try:
                 if not container.image_id or self._borrowed(container):
@@ -962,6 +1133,7 @@ class Runtime:
             with self._changed:
                 del self._containers[container_id]
                 self._exits.pop(container_id, None)
+                self._stdins.pop(container_id, None)
                 self._removed[container_id] = container.state.exit_code
                 for exec_id in [
                     e.id for e in self._execs.values() if e.container_id == container_id
@@ -975,15 +1147,71 @@ class Runtime:
     def rename_container(self, ref: str, new_name: str) -> None:
         name = _check_name(new_name)
         container_id = self._resolve(ref).id
-        with self._container_lock(container_id), self._lock:
-            container = self._current(container_id)
-            if container.name == name:
-                raise InvalidParameter(
-                    "Renaming a container with the same name as its current name"
-                )
-            self._check_name_free(name)
-            container.name = name
-            self._save(container)
+        with self._container_lock(container_id):
+            with self._lock:
+                container = self._current(container_id)
+                if container.name == name:
+                    raise InvalidParameter(
+                        "Renaming a container with the same name as its current name"
+                    )
+                self._check_name_free(name)
+                old_name, container.name = container.name, name
+            # A running container's endpoints carry its name, and with them its DNS records.
+            sandbox_id = None
+            if container.state.running and not self._shares_sandbox(container):
+                sandbox_id = container.sandbox_id
+            try:
+                if sandbox_id:
+                    self.controller.rename_endpoints(sandbox_id, name)
+                self._save(container)
+            except BaseException:
+                with self._lock:
+                    container.name = old_name
+                if sandbox_id:
+                    with suppress(CnmError):
+                        self.controller.rename_endpoints(sandbox_id, old_name)
+                raise
+
+    # ------------------------------------------------------------------ stdin, terminal
+
+    def write_stdin(self, ref: str, data: bytes) -> None:
+        """Input for the container's stdin, kept until its process reads it (that of its next
+        run if it is not running). Dropped without OpenStdin, after ``close_stdin``, and while
+        a run's stdin is lost to a daemon restart."""
+        container_id = self._resolve(ref).id
+        with self._lock:
+            stdin = self._stdins.get(container_id)
+        if stdin is not None:
+            stdin.write(data)
+
+    def close_stdin(self, ref: str) -> None:
+        """The end of the input: the process reads EOF after the rest (Docker's StdinOnce)."""
+        container_id = self._resolve(ref).id
+        with self._lock:
+            stdin = self._stdins.get(container_id)
+        if stdin is not None:
+            stdin.close()
+
+    def resize_container(self, ref: str, height: int, width: int) -> None:
+        """Set the size of a running container's terminal (nothing to do without a Tty)."""
+        _check_size(height, width)
+        container = self._resolve(ref)
+        if not container.state.running:
+            raise Conflict(f"Container {container.id} is not running")
+        with self._lock:
+            terminal = self._terminals.get(container.id)
+        if terminal is not None:
+            terminal.resize(height, width)
+
+    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        """Set the size of a running exec's terminal (nothing to do without one)."""
+        _check_size(height, width)
+        record = self._exec(exec_id)
+        if not self._current(record.container_id).state.running:
+            raise Conflict(f"Container {record.container_id} is not running")
+        with record.console_lock:
+            if record.console >= 0:
+                console.set_size(record.console, height, width)
 
     # ------------------------------------------------------------------ exec
 
@@ -995,16 +1223,18 @@ class Runtime:
         tty: bool,
         workdir: str = "",
         open_stdin: bool = False,
+        console_size: tuple[int, int] = (0, 0),
     ) -> str:
         container = self._resolve(ref)
         if not container.state.running:
             raise Conflict(f"Container {container.id} is not running")
         if not cmd:
             raise InvalidParameter("No exec command specified")
+        _check_size(*console_size)
         exec_id = secrets.token_hex(32)
         with self._lock:
             self._execs[exec_id] = _Exec(
-                exec_id, container.id, list(cmd), list(env), tty, workdir, open_stdin
+                exec_id, container.id, list(cmd), list(env), tty, workdir, open_stdin, console_size
             )
         return exec_id
 
@@ -1046,13 +1276,21 @@ class Runtime:
             env = dict(e.partition("=")[::2] for e in env_list)
 
         def ended(pid: int, returncode: int) -> None:
-            record.exit_code = _exit_code(returncode)
-            record.running = False
+            with record.console_lock:
+                record.exit_code = _exit_code(returncode)
+                record.running = False
+                if record.console >= 0:
+                    os.close(record.console)
+                    record.console = -1
 
         record.running = True
         try:
             if record.tty:
-                child = self._spawn_on_terminal(args, env, ended)
+                child = self._spawn_on_terminal(args, env, ended, record.console_size)
+                assert child.stdout is not None
+                with record.console_lock:
+                    if record.running:
+                        record.console = os.dup(child.stdout.fileno())
             else:
                 child = REAPER.spawn(
                     args,
@@ -1070,12 +1308,17 @@ class Runtime:
 
     @staticmethod
     def _spawn_on_terminal(
-        args: list[str], env: dict[str, str] | None, ended: Callable[[int, int], None]
+        args: list[str],
+        env: dict[str, str] | None,
+        ended: Callable[[int, int], None],
+        size: tuple[int, int],
     ) -> Child:
         """runc exec --tty needs a controlling terminal: give the process a pseudo-terminal in
-        a session of its own (setsid --ctty), and hand back the master side as its stdio."""
+        a session of its own (setsid --ctty), and hand back the master side as its stdio. runc
+        gives the container's terminal the size of this one, at start and on SIGWINCH."""
         master, slave = os.openpty()
         try:
+            console.set_size(master, *size)
             child = REAPER.spawn(
                 ["setsid", "--wait", "--ctty", *args],
                 stdin=slave,
@@ -1202,10 +1445,14 @@ class Runtime:
                 network = None
             endpoint = joined.get(network.id) if network else None
             networks[name] = _endpoint_settings(container, network, endpoint, request)
-        ports: dict[str, None] = {}
+        ports: dict[str, list[dict[str, str]] | None] = {}
         if container.state.running:
             for port in [*container.config.exposed_ports, *container.host_config.port_bindings]:
-                ports[_port_key(port)] = None
+                ports.update(dict.fromkeys(_port_keys(port)))
+        for mapping in self.controller.published(sandbox.id) if sandbox else []:
+            bound = ports.get(mapping.key) or []
+            bound.append({"HostIp": str(mapping.host_ip), "HostPort": str(mapping.host_port)})
+            ports[mapping.key] = bound
         legacy = networks.get("bridge", {})
         return {
             "Bridge": "",

@@ -1,0 +1,405 @@
+"""Docker's container and image JSON <-> the runtime's records, as pure functions.
+
+Bodies are read with the rules of ``translate`` (Go's decoder: case-insensitive names, null is
+absent, unknown fields ignored). Old and new clients differ in where they put things, and both
+are accepted: the docker 20.10 CLI (API 1.41) sends ``--mac-address`` as ``Config.MacAddress``,
+newer clients send it per endpoint; ``Cmd`` and ``Entrypoint`` may be a string or an array.
+
+Responses follow Docker 28 (API 1.47) field for field where cnm has the data, and give Docker's
+neutral values (``false``, ``""``, ``null``) for features cnm does not have, because the docker
+CLI and docker-py decode them into fixed types.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cnm.api.system import go_arch
+from cnm.api.timefmt import human_duration, unix_time
+from cnm.api.translate import JsonObject
+from cnm.errors import InvalidParameter
+from cnm.runtime.model import (
+    Container,
+    ContainerConfig,
+    EndpointRequest,
+    HostConfig,
+    Image,
+    PortBinding,
+)
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?")
+_ENV_NAME = re.compile(r"[^=\s]+")
+CONTAINER_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+
+
+@dataclass
+class CreateRequest:
+    config: ContainerConfig
+    host_config: HostConfig
+    networks: dict[str, EndpointRequest]
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def normalize_port(spec: str) -> str:
+    """``80`` -> ``80/tcp``; refuses what Docker's nat.ParsePortSpec refuses."""
+    match = _PORT.fullmatch(spec)
+    if match is None or not all(
+        0 < int(port) <= 65535 for port in (match[1], match[2]) if port is not None
+    ):
+        raise InvalidParameter(f"invalid port specification: {spec!r}")
+    return f"{match[1]}{'-' + match[2] if match[2] else ''}/{match[3] or 'tcp'}"
+
+
+def parse_endpoint_config(data: JsonObject | None) -> EndpointRequest:
+    """One ``EndpointsConfig`` entry, or the ``EndpointConfig`` of a connect request."""
+    if data is None:
+        return EndpointRequest()
+    ipam = data.object("IPAMConfig")
+    return EndpointRequest(
+        aliases=data.strings("Aliases"),
+        ipv4_address=(ipam.string("IPv4Address") if ipam else "") or None,
+        ipv6_address=(ipam.string("IPv6Address") if ipam else "") or None,
+        mac_address=data.string("MacAddress") or None,
+    )
+
+
+def _port_bindings(host: JsonObject) -> dict[str, list[PortBinding]]:
+    value = host.object("PortBindings")
+    if value is None:
+        return {}
+    bindings: dict[str, list[PortBinding]] = {}
+    for port in value:
+        port_key = normalize_port(port)
+        entries = bindings.setdefault(port_key, [])
+        for index, item in enumerate(value.array(port)):
+            entry = JsonObject(item, f"HostConfig.PortBindings[{port!r}][{index}]")
+            host_port = entry.string("HostPort")
+            if host_port:
+                normalize_port(host_port)
+            entries.append(PortBinding(host_ip=entry.string("HostIp"), host_port=host_port))
+    return bindings
+
+
+def _console_size(host: JsonObject) -> list[int]:
+    """``HostConfig.ConsoleSize``: the terminal's [rows, columns] at start (API 1.42)."""
+    size = host.array("ConsoleSize") or [0, 0]
+    if len(size) != 2 or not all(isinstance(n, int) and 0 <= n <= 0xFFFF for n in size):
+        raise InvalidParameter(f"invalid HostConfig.ConsoleSize: {size!r}")
+    return list(size)
+
+
+def parse_container_create(body: object) -> CreateRequest:
+    """Translate a ``POST /containers/create`` body. Volumes are refused (cnm has none);
+    the network ``default`` (or an empty network mode) means ``bridge``, as in Docker."""
+    root = JsonObject(body, "")
+    image = root.string("Image")
+    if not image:
+        raise InvalidParameter("no image given: Image is required (cnm/host runs on the host)")
+    host = root.object("HostConfig") or JsonObject({}, "HostConfig")
+    if host.strings("Binds") or host.array("Mounts"):
+        raise InvalidParameter("volumes and mounts are not supported by cnm")
+    for entry in root.strings("Env"):
+        if not _ENV_NAME.match(entry):
+            raise InvalidParameter(f"invalid environment variable: {entry!r}")
+    exposed = root.object("ExposedPorts")
+    config = ContainerConfig(
+        image=image,
+        cmd=root.strings("Cmd"),
+        entrypoint=root.strings("Entrypoint"),
+        env=root.strings("Env"),
+        hostname=root.string("Hostname"),
+        domainname=root.string("Domainname"),
+        working_dir=root.string("WorkingDir"),
+        tty=bool(root.boolean("Tty")),
+        open_stdin=bool(root.boolean("OpenStdin")),
+        stdin_once=bool(root.boolean("StdinOnce")),
+        exposed_ports=sorted({normalize_port(p) for p in exposed}) if exposed else [],
+        labels=root.string_map("Labels"),
+    )
+    mode = host.string("NetworkMode")
+    if mode in ("", "default"):
+        mode = "bridge"
+    host_config = HostConfig(
+        network_mode=mode,
+        port_bindings=_port_bindings(host),
+        publish_all_ports=bool(host.boolean("PublishAllPorts")),
+        dns=host.strings("Dns"),
+        dns_search=host.strings("DnsSearch"),
+        dns_options=host.strings("DnsOptions"),
+        extra_hosts=host.strings("ExtraHosts"),
+        auto_remove=bool(host.boolean("AutoRemove")),
+        console_size=_console_size(host),
+    )
+    networks: dict[str, EndpointRequest] = {}
+    networking = root.object("NetworkingConfig")
+    endpoints = networking.object("EndpointsConfig") if networking else None
+    if endpoints is not None:
+        for name in endpoints:
+            # The docker CLI names the default network "default" here too.
+            key = "bridge" if name == "default" else name
+            networks[key] = parse_endpoint_config(endpoints.object(name))
+    if mode not in ("host", "none") and not mode.startswith("container:"):
+        networks.setdefault(mode, EndpointRequest())
+    legacy_mac = root.string("MacAddress")
+    if legacy_mac and mode in networks and networks[mode].mac_address is None:
+        networks[mode].mac_address = legacy_mac
+    return CreateRequest(config, host_config, networks)
+
+
+# ----------------------------------------------------------------------------- responses
+
+
+def status_text(container: Container, now: float) -> str:
+    """The ``Status`` column of ``docker ps``: "Up 3 seconds", "Exited (0) 2 seconds ago"."""
+    state = container.state
+    if state.status == "running":
+        return "Up " + human_duration(now - unix_time(state.started_at))
+    if state.status == "removing":
+        return "Removal In Progress"
+    if state.status == "dead":
+        return "Dead"
+    if state.status == "exited" and state.finished_at != ZERO_TIME:
+        ago = human_duration(now - unix_time(state.finished_at))
+        return f"Exited ({state.exit_code}) {ago} ago"
+    if state.status == "exited":
+        return f"Exited ({state.exit_code})"
+    return "Created"
+
+
+def process_args(container: Container) -> list[str]:
+    """The command line the container runs: entrypoint, then command."""
+    return [*container.config.entrypoint, *container.config.cmd]
+
+
+def _ports_list(ports: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """``NetworkSettings.Ports`` as the list call's ``Ports``."""
+    result: list[dict[str, Any]] = []
+    for key, bindings in sorted((ports or {}).items()):
+        number, _, proto = key.partition("/")
+        if not number.isdigit():
+            continue  # a range; Docker expands them, cnm's records keep them whole
+        if not bindings:
+            result.append({"PrivatePort": int(number), "Type": proto})
+            continue
+        for binding in bindings:
+            entry: dict[str, Any] = {"PrivatePort": int(number), "Type": proto}
+            if binding.get("HostIp"):
+                entry["IP"] = binding["HostIp"]
+            if str(binding.get("HostPort", "")).isdigit():
+                entry["PublicPort"] = int(binding["HostPort"])
+            result.append(entry)
+    return result
+
+
+def container_summary_json(
+    container: Container, network_settings: dict[str, Any], now: float
+) -> dict[str, Any]:
+    """One entry of ``GET /containers/json``."""
+    return {
+        "Id": container.id,
+        "Names": ["/" + container.name],
+        "Image": container.config.image,
+        "ImageID": container.image_id,
+        "Command": " ".join(process_args(container)),
+        "Created": unix_time(container.created),
+        "Ports": _ports_list(network_settings.get("Ports")),
+        "Labels": dict(container.config.labels),
+        "State": container.state.status,
+        "Status": status_text(container, now),
+        "HostConfig": {"NetworkMode": container.host_config.network_mode},
+        "NetworkSettings": {"Networks": network_settings.get("Networks") or {}},
+        "Mounts": [],
+    }
+
+
+def _config_json(container: Container, hostname: str) -> dict[str, Any]:
+    config = container.config
+    data: dict[str, Any] = {
+        "Hostname": hostname,
+        "Domainname": config.domainname,
+        "User": "",
+        "AttachStdin": False,
+        "AttachStdout": False,
+        "AttachStderr": False,
+        "Tty": config.tty,
+        "OpenStdin": config.open_stdin,
+        "StdinOnce": config.stdin_once,
+        "Env": list(config.env),
+        "Cmd": list(config.cmd) or None,
+        "Image": config.image,
+        "Volumes": None,
+        "WorkingDir": config.working_dir,
+        "Entrypoint": list(config.entrypoint) or None,
+        "OnBuild": None,
+        "Labels": dict(config.labels),
+    }
+    if config.exposed_ports:
+        data["ExposedPorts"] = {port: {} for port in config.exposed_ports}
+    return data
+
+
+def _host_config_json(host: HostConfig) -> dict[str, Any]:
+    return {
+        "Binds": None,
+        "ContainerIDFile": "",
+        # Clients read logs only from drivers they know: docker-py's containers.run() returns
+        # the output for json-file or journald alone. cnm's log files read back the same way.
+        "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": host.network_mode,
+        "PortBindings": {
+            port: [{"HostIp": b.host_ip, "HostPort": b.host_port} for b in bindings]
+            for port, bindings in host.port_bindings.items()
+        },
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": host.auto_remove,
+        "VolumeDriver": "",
+        "VolumesFrom": None,
+        "ConsoleSize": list(host.console_size),
+        "CapAdd": None,
+        "CapDrop": None,
+        "CgroupnsMode": "private",
+        "Dns": list(host.dns),
+        "DnsOptions": list(host.dns_options),
+        "DnsSearch": list(host.dns_search),
+        "ExtraHosts": list(host.extra_hosts) or None,
+        "GroupAdd": None,
+        "IpcMode": "private",
+        "Cgroup": "",
+        "Links": None,
+        "OomScoreAdj": 0,
+        "PidMode": "",
+        "Privileged": False,
+        "PublishAllPorts": host.publish_all_ports,
+        "ReadonlyRootfs": False,
+        "SecurityOpt": None,
+        "UTSMode": "",
+        "UsernsMode": "",
+        "ShmSize": 0,
+        "Runtime": "runc",
+        "Isolation": "",
+        "Memory": 0,
+        "NanoCpus": 0,
+        "CpuShares": 0,
+        "PidsLimit": None,
+        "Devices": [],
+        "Ulimits": [],
+        "MaskedPaths": None,
+        "ReadonlyPaths": None,
+    }
+
+
+@dataclass
+class ContainerPaths:
+    """The files of a container that inspect shows."""
+
+    resolv_conf: str = ""
+    hostname: str = ""
+    hosts: str = ""
+    log: str = ""
+
+
+def container_inspect_json(
+    container: Container,
+    network_settings: dict[str, Any],
+    paths: ContainerPaths,
+    exec_ids: list[str],
+) -> dict[str, Any]:
+    """``GET /containers/{id}/json``."""
+    state = container.state
+    args = process_args(container)
+    return {
+        "Id": container.id,
+        "Created": container.created,
+        "Path": args[0] if args else "",
+        "Args": args[1:],
+        "State": {
+            "Status": state.status,
+            "Running": state.running,
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": state.oom_killed,
+            "Dead": state.status == "dead",
+            "Pid": state.pid,
+            "ExitCode": state.exit_code,
+            "Error": state.error,
+            "StartedAt": state.started_at,
+            "FinishedAt": state.finished_at,
+        },
+        "Image": container.image_id,
+        "ResolvConfPath": paths.resolv_conf,
+        "HostnamePath": paths.hostname,
+        "HostsPath": paths.hosts,
+        "LogPath": paths.log,
+        "Name": "/" + container.name,
+        "RestartCount": container.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": exec_ids or None,
+        "HostConfig": _host_config_json(container.host_config),
+        "GraphDriver": {"Data": None, "Name": "overlay"},
+        "Mounts": [],
+        "Config": _config_json(container, container.config.hostname or container.id[:12]),
+        "NetworkSettings": network_settings,
+    }
+
+
+def image_summary_json(image: Image, containers: int) -> dict[str, Any]:
+    """One entry of ``GET /images/json``."""
+    return {
+        "Containers": containers,
+        "Created": unix_time(image.created),
+        "Id": image.id,
+        "Labels": None,
+        "ParentId": "",
+        "RepoDigests": [],
+        "RepoTags": list(image.repo_tags),
+        "SharedSize": -1,
+        "Size": image.size,
+    }
+
+
+def image_inspect_json(image: Image) -> dict[str, Any]:
+    """``GET /images/{name}/json`` for an imported image: one layer, no parent."""
+    return {
+        "Id": image.id,
+        "RepoTags": list(image.repo_tags),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": "Imported from -",
+        "Created": image.created,
+        "DockerVersion": "",
+        "Author": "",
+        "Config": {
+            "Hostname": "",
+            "Domainname": "",
+            "User": "",
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "Tty": False,
+            "OpenStdin": False,
+            "StdinOnce": False,
+            "Env": list(image.env) or None,
+            "Cmd": list(image.cmd) or None,
+            "Image": "",
+            "Volumes": None,
+            "WorkingDir": image.working_dir,
+            "Entrypoint": list(image.entrypoint) or None,
+            "OnBuild": None,
+            "Labels": None,
+        },
+        "Architecture": go_arch(),
+        "Os": "linux",
+        "Size": image.size,
+        "GraphDriver": {"Data": {"RootDir": image.rootfs}, "Name": "overlay"},
+        "RootFS": {"Type": "layers", "Layers": [image.id]},
+        "Metadata": {"LastTagTime": image.created},
+    }

@@ -1,0 +1,2 @@
+"""Isolation, egress NAT and published ports: the seam the drivers call (``api``) and its
+nftables implementation (``nftables``, with ``monitor`` and the ``docker`` coexistence step)."""

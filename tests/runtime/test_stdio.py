@@ -1,0 +1,163 @@
+"""Terminals and stdin under runc and on the host: what the process sees, input queued before
+the start, StdinOnce's end of input, resize at start and later, an exec's resize, and a
+runtime restart (live restore) with a terminal and with a stdin pipe."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cnm.runtime.runtime import HOST_IMAGE, Runtime
+
+from .conftest import config, host, make_network
+
+
+def _log(runtime: Runtime, ref: str) -> str:
+    return runtime.log_paths(ref)[0].read_bytes().decode()  # read_text would drop the \r
+
+
+def _wait_for_log(runtime: Runtime, ref: str, text: str, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (logged := _log(runtime, ref)):
+        assert time.monotonic() < deadline, f"{text!r} never logged by {ref}: {logged!r}"
+        time.sleep(0.02)
+    return logged
+
+
+def test_a_terminal_merges_the_output_into_the_log(runtime: Runtime, busybox: str) -> None:
+    runtime.create_container(
+        "tty",
+        config(busybox, "sh", "-c", "tty; echo to-err >&2; echo $TERM; stty size", tty=True),
+        host(network_mode="none", console_size=[33, 77]),
+        {},
+    )
+    runtime.start_container("tty")
+    assert runtime.wait_container("tty", timeout=10) == 0
+    assert _log(runtime, "tty") == "/dev/pts/0\r\nto-err\r\nxterm\r\n33 77\r\n"
+    assert runtime.log_paths("tty")[1].read_text() == ""
+
+
+def test_input_is_queued_until_the_start_and_its_end_closes_the_pipe(
+    runtime: Runtime, busybox: str
+) -> None:
+    runtime.create_container(
+        "reader",
+        config(busybox, "sh", "-c", "read x; echo got $x; cat; echo end", open_stdin=True),
+        host(network_mode="none"),
+        {},
+    )
+    runtime.write_stdin("reader", b"hello\nmore\n")
+    runtime.close_stdin("reader")
+    runtime.write_stdin("reader", b"dropped\n")  # after the end of input
+    runtime.start_container("reader")
+    assert runtime.wait_container("reader", timeout=10) == 0
+    assert _log(runtime, "reader") == "got hello\nmore\nend\n"
+
+    # Each run has its own stdin: the next one reads new input.
+    runtime.start_container("reader")
+    runtime.write_stdin("reader", b"again\n")
+    runtime.close_stdin("reader")
+    assert runtime.wait_container("reader", timeout=10) == 0
+    assert _log(runtime, "reader").endswith("got again\nend\n")
+
+
+def test_typing_into_a_terminal_and_resizing_it(runtime: Runtime, busybox: str) -> None:
+    runtime.create_container(
+        "shell",
+        config(busybox, "sh", tty=True, open_stdin=True),
+        host(network_mode="none"),
+        {},
+    )
+    runtime.start_container("shell")
+    runtime.resize_container("shell", 40, 100)
+    runtime.write_stdin("shell", b"stty size; echo $((6 * 7))\n")
+    logged = _wait_for_log(runtime, "shell", "42\r\n")
+    assert "40 100\r\n" in logged
+    runtime.write_stdin("shell", b"exit 3\n")
+    assert runtime.wait_container("shell", timeout=10) == 3
+
+
+def test_an_exec_terminal_is_resized(runtime: Runtime, busybox: str) -> None:
+    runtime.create_container("box", config(busybox, "sleep", "1000"), host(network_mode="none"), {})
+    runtime.start_container("box")
+    exec_id = runtime.exec_create(
+        "box", ["sh", "-c", "stty size; while read x; do stty size; done"], [], True,
+        open_stdin=True, console_size=(20, 60),
+    )  # fmt: skip
+    process = runtime.exec_start(exec_id)
+    assert process.stdin is not None and process.stdout is not None
+    out = process.stdout.fileno()
+    seen = b""
+    while b"20 60" not in seen:
+        seen += os.read(out, 4096)
+    runtime.exec_resize(exec_id, 25, 90)
+    for _ in range(100):  # runc passes the size on when its SIGWINCH arrives
+        process.stdin.write(b"\n")
+        if select.select([out], [], [], 0.1)[0]:
+            seen += os.read(out, 4096)
+        if b"25 90" in seen:
+            break
+    else:
+        raise AssertionError(f"the new size never reached the exec: {seen!r}")
+    process.stdin.write(b"\x04")  # Ctrl-D: the end of input
+    assert process.wait(10) == 0
+    runtime.exec_resize(exec_id, 1, 1)  # ended: nothing to do
+
+
+def test_host_filesystem_container_with_a_terminal(runtime: Runtime) -> None:
+    make_network(runtime, "hostty", "10.86.0.0/24")
+    runtime.create_container(
+        "htty",
+        config(HOST_IMAGE, "sh", "-c", "tty; read x; echo got $x", tty=True, open_stdin=True),
+        host(network_mode="hostty"),
+        {},
+    )
+    runtime.write_stdin("htty", b"typed\n")
+    runtime.start_container("htty")
+    assert runtime.wait_container("htty", timeout=10) == 0
+    logged = _log(runtime, "htty")
+    assert logged.startswith("/dev/pts/") and logged.endswith("typed\r\ngot typed\r\n")
+
+
+def test_a_terminal_survives_a_runtime_restart(
+    make_runtime: Callable[[], Runtime], busybox_tar: Path
+) -> None:
+    first = make_runtime()
+    with open(busybox_tar, "rb") as stream:
+        first.import_image(stream, "busybox:local")
+    first.create_container(
+        "live",
+        config("busybox:local", "sh", tty=True, open_stdin=True),
+        host(network_mode="none"),
+        {},
+    )
+    first.create_container(
+        "piped",
+        config("busybox:local", "sh", "-c", "cat; echo eof; sleep 1000", open_stdin=True),
+        host(network_mode="none"),
+        {},
+    )
+    first.start_container("live")
+    first.start_container("piped")
+    first.write_stdin("live", b"echo before\n")
+    _wait_for_log(first, "live", "before\r\n")
+    first.close()
+    first.controller.close()
+
+    second = make_runtime()
+    # The terminal was kept open and is ours again: input, output and resize work.
+    assert second.container("live").state.running
+    second.resize_container("live", 30, 70)
+    second.write_stdin("live", b"echo after; stty size\n")
+    assert "after\r\n30 70\r\n" in _wait_for_log(second, "live", "30 70\r\n")
+    # The stdin pipe died with the first runtime: its process read EOF, and keeps running.
+    _wait_for_log(second, "piped", "eof\n")
+    assert second.container("piped").state.running
+    second.write_stdin("piped", b"dropped\n")
+
+    second.write_stdin("live", b"exit 4\n")
+    assert second.wait_container("live", timeout=10) == 4
+    second.stop_container("piped", timeout=0)
