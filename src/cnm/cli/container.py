@@ -400,19 +400,7 @@ def ps(client: Client, args: argparse.Namespace) -> int:
     now = time.time()
     rows = [_ps_row(c, args.no_trunc, now) for c in containers]
     template = "{{.ID}}" if args.quiet else (args.format or PS_TABLE)
-    if template == "json":
-        for row in rows:
-            print(json.dumps(row, separators=(",", ":"), sort_keys=True))
-        return 0
-    if template == "table":
-        template = PS_TABLE
-    if template.startswith("table "):
-        template = template.removeprefix("table ")
-        lines = [fmt.header(template, PS_HEADERS)] + [fmt.render(template, row) for row in rows]
-        print(fmt.tabulate(lines))
-        return 0
-    for row in rows:
-        print(fmt.render(template, row))
+    fmt.print_rows(rows, template, PS_TABLE, PS_HEADERS)
     return 0
 
 

@@ -90,3 +90,24 @@ def header(template: str, names: Mapping[str, str]) -> str:
         return names.get(path or "", (path or "").upper())
 
     return _ACTION.sub(name, template)
+
+
+def print_rows(
+    rows: list[dict[str, Any]], template: str, table: str, headers: Mapping[str, str]
+) -> None:
+    """Print listing rows as docker does for ``--format``: ``json`` (a line per row),
+    ``table`` (the command's default ``table`` template), ``table TEMPLATE`` (aligned columns
+    under a header) or a bare template (a line per row)."""
+    if template == "json":
+        for row in rows:
+            print(json.dumps(row, separators=(",", ":"), sort_keys=True))
+        return
+    if template == "table":
+        template = table
+    if template.startswith("table "):
+        template = template.removeprefix("table ")
+        lines = [header(template, headers)] + [render(template, row) for row in rows]
+        print(tabulate(lines))
+        return
+    for row in rows:
+        print(render(template, row))

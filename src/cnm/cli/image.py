@@ -92,19 +92,7 @@ def ls(client: Client, args: argparse.Namespace) -> int:
             print(image_id)
         return 0
     template = args.format or LS_TABLE
-    if template == "json":
-        for row in rows:
-            print(json.dumps(row, separators=(",", ":"), sort_keys=True))
-        return 0
-    if template == "table":
-        template = LS_TABLE
-    if template.startswith("table "):
-        template = template.removeprefix("table ")
-        lines = [fmt.header(template, LS_HEADERS)] + [fmt.render(template, row) for row in rows]
-        print(fmt.tabulate(lines))
-        return 0
-    for row in rows:
-        print(fmt.render(template, row))
+    fmt.print_rows(rows, template, LS_TABLE, LS_HEADERS)
     return 0
 
 

@@ -175,19 +175,7 @@ def ls(client: Client, args: argparse.Namespace) -> int:
         _ls_row(n, args.no_trunc) for n in sorted(networks, key=lambda n: _natural_key(n["Name"]))
     ]
     template = "{{.ID}}" if args.quiet else (args.format or LS_TABLE)
-    if template == "json":
-        for row in rows:
-            print(json.dumps(row, separators=(",", ":"), sort_keys=True))
-        return 0
-    if template == "table":
-        template = LS_TABLE
-    if template.startswith("table "):
-        template = template.removeprefix("table ")
-        lines = [fmt.header(template, LS_HEADERS)] + [fmt.render(template, row) for row in rows]
-        print(fmt.tabulate(lines))
-        return 0
-    for row in rows:
-        print(fmt.render(template, row))
+    fmt.print_rows(rows, template, LS_TABLE, LS_HEADERS)
     return 0
 
 
