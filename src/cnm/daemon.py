@@ -271,12 +271,15 @@ async def serve(app: web.Application, path: Path, owner_pid: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    ours: tuple[int, int] | None = None
     try:
         previous_umask = os.umask(0o117)  # the socket is born 0660
         try:
             await web.UnixSite(runner, str(path)).start()
         finally:
             os.umask(previous_umask)
+        made = path.lstat()
+        ours = (made.st_dev, made.st_ino)
         os.chmod(path, 0o660)
         if os.geteuid() == 0:
             os.chown(path, 0, 0)
@@ -284,7 +287,19 @@ async def serve(app: web.Application, path: Path, owner_pid: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        _unlink_if_ours(path, ours)
+
+
+def _unlink_if_ours(path: Path, ours: tuple[int, int] | None) -> None:
+    """Remove our socket, but not one that another daemon has bound at ``path`` since."""
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        return
+    if ours is not None and (found.st_dev, found.st_ino) == ours:
         path.unlink(missing_ok=True)
+    else:
+        log.info("left the socket alone: it is no longer ours", extra={"socket": str(path)})
 
 
 def run(args: argparse.Namespace) -> int:

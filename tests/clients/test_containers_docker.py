@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Callable
 
 from tests.clients.conftest import BUSYBOX_TAR, DockerCli
@@ -141,3 +142,26 @@ def test_foreground_run_keeps_the_container_without_rm(
     assert state.split() == ["exited", "7"]
     assert docker("logs", name).stdout == "kept\n"
     assert docker("start", "-a", name, check=False).stdout == "kept\n"
+
+
+def test_run_of_a_missing_command_fails_at_once(
+    docker: DockerCli, busybox: str, containers: Callable[[str], str]
+) -> None:
+    """A start that fails lets the attached CLI go (it used to wait forever for an exit) and
+    --rm still removes the container; the CLI exits 127 with runc's error, as with Docker."""
+    name = containers("missing")
+    command = [docker.binary, "run", "--rm", "--name", name, busybox, "/nonexistent"]
+    result = subprocess.run(
+        command, env=docker.env, capture_output=True, text=True, timeout=20, check=False
+    )
+    assert result.returncode == 127, result.stderr
+    assert 'exec: "/nonexistent": stat /nonexistent: no such file or directory' in result.stderr
+    assert docker("inspect", name, check=False).returncode != 0
+    detached = containers("missing-d")
+    result = docker("run", "-d", "--name", detached, busybox, "/nonexistent", check=False)
+    assert result.returncode == 127, result.stderr
+    assert "no such file or directory" in result.stderr
+    state = docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", detached).stdout
+    assert state.split() == ["created", "127"]
+    three = docker("run", "--rm", busybox, "sh", "-c", "exit 3", check=False)
+    assert three.returncode == 3

@@ -9,9 +9,12 @@ import signal
 import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
 
-from tests.clients.conftest import Daemon, running_daemon
+import pytest
+
+from tests.clients.conftest import BUSYBOX_TAR, Daemon, running_daemon
 
 
 def _run_beside(first: Daemon, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -105,3 +108,67 @@ def test_daemon_options(tmp_path: Path) -> None:
         assert auto["IPAM"]["Config"][0]["Subnet"] == "10.123.1.0/24"  # type: ignore[index]
         info = daemon.request("GET", "/info").json()
         assert info["DefaultAddressPools"] == [{"Base": "10.123.0.0/16", "Size": 24}]  # type: ignore[index]
+
+
+def _pending_wait(daemon: Daemon, name: str, condition: str) -> socket.socket:
+    """A wait request sent and left waiting (its headers read, the body never)."""
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(10)
+    client.connect(str(daemon.socket))
+    path = f"/v1.47/containers/{name}/wait?condition={condition}"
+    client.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+    assert client.recv(4096).startswith(b"HTTP/1.1 200"), name
+    return client
+
+
+def test_shutdown_is_prompt_with_waiters_and_keeps_containers(tmp_path: Path) -> None:
+    """Waiters on a container that will not exit or be removed (one of them gone) let the
+    daemon stop at once (it used to wait out the shutdown timeout); running containers keep
+    running across the restart."""
+    if not BUSYBOX_TAR.exists():
+        pytest.skip(f"no busybox fixture at {BUSYBOX_TAR}")
+    with running_daemon(tmp_path) as daemon:
+        tar = {"Content-Type": "application/x-tar"}
+        reply = daemon.request(
+            "POST", "/images/create?fromSrc=-&repo=bb&tag=t", BUSYBOX_TAR.read_bytes(), tar
+        )
+        assert reply.status == 200, reply.body
+        for name, cmd, rm in (("up", ["sleep", "1000"], False), ("idle", ["true"], True)):
+            body = {"Image": "bb:t", "Cmd": cmd, "HostConfig": {"AutoRemove": rm}}
+            reply = daemon.request("POST", f"/containers/create?name={name}", body)
+            assert reply.status == 201, reply.body
+        try:
+            assert daemon.request("POST", "/containers/up/start").status == 204
+            waits = [
+                _pending_wait(daemon, "idle", "removed"),
+                _pending_wait(daemon, "idle", "next-exit"),
+                _pending_wait(daemon, "up", "removed"),
+                _pending_wait(daemon, "up", "not-running"),
+            ]
+            waits.pop().close()  # a client that went away
+            started = time.monotonic()
+            assert daemon.stop() == 0
+            assert time.monotonic() - started < 2.0, daemon.log()
+            for client in waits:
+                client.close()
+            daemon.start()
+            state = daemon.request("GET", "/containers/up/json").json()
+            assert isinstance(state, dict) and state["State"]["Running"], state
+        finally:  # the running container must not outlive the test
+            if daemon.process is None:
+                daemon.start()
+            for name in ("up", "idle"):
+                assert daemon.request("DELETE", f"/containers/{name}?force=1").status == 204
+
+
+def test_socket_of_another_daemon_is_left_alone(tmp_path: Path) -> None:
+    """A daemon unlinks its socket at exit only if the path is still its own socket."""
+    with running_daemon(tmp_path) as daemon:
+        daemon.socket.unlink()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+            other.bind(str(daemon.socket))
+            inode = daemon.socket.stat().st_ino
+            assert daemon.stop() == 0
+            assert daemon.socket.stat().st_ino == inode
+            assert "left the socket alone" in daemon.log()
+        daemon.socket.unlink()

@@ -141,6 +141,8 @@ async def _until_removed(b: Backend, exited: asyncio.Future[int], container: Con
     notice: look for it, often once the container has exited and ``--rm`` is due)."""
     code = container.state.exit_code
     while True:
+        if exited.cancelled():  # the daemon is shutting down: nobody will see the removal
+            raise asyncio.CancelledError
         try:
             current = await b.run(b.rt.container, container.id)
         except NotFound:

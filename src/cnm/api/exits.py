@@ -27,6 +27,7 @@ class Exits:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Future[int]]] = {}
         self._tails: dict[str, list[LogTail]] = {}
+        self._closed = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -40,7 +41,8 @@ class Exits:
 
     def close(self) -> None:
         """Cancel every waiter (the daemon is shutting down): nobody waits for an exit that
-        this daemon will not see."""
+        this daemon will not see; nor for one asked after this."""
+        self._closed = True
         for futures in list(self._waiters.values()):
             for future in list(futures):
                 future.cancel()
@@ -55,6 +57,9 @@ class Exits:
         automatic removal. Cancel the future when no longer interested."""
         assert self._loop is not None, "bind() the event loop first"
         future: asyncio.Future[int] = self._loop.create_future()
+        if self._closed:
+            future.cancel()
+            return future
         self._waiters.setdefault(container_id, set()).add(future)
         tails = list(tails)
         self._tails.setdefault(container_id, []).extend(tails)

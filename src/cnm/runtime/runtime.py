@@ -606,6 +606,7 @@ class Runtime:
 
     def start_container(self, ref: str) -> None:
         container_id = self._resolve(ref).id
+        failed: CnmError | None = None
         with self._container_lock(container_id):
             container = self._current(container_id)
             if container.state.running:
@@ -624,7 +625,12 @@ class Runtime:
                 container.state.error = str(err)
                 container.state.exit_code = _start_exit_code(str(err))
                 self._save(container)
-                raise
+                failed = err
+        if failed is not None:
+            # As Docker: the attached clients and waiters are let go, and --rm removes it.
+            log.info("container failed to start id=%s: %s", container_id[:12], failed)
+            self._after_exit(container)
+            raise failed
         log.info("container started id=%s pid=%d", container_id[:12], container.state.pid)
 
     def _start(self, container: Container, image: Image | None) -> None:
