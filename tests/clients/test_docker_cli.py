@@ -6,25 +6,7 @@ import json
 from collections.abc import Callable
 
 from tests.clients.conftest import DockerCli
-
-DOCKER_INSPECT_KEYS = {
-    "Name",
-    "Id",
-    "Created",
-    "Scope",
-    "Driver",
-    "EnableIPv4",
-    "EnableIPv6",
-    "IPAM",
-    "Internal",
-    "Attachable",
-    "Ingress",
-    "ConfigFrom",
-    "ConfigOnly",
-    "Containers",
-    "Options",
-    "Labels",
-}
+from tests.docker_shapes import DOCKER_NETWORK_KEYS
 
 
 def _inspect(docker: DockerCli, *refs: str) -> list[dict[str, object]]:
@@ -79,7 +61,7 @@ def test_create_inspect_rm(docker: DockerCli, names: Callable[[str], str]) -> No
     ).stdout.strip()
     assert len(created) == 64
     (network,) = _inspect(docker, name)
-    assert set(network) == DOCKER_INSPECT_KEYS
+    assert set(network) == DOCKER_NETWORK_KEYS
     assert network["Id"] == created
     assert network["IPAM"] == {
         "Driver": "default",

@@ -7,26 +7,7 @@ import pytest
 from cnm.api.translate import network_to_json, parse_network_create
 from cnm.errors import InvalidParameter
 from cnm.model import Endpoint, IpamRequest, Network, NetworkRequest, PoolRecord, Sandbox
-
-# The keys of `docker network inspect` (Docker 28, API 1.47) for a local network.
-DOCKER_NETWORK_KEYS = {
-    "Name",
-    "Id",
-    "Created",
-    "Scope",
-    "Driver",
-    "EnableIPv4",
-    "EnableIPv6",
-    "IPAM",
-    "Internal",
-    "Attachable",
-    "Ingress",
-    "ConfigFrom",
-    "ConfigOnly",
-    "Containers",
-    "Options",
-    "Labels",
-}
+from tests.docker_shapes import DOCKER_NETWORK_KEYS
 
 
 def _network(**overrides: object) -> Network:

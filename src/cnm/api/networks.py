@@ -8,6 +8,7 @@ controller (no runtime), they answer 501.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,6 @@ from cnm.errors import InvalidParameter, NotFound
 if TYPE_CHECKING:
     from cnm.controller import Controller
     from cnm.model import Endpoint, Sandbox
-    from cnm.runtime.model import EndpointRequest
     from cnm.runtime.runtime import Runtime
 
 
@@ -96,48 +96,44 @@ def _container_ref(body: JsonObject) -> str:
     return container
 
 
-def _connect(
-    controller: Controller, runtime: Runtime, ref: str, container: str, endpoint: EndpointRequest
-) -> None:
-    controller.network(ref)  # an unknown network is reported first, whatever the container
-    runtime.connect(container, ref, endpoint)
+def _connect(runtime: Runtime, ref: str, container: str, body: JsonObject) -> None:
+    runtime.connect(container, ref, parse_endpoint_config(body.object("EndpointConfig")))
 
 
-def _disconnect(
-    controller: Controller, runtime: Runtime, ref: str, container: str, force: bool
-) -> None:
-    controller.network(ref)
-    runtime.disconnect(container, ref, force)
+def _disconnect(runtime: Runtime, ref: str, container: str, body: JsonObject) -> None:
+    runtime.disconnect(container, ref, bool(body.boolean("Force")))
 
 
-async def connect(request: web.Request) -> web.Response:
-    backend_ = backend(request)
-    if backend_.runtime is None:
-        await backend_.run(backend_.controller.network, request.match_info["ref"])
-        return error_response(501, "cnm serves connect/disconnect only with a container runtime")
-    body = JsonObject(await read_json(request), "")
-    container = _container_ref(body)
-    endpoint = parse_endpoint_config(body.object("EndpointConfig"))
-    network = request.match_info["ref"]
-    await backend_.run(
-        _connect, backend_.controller, backend_.runtime, network, container, endpoint
-    )
-    return web.Response(status=200)
+def _container_operation(
+    operation: Callable[[Runtime, str, str, JsonObject], None],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A connect or disconnect handler: an unknown network is reported first, whatever the
+    container, as Docker does; then the runtime does the work."""
+
+    async def handler(request: web.Request) -> web.Response:
+        backend_ = backend(request)
+        network = request.match_info["ref"]
+        if backend_.runtime is None:
+            await backend_.run(backend_.controller.network, network)
+            return error_response(
+                501, "cnm serves connect/disconnect only with a container runtime"
+            )
+        body = JsonObject(await read_json(request), "")
+        container = _container_ref(body)
+        runtime = backend_.runtime
+
+        def run() -> None:
+            backend_.controller.network(network)
+            operation(runtime, network, container, body)
+
+        await backend_.run(run)
+        return web.Response(status=200)
+
+    return handler
 
 
-async def disconnect(request: web.Request) -> web.Response:
-    backend_ = backend(request)
-    if backend_.runtime is None:
-        await backend_.run(backend_.controller.network, request.match_info["ref"])
-        return error_response(501, "cnm serves connect/disconnect only with a container runtime")
-    body = JsonObject(await read_json(request), "")
-    container = _container_ref(body)
-    force = bool(body.boolean("Force"))
-    network = request.match_info["ref"]
-    await backend_.run(
-        _disconnect, backend_.controller, backend_.runtime, network, container, force
-    )
-    return web.Response(status=200)
+connect = _container_operation(_connect)
+disconnect = _container_operation(_disconnect)
 
 
 def add_routes(app: web.Application) -> None:
