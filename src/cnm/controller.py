@@ -961,7 +961,7 @@ class Controller:
         ]
         moved: list[int] = []
         with SandboxNetwork(namespace) as sandbox_net:
-            index = sandbox_net.configure_interface(endpoint.ifname or "", addresses, mac=None)
+            index = sandbox_net.configure_interface(endpoint.ifname or "", addresses)
             for route in info.static_routes:
                 sandbox_net.links.add_route(route.destination, gateway=route.next_hop, oif=index)
             candidate = replace(

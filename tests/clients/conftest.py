@@ -213,9 +213,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         yield running
 
 
-@pytest.fixture
-def names(daemon: Daemon) -> Iterator[Callable[[str], str]]:
-    """``names("web")`` gives a unique network name; those networks are removed afterwards."""
+def _unique_names(daemon: Daemon, delete_path: str) -> Iterator[Callable[[str], str]]:
+    """Yield a maker of unique names (``prefix-<6 hex>``); afterwards DELETE
+    ``delete_path.format(name)`` for each name made (gone already is fine)."""
     made: list[str] = []
 
     def unique(prefix: str) -> str:
@@ -225,8 +225,14 @@ def names(daemon: Daemon) -> Iterator[Callable[[str], str]]:
 
     yield unique
     for name in made:
-        reply = daemon.request("DELETE", f"/networks/{name}")
+        reply = daemon.request("DELETE", delete_path.format(name))
         assert reply.status in (204, 404), reply.body
+
+
+@pytest.fixture
+def names(daemon: Daemon) -> Iterator[Callable[[str], str]]:
+    """``names("web")`` gives a unique network name; those networks are removed afterwards."""
+    yield from _unique_names(daemon, "/networks/{}")
 
 
 @pytest.fixture(scope="session")
@@ -249,17 +255,7 @@ def busybox(daemon: Daemon) -> str:
 def containers(daemon: Daemon, names: Callable[[str], str]) -> Iterator[Callable[[str], str]]:
     """``containers("web")`` gives a unique container name; those containers are removed
     (forcibly) afterwards, before the test's networks."""
-    made: list[str] = []
-
-    def unique(prefix: str) -> str:
-        name = f"{prefix}-{secrets.token_hex(3)}"
-        made.append(name)
-        return name
-
-    yield unique
-    for name in made:
-        reply = daemon.request("DELETE", f"/containers/{name}?force=1")
-        assert reply.status in (204, 404), reply.body
+    yield from _unique_names(daemon, "/containers/{}?force=1")
 
 
 @dataclass

@@ -424,14 +424,7 @@ def inspect(client: Client, args: argparse.Namespace) -> int:
                     break
         else:
             errors.append(f"Error: No such object: {ref}")
-    if args.format and args.format != "json":
-        for item in found:
-            print(fmt.render(args.format, item))
-    else:
-        print(json.dumps(found, indent=4))
-    for error in errors:
-        print(error, file=sys.stderr)
-    return 1 if errors else 0
+    return fmt.print_inspected(found, errors, args.format)
 
 
 def port(client: Client, args: argparse.Namespace) -> int:

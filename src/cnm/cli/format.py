@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -111,3 +112,16 @@ def print_rows(
         return
     for row in rows:
         print(render(template, row))
+
+
+def print_inspected(found: list[Any], errors: list[str], template: str | None) -> int:
+    """``inspect``'s output: the objects as an indented JSON array (or one rendered
+    ``--format`` line each), then the errors on stderr; exit status 1 if any ref failed."""
+    if template and template != "json":
+        for item in found:
+            print(render(template, item))
+    else:
+        print(json.dumps(found, indent=4))
+    for error in errors:
+        print(error, file=sys.stderr)
+    return 1 if errors else 0

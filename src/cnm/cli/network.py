@@ -188,14 +188,7 @@ def inspect(client: Client, args: argparse.Namespace) -> int:
             found.append(client.request("GET", f"/networks/{quote(ref, safe='')}", query=query))
         except ApiError as err:
             errors.append(str(err))
-    if args.format and args.format != "json":
-        for network in found:
-            print(fmt.render(args.format, network))
-    else:
-        print(json.dumps(found, indent=4))
-    for error in errors:
-        print(error, file=sys.stderr)
-    return 1 if errors else 0
+    return fmt.print_inspected(found, errors, args.format)
 
 
 def rm(client: Client, args: argparse.Namespace) -> int:

@@ -102,21 +102,6 @@ class _Links:
         except NetlinkError as err:
             raise _translate(err, f"enslave link {index} to {master}") from err
 
-    def set_mtu(self, index: int, mtu: int) -> None:
-        try:
-            self.ipr.link("set", index=index, mtu=mtu)
-        except NetlinkError as err:
-            raise _translate(err, f"set MTU {mtu}") from err
-
-    def set_mac(self, index: int, mac: str) -> None:
-        try:
-            self.ipr.link("set", index=index, address=mac)
-        except NetlinkError as err:
-            raise _translate(err, f"set MAC address {mac}") from err
-
-    def mac_of(self, index: int) -> str:
-        return self.ipr.link("get", index=index)[0].get_attr("IFLA_ADDRESS")
-
     def delete(self, index: int) -> None:
         try:
             self.ipr.link("del", index=index)
@@ -358,21 +343,14 @@ class SandboxNetwork:
                 write_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
         self.links.set_up(1)
 
-    def configure_interface(
-        self,
-        ifname: str,
-        addresses: list[IPInterface],
-        *,
-        mac: str | None,
-    ) -> int:
+    def configure_interface(self, ifname: str, addresses: list[IPInterface]) -> int:
+        """Address the link ``ifname`` (its MAC was set when it was made) and bring it up."""
         index = self.links.index_of(ifname)
         if index is None:
             raise CnmError(f"interface {ifname} is missing from sandbox {self.namespace.path}")
         if any(a.version == 6 for a in addresses):
             with self.inside():
                 write_sysctl(f"net.ipv6.conf.{ifname}.disable_ipv6", "0")
-        if mac is not None:
-            self.links.set_mac(index, mac)
         for address in addresses:
             self.links.add_address(index, address)
         self.links.set_up(index)
