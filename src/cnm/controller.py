@@ -31,17 +31,16 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import re
 import secrets
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cnm import sandbox_files
+from cnm import sandbox_files, validate
 from cnm.driverapi import (
     EndpointSpec,
     IpamData,
@@ -50,6 +49,7 @@ from cnm.driverapi import (
     NetworkSpec,
 )
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
+from cnm.events import Event, EventBus
 from cnm.firewall.api import Firewall
 from cnm.firewall.nftables import NftablesFirewall
 from cnm.ipam.default import DefaultIpam, PoolSpec
@@ -74,12 +74,11 @@ from cnm.osl.namespace import NetNamespace, create_netns, delete_netns, is_netns
 from cnm.portmap.mapper import PortMapper
 from cnm.portmap.spec import PortMapping, PortRequest
 from cnm.store.api import Delete, Put, Store
+from cnm.transaction import Transaction, transaction
 
 log = logging.getLogger(__name__)
 
 # Docker's rule for network and container names.
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-MAC_PATTERN = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 DEFAULT_BRIDGE_OPTION = "com.docker.network.bridge.default_bridge"
 PREDEFINED = ("bridge", "host", "none")
 HOST_NAMESPACE_KEY = "default"  # <exec-root>/netns/default pins the host namespace, as in Docker
@@ -94,21 +93,6 @@ class ControllerConfig:
     host_resolv_conf: Path = Path("/etc/resolv.conf")
     default_host_ip: str = "0.0.0.0"  # published ports' host address when none is given
     dns: list[str] = field(default_factory=list)  # the daemon's --dns: resolvers for sandboxes
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something that changed, for listeners (DNS, firewall, UI). ``kind`` is one of
-    network-create, network-delete, endpoint-join, endpoint-leave, endpoint-rename (the endpoint
-    carries its new name), and sandbox-create, sandbox-delete (``network`` is None for these two;
-    sandbox-delete comes before the namespace is removed, so listeners can let go of it).
-    Listeners run synchronously in the caller's thread: what they do is done when the call
-    returns."""
-
-    kind: str
-    network: Network | None
-    endpoint: Endpoint | None = None
-    sandbox: Sandbox | None = None
 
 
 @dataclass
@@ -139,44 +123,9 @@ class _Published:
         )
 
 
-class Transaction:
-    """Undo steps of one operation, run in reverse when it fails."""
-
-    def __init__(self) -> None:
-        self._undo: list[tuple[str, Callable[[], object]]] = []
-
-    def on_failure(self, what: str, undo: Callable[[], object]) -> None:
-        self._undo.append((what, undo))
-
-    def rollback(self) -> None:
-        for what, undo in reversed(self._undo):
-            try:
-                undo()
-            except Exception:
-                log.exception("rollback step failed: %s", what)
-        self._undo.clear()
-
-
-@contextmanager
-def transaction() -> Iterator[Transaction]:
-    txn = Transaction()
-    try:
-        yield txn
-    except BaseException:
-        txn.rollback()
-        raise
-
-
 def _now() -> str:
     now = datetime.now(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond * 1000:09d}Z"
-
-
-def _ip(text: str, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise InvalidParameter(f"invalid {what}: {text!r} is not an IP address") from None
 
 
 def _iface(text: str | None) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
@@ -204,7 +153,7 @@ class Controller:
         self._network_lock = threading.Lock()
         self._net_locks: dict[str, threading.Lock] = {}
         self._sandbox_locks: dict[str, threading.Lock] = {}
-        self._listeners: list[Callable[[Event], None]] = []
+        self.events = EventBus()
 
     # ----------------------------------------------------------------- set-up
 
@@ -226,14 +175,10 @@ class Controller:
         self.ipams[ipam.name] = ipam
 
     def subscribe(self, listener: Callable[[Event], None]) -> None:
-        self._listeners.append(listener)
+        self.events.subscribe(listener)
 
     def _emit(self, event: Event) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("event listener failed on %s", event.kind)
+        self.events.emit(event)
 
     def start(self) -> None:
         """Register the built-in drivers, restore from the store, reconcile the kernel and
@@ -411,10 +356,7 @@ class Controller:
         return replace(self._create_network(request, predefined=False))
 
     def _create_network(self, request: NetworkRequest, *, predefined: bool) -> Network:
-        if not NAME_PATTERN.match(request.name or ""):
-            raise InvalidParameter(
-                f"invalid network name {request.name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* allowed"
-            )
+        validate.network_name(request.name or "")
         driver = self._driver(request.driver)
         ipam = self._ipam(request.ipam_driver)
         caps = driver.capabilities()
@@ -500,7 +442,7 @@ class Controller:
         subnet = grant.subnet
         gateway_ip = None
         if config.gateway:
-            gateway_ip = _ip(config.gateway, "gateway")
+            gateway_ip = validate.ip_address(config.gateway, "gateway")
             if gateway_ip not in subnet:
                 raise InvalidParameter(f"gateway {config.gateway} is not within subnet {subnet}")
         gateway = ipam.request_address(
@@ -508,7 +450,7 @@ class Controller:
         )
         aux: dict[str, str] = {}
         for name, text in config.aux_addresses.items():
-            address = _ip(text, f"auxiliary address {name}")
+            address = validate.ip_address(text, f"auxiliary address {name}")
             if address not in subnet:
                 raise InvalidParameter(
                     f"auxiliary address {name}={text} is not within subnet {subnet}"
@@ -626,8 +568,9 @@ class Controller:
             raise InvalidParameter(
                 "network-scoped alias is supported only for containers in user defined networks"
             )
+        mac_address = None
         if options.mac_address is not None:
-            _check_mac(options.mac_address)
+            mac_address = validate.mac_address(options.mac_address)
         driver = self._driver(network.driver)
         endpoint = Endpoint(
             id=endpoint_id,
@@ -635,7 +578,7 @@ class Controller:
             network_id=network.id,
             requested_ipv4=options.ipv4_address,
             requested_ipv6=options.ipv6_address,
-            mac_address=options.mac_address,
+            mac_address=mac_address,
             aliases=list(options.aliases),
             gateway_priority=options.gateway_priority,
         )
@@ -682,7 +625,7 @@ class Controller:
                     last_error = err
             assert last_error is not None
             raise last_error
-        address = _ip(requested, "IP address")
+        address = validate.ip_address(requested, "IP address")
         for pool in pools:
             if address in ipaddress.ip_network(pool.subnet):
                 return ipam.request_address(pool.pool_id, address, {})
@@ -758,12 +701,9 @@ class Controller:
             embedded_dns=options.embedded_dns and not options.use_host_network,
         )
         for entry in sandbox.extra_hosts:
-            name, sep, address = entry.partition(":")
-            if not sep or not name:
-                raise InvalidParameter(f"invalid extra host {entry!r}: expected name:ip")
-            _ip(address, f"address of extra host {name}")
+            validate.extra_host(entry)
         for server in sandbox.dns:
-            _ip(server, "DNS server")
+            validate.dns_server(server)
         files = self.sandbox_dir / sandbox_id
         with transaction() as txn:
             if sandbox.use_host_network:
@@ -1267,18 +1207,6 @@ class Controller:
                 for pool in pools:
                     if address.ip in ipaddress.ip_network(pool.subnet):
                         ipam.request_address(pool.pool_id, address.ip, {})
-
-
-def _check_mac(mac: str) -> None:
-    """A MAC for an interface: six colon-separated octets, unicast, not all zeros."""
-    if not MAC_PATTERN.match(mac):
-        raise InvalidParameter(
-            f"invalid MAC address {mac!r}: expected six hex octets like 02:42:ac:11:00:02"
-        )
-    if int(mac[:2], 16) & 1:
-        raise InvalidParameter(f"invalid MAC address {mac}: a multicast address")
-    if mac.replace(":", "").strip("0") == "":
-        raise InvalidParameter(f"invalid MAC address {mac}: all zeros")
 
 
 def _gateway_endpoint(endpoints: list[Endpoint], version: int) -> Endpoint | None:

@@ -56,9 +56,10 @@ import dns.rdataclass
 import dns.rdatatype
 import uvloop
 
-from cnm.controller import Controller, Event
+from cnm.controller import Controller
 from cnm.dns.forward import RCODE_NAMES, Forwarder, Upstream, parse_upstream, recv_exact
 from cnm.dns.records import CLASS_IN, NO_ANSWER, NameRecord, NetworkTable, Records, View
+from cnm.events import Event
 from cnm.model import Sandbox
 from cnm.osl.namespace import NetNamespace
 from cnm.sandbox_files import EMBEDDED_NAMESERVER, parse_resolv_conf

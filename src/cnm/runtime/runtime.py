@@ -44,7 +44,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import secrets
 import select
 import shutil
@@ -60,7 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from cnm.controller import Controller, Transaction, transaction
+from cnm import validate
+from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.model import EndpointOptions, Network, Sandbox, SandboxOptions
 from cnm.portmap.spec import PortRequest, parse_port_key, requests_from_config
@@ -77,13 +77,12 @@ from cnm.runtime.model import (
 from cnm.runtime.names import generate_name
 from cnm.runtime.reaper import REAPER, Child
 from cnm.store.api import Store
+from cnm.transaction import Transaction, transaction
 
 __all__ = ["HOST_IMAGE", "NotModified", "Runtime", "RuntimeConfig"]
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-MAC_PATTERN = re.compile(r"^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$")
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT_S = 10.0
 RUNC_TIMEOUT_S = 30.0
@@ -147,14 +146,6 @@ def _parse_signal(value: str | int) -> signal.Signals:
         return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"]
     except (KeyError, ValueError):
         raise InvalidParameter(f"Invalid signal: {value}") from None
-
-
-def _check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
-        raise InvalidParameter(
-            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        )
-    return name.removeprefix("/")
 
 
 def _port_keys(port: str) -> list[str]:
@@ -424,7 +415,7 @@ class Runtime:
         config = copy.deepcopy(config)
         host_config = copy.deepcopy(host_config)
         if name is not None:
-            name = _check_name(name)
+            name = validate.container_name(name)
         image_id = ""
         if not is_host_image(config.image):
             image = self._images.get(config.image)
@@ -558,19 +549,14 @@ class Runtime:
         ):
             if not text:
                 continue
-            try:
-                address = ipaddress.ip_address(text)
-            except ValueError:
-                raise InvalidParameter(f"invalid IPv{version} address: {text}") from None
-            if address.version != version:
-                raise InvalidParameter(f"invalid IPv{version} address: {text}")
+            address = validate.ip_address_of_version(text, version)
             if not any(address in ipaddress.ip_network(p.subnet) for p in pools):
                 raise InvalidParameter(
                     "invalid endpoint settings:\n"
                     f"no configured subnet or ip-range contain the IP address {text}"
                 )
-        if request.mac_address and not MAC_PATTERN.match(request.mac_address):
-            raise InvalidParameter(f"invalid MAC address: {request.mac_address}")
+        if request.mac_address:
+            validate.mac_address(request.mac_address)
 
     def _check_ports(
         self, config: ContainerConfig, host_config: HostConfig, wanted: dict[str, EndpointRequest]
@@ -589,18 +575,9 @@ class Runtime:
     @staticmethod
     def _check_sandbox_options(host_config: HostConfig) -> None:
         for server in host_config.dns:
-            try:
-                ipaddress.ip_address(server)
-            except ValueError:
-                raise InvalidParameter(f"{server} is not an ip address") from None
+            validate.dns_server(server)
         for entry in host_config.extra_hosts:
-            name, sep, address = entry.partition(":")
-            try:
-                ipaddress.ip_address(address)
-            except ValueError:
-                raise InvalidParameter(f"invalid IP address in add-host: {entry!r}") from None
-            if not sep or not name:
-                raise InvalidParameter(f"bad format for add-host: {entry!r}")
+            validate.extra_host(entry)
 
     # ------------------------------------------------------------------ start
 
@@ -1151,7 +1128,7 @@ class Runtime:
         log.info("container removed id=%s", container_id[:12])
 
     def rename_container(self, ref: str, new_name: str) -> None:
-        name = _check_name(new_name)
+        name = validate.container_name(new_name)
         container_id = self._resolve(ref).id
         with self._container_lock(container_id):
             with self._lock:

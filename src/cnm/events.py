@@ -1,0 +1,47 @@
+"""What changed in the model, for the parts that follow it (DNS, the UI, metrics).
+
+Listeners run synchronously in the caller's thread, after the change is recorded: what they do
+is done when the controller's call returns (a name resolves as soon as ``connect`` returns). A
+listener that fails is logged and does not undo the change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cnm.model import Endpoint, Network, Sandbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """``kind`` is one of network-create, network-delete, endpoint-join, endpoint-leave,
+    endpoint-rename (the endpoint carries its new name), and sandbox-create, sandbox-delete
+    (``network`` is None for these two; sandbox-delete comes before the namespace is removed,
+    so listeners can let go of it)."""
+
+    kind: str
+    network: Network | None
+    endpoint: Endpoint | None = None
+    sandbox: Sandbox | None = None
+
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, event: Event) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed on %s", event.kind)

@@ -1,0 +1,91 @@
+"""Every user-supplied value the runtime and the controller both check, checked once here.
+
+One function per kind of input, each returning the value in its normal form or raising
+InvalidParameter with a message that names what was wrong; the API and the library get the
+same answer whichever layer sees the value first. The messages are Docker's where Docker has
+one, so clients that match on them keep working. Patterns are matched whole (``fullmatch``:
+``$`` would let a trailing newline through).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from cnm.errors import InvalidParameter
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Docker's restricted name patterns: a container name has at least two characters.
+_NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_CONTAINER_NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+# Six octets separated by colons or by hyphens (the forms Go's net.ParseMAC takes for EUI-48).
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?P<sep>[:-])[0-9a-fA-F]{2}(?:(?P=sep)[0-9a-fA-F]{2}){4}")
+
+
+def network_name(name: str) -> str:
+    if not _NETWORK_NAME.fullmatch(name):
+        raise InvalidParameter(
+            f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* allowed"
+        )
+    return name
+
+
+def container_name(name: str) -> str:
+    """A container name as stored: without the leading slash Docker's API may send."""
+    if not _CONTAINER_NAME.fullmatch(name):
+        raise InvalidParameter(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    return name.removeprefix("/")
+
+
+def mac_address(text: str) -> str:
+    """A MAC for an interface: lower-case and colon-separated; unicast, not all zeros."""
+    if not _MAC.fullmatch(text):
+        raise InvalidParameter(
+            f"invalid MAC address {text!r}: expected six hex octets like 02:42:ac:11:00:02"
+        )
+    mac = text.lower().replace("-", ":")
+    if int(mac[:2], 16) & 1:
+        raise InvalidParameter(f"invalid MAC address {text}: a multicast address")
+    if mac.replace(":", "").strip("0") == "":
+        raise InvalidParameter(f"invalid MAC address {text}: all zeros")
+    return mac
+
+
+def ip_address(text: str, what: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidParameter(f"invalid {what}: {text!r} is not an IP address") from None
+
+
+def ip_address_of_version(text: str, version: int) -> IPAddress:
+    """An endpoint's static ``--ip`` (version 4) or ``--ip6`` (version 6)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidParameter(f"invalid IPv{version} address: {text}") from None
+    if address.version != version:
+        raise InvalidParameter(f"invalid IPv{version} address: {text}")
+    return address
+
+
+def extra_host(entry: str) -> tuple[str, IPAddress]:
+    """``--add-host name:ip`` as (name, address)."""
+    name, sep, address = entry.partition(":")
+    if not sep or not name:
+        raise InvalidParameter(f"bad format for add-host: {entry!r}")
+    try:
+        return name, ipaddress.ip_address(address)
+    except ValueError:
+        raise InvalidParameter(f"invalid IP address in add-host: {entry!r}") from None
+
+
+def dns_server(text: str) -> IPAddress:
+    """A ``--dns`` server."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidParameter(f"{text} is not an ip address") from None
