@@ -44,6 +44,7 @@ from cnm.controller import Controller, ControllerConfig
 from cnm.model import IpamRequest, NetworkRequest
 from cnm.osl.namespace import NetNamespace, create_netns, delete_netns
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 
 SUBNET = ipaddress.IPv4Network("10.201.0.0/16")
 GATEWAY = SUBNET.network_address + 1
@@ -100,7 +101,9 @@ class CnmRunner:
     def setup(self) -> None:
         self.phase.rss["before controller"] = bl.rss_mb()
         self.store = SqliteStore(self.store_path)
-        self.controller = Controller(ControllerConfig(exec_root=self.dir / "exec"), self.store)
+        self.controller = build_controller(
+            ControllerConfig(exec_root=self.dir / "exec"), self.store
+        )
         self.controller.start()
         network = self.controller.create_network(
             NetworkRequest(

@@ -65,6 +65,7 @@ from cnm.model import (  # noqa: E402
 )
 from cnm.osl.namespace import NetNamespace  # noqa: E402
 from cnm.store.sqlite import SqliteStore  # noqa: E402
+from cnm.wiring import build_controller  # noqa: E402
 
 SERVER = "127.0.0.11"
 SUBNET = "10.202.0.0/16"
@@ -238,7 +239,7 @@ def measure(n: int, args: argparse.Namespace, root: Path) -> SizeResult:
         host_conf = phase / "host-resolv.conf"
         host_conf.write_text("nameserver 127.0.0.53\n")  # never asked: only owned names
         store = SqliteStore(phase / "cnm.db")
-        controller = Controller(
+        controller = build_controller(
             ControllerConfig(exec_root=phase / "exec", host_resolv_conf=host_conf), store
         )
         resolver = None

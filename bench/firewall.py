@@ -39,12 +39,19 @@ import benchlib as bl
 from cnm.controller import Controller, ControllerConfig
 from cnm.firewall.api import EndpointRules, NetworkRules
 from cnm.firewall.nftables import NftablesFirewall
-from cnm.model import EndpointOptions, IpamRequest, NetworkRequest, SandboxOptions
+from cnm.model import (
+    EndpointOptions,
+    IpamRequest,
+    NetworkRequest,
+    PortMapping,
+    PortRequest,
+    SandboxOptions,
+)
 from cnm.osl.links import HostNetwork
 from cnm.osl.namespace import create_netns, delete_netns
 from cnm.portmap.mapper import PortMapper
-from cnm.portmap.spec import PortMapping, PortRequest
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 
 BRIDGE = "br-benchfw0000"
 FILL_BATCH = 1000
@@ -236,7 +243,7 @@ def _controller(phase: Path) -> Iterator[Controller]:
     resolv = phase / "resolv.conf"
     resolv.write_text("nameserver 192.0.2.53\n")
     store = SqliteStore(phase / "cnm.db")
-    controller = Controller(
+    controller = build_controller(
         ControllerConfig(exec_root=phase / "exec", host_resolv_conf=resolv), store
     )
     controller.start()

@@ -39,6 +39,7 @@ from cnm.controller import Controller, ControllerConfig
 from cnm.ipam.default import DEFAULT_POOLS, PoolSpec
 from cnm.model import NetworkRequest
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 
 TARGET_CREATE_P50_MS = 15.0
 TARGET_DELETE_P50_MS = 30.0
@@ -96,9 +97,10 @@ def run_rep(rep_dir: Path, k: int) -> Rep:
         with bl.inside(cnm_ns):
             store = SqliteStore(rep_dir / "cnm" / "store.db")
             stack.callback(store.close)
-            controller = Controller(
-                ControllerConfig(exec_root=rep_dir / "cnm" / "exec", default_address_pools=pools),
+            controller = build_controller(
+                ControllerConfig(exec_root=rep_dir / "cnm" / "exec"),
                 store,
+                address_pools=pools,
             )
             stack.callback(_close_controller, controller)
             controller.start()

@@ -30,14 +30,21 @@ import netcreate as nc
 from pyroute2 import IPRoute
 from pyroute2.netlink.core import SyncAPI
 
-import cnm.controller as controller_mod
+import cnm.controller.joins as joins_mod
+import cnm.controller.sandboxes as sandboxes_mod
+import cnm.model as model_mod
 import cnm.osl.links as links_mod
 import cnm.osl.namespace as namespace_mod
 import cnm.sandbox_files as files_mod
+import cnm.wiring as wiring_mod
 from cnm.controller import Controller, ControllerConfig
+from cnm.controller.endpoints import Endpoints
+from cnm.controller.files import SandboxFiles
+from cnm.controller.joins import Joins
 from cnm.ipam.default import DefaultIpam
 from cnm.model import IpamRequest, NetworkRequest
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 
 
 class StepTimer:
@@ -104,24 +111,24 @@ def install(timer: StepTimer) -> None:
     timer.patch(namespace_mod._libc, "mount", "netns: bind mount")
     timer.patch(namespace_mod._libc, "umount2", "netns: umount")
     timer.patch(namespace_mod, "create_netns", "netns: create_netns rest (file, open)")
-    timer.patch(controller_mod, "create_netns", "netns: create_netns rest (file, open)")
+    timer.patch(sandboxes_mod, "create_netns", "netns: create_netns rest (file, open)")
     timer.patch(ab, "create_netns", "netns: create_netns rest (file, open)")
     timer.patch(links_mod, "write_sysctl", _sysctl_key)
     timer.patch(ab, "_write_sysctl", _sysctl_key)
     timer.patch(SqliteStore, "commit", "store commit (SQLite)")
     timer.patch(files_mod, "write_in_place", "sandbox files: write")
-    timer.patch(Controller, "_write_sandbox_files", "sandbox files: render + read resolv.conf")
+    timer.patch(SandboxFiles, "write_new", "sandbox files: render + read resolv.conf")
     timer.patch(pathlib.Path, "mkdir", "mkdir")
     timer.patch(DefaultIpam, "request_address", "IPAM request_address")
     timer.patch(DefaultIpam, "release_address", "IPAM release_address")
     timer.patch(DefaultIpam, "request_pool", "IPAM request_pool (incl. route dump)")
-    timer.patch(Controller, "_reserved_networks", "IPAM reserved networks (other)")
-    timer.patch(Controller, "_joined", "controller: _joined (scan of all endpoints)")
-    timer.patch(Controller, "_create_endpoint", "controller: _create_endpoint (other)")
-    timer.patch(Controller, "_join", "controller: _join (other)")
-    timer.patch(controller_mod, "_remove_tree", "sandbox files: remove tree")
-    timer.patch(controller_mod, "replace", "controller: dataclasses.replace (copies)")
-    for model in (controller_mod.Endpoint, controller_mod.Sandbox, controller_mod.Network):
+    timer.patch(wiring_mod, "reserved_networks", "IPAM reserved networks (other)")
+    timer.patch(Endpoints, "joined_to", "controller: endpoints joined to a sandbox")
+    timer.patch(Endpoints, "create", "controller: endpoint create (other)")
+    timer.patch(Joins, "_join", "controller: _join (other)")
+    timer.patch(SandboxFiles, "remove", "sandbox files: remove")
+    timer.patch(joins_mod, "replace", "controller: dataclasses.replace (copies)")
+    for model in (model_mod.Endpoint, model_mod.Sandbox, model_mod.Network):
         timer.patch(model, "to_json", "controller: record to JSON")
     timer.patch(Controller, "create_sandbox", "controller: create_sandbox (other)")
     timer.patch(Controller, "connect", "controller: connect (other)")
@@ -130,7 +137,7 @@ def install(timer: StepTimer) -> None:
     timer.patch(Controller, "delete_network", "controller: delete_network (other)")
     timer.patch(ab.BareRunner, "attach", "bare: attach (other)")
     timer.patch(ab, "delete_netns", "netns: delete_netns rest (unlink)")
-    timer.patch(controller_mod, "delete_netns", "netns: delete_netns rest (unlink)")
+    timer.patch(sandboxes_mod, "delete_netns", "netns: delete_netns rest (unlink)")
     timer.patch(namespace_mod, "delete_netns", "netns: delete_netns rest (unlink)")
 
 
@@ -202,7 +209,7 @@ def steps_attach(root: Path, n: int, block: int, timer: StepTimer) -> None:
     phase_dir = root / "cnm"
     with bl.throwaway_host(phase_dir):
         store = SqliteStore(phase_dir / "store.db")
-        controller = Controller(ControllerConfig(exec_root=phase_dir / "exec"), store)
+        controller = build_controller(ControllerConfig(exec_root=phase_dir / "exec"), store)
         try:
             controller.start()
             network = controller.create_network(
@@ -259,8 +266,8 @@ def steps_netcreate(root: Path, k: int, timer: StepTimer) -> None:
         pools = list(nc.DEFAULT_POOLS)
         if k > nc.DOCKER_DEFAULT_USER_NETWORKS:
             pools.append(nc.EXTRA_POOL)
-        controller = Controller(
-            ControllerConfig(exec_root=phase_dir / "exec", default_address_pools=pools), store
+        controller = build_controller(
+            ControllerConfig(exec_root=phase_dir / "exec"), store, address_pools=pools
         )
         try:
             controller.start()

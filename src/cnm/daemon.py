@@ -320,12 +320,13 @@ def _run(args: argparse.Namespace) -> int:
     from cnm.api import dns as dns_api
     from cnm.api.common import DaemonInfo
     from cnm.api.server import make_app
-    from cnm.controller import Controller, ControllerConfig
+    from cnm.controller import ControllerConfig
     from cnm.dns.resolver import Resolver
     from cnm.errors import CnmError
     from cnm.ipam.default import parse_pool_option
     from cnm.runtime.runtime import Runtime, RuntimeConfig
     from cnm.store.sqlite import SqliteStore
+    from cnm.wiring import build_controller
 
     owner_pid = os.getpid()
     path = socket_path(args.socket)
@@ -358,13 +359,12 @@ def _run(args: argparse.Namespace) -> int:
         stack.callback(store.close)
         config = ControllerConfig(
             exec_root=exec_root,
-            default_address_pools=pools or None,
             default_bridge_name=args.bridge_name,
             default_bridge_mtu=args.mtu,
             dns=list(args.dns),
             default_host_ip=args.ip,
         )
-        controller = Controller(config, store)
+        controller = build_controller(config, store, address_pools=pools or None)
         try:
             controller.start()
         except CnmError as err:

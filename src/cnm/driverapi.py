@@ -11,6 +11,9 @@ veth ends, VXLAN devices) and touches the kernel only through ``cnm.osl``. In ``
 driver creates the interface named ``ifname`` inside the sandbox; the controller then configures
 its addresses and routes from what ``join`` returns. Drivers never touch the store or DNS.
 
+The contract imports only the model's records and the error classes, so a driver written
+elsewhere (a remote plugin's proxy, a test double) depends on nothing else of cnm.
+
 Every call may raise a cnm.errors class. A driver call that fails must leave nothing behind of
 its own making; the controller undoes the earlier steps.
 """
@@ -25,8 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from cnm.errors import InvalidParameter
-from cnm.osl.namespace import NetNamespace
-from cnm.portmap.spec import PortMapping, PortRequest
+from cnm.model import PortMapping, PortRequest
 
 IPv4Interface = ipaddress.IPv4Interface
 IPv6Interface = ipaddress.IPv6Interface
@@ -141,10 +143,12 @@ class NetworkDriver(ABC):
 
     @abstractmethod
     def join(
-        self, network_id: str, endpoint_id: str, sandbox: NetNamespace | None, ifname: str
+        self, network_id: str, endpoint_id: str, sandbox_key: str | None, ifname: str
     ) -> JoinInfo:
-        """Create the endpoint's interface named ``ifname`` inside ``sandbox`` (None is the
-        host namespace, used by the host driver)."""
+        """Create the endpoint's interface named ``ifname`` inside the sandbox whose network
+        namespace is bind-mounted at ``sandbox_key`` (None: the host namespace, used by the
+        host driver). As in libnetwork, the contract hands over a path, not an object of the
+        OS layer."""
 
     @abstractmethod
     def leave(self, network_id: str, endpoint_id: str, *, namespace_deleted: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""The records of the model: networks, endpoints, sandboxes.
+"""The records of the model: networks, endpoints, sandboxes, published ports.
 
 Plain dataclasses, serialised to JSON in the store. They are the controller's source of truth:
 kernel state and IPAM state are rebuilt from them after a restart. Callers outside the
@@ -8,11 +8,14 @@ controller get copies and never mutate the controller's own objects.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -158,3 +161,59 @@ class Sandbox:
     @classmethod
     def from_json(cls, raw: bytes) -> Sandbox:
         return _from_dict(cls, json.loads(raw))
+
+
+@dataclass(frozen=True)
+class PortRequest:
+    """One container port to publish. ``host_ip`` "" means the network's or daemon's default;
+    ``host_port`` 0 means any ephemeral port; ``host_port_end`` above ``host_port`` means the
+    first free port of that range."""
+
+    proto: str
+    container_port: int
+    host_ip: str = ""
+    host_port: int = 0
+    host_port_end: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.proto}"
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """A published port as bound: ``host_ip:host_port`` (0.0.0.0 or :: for every address)
+    leads to ``container_ip:container_port``."""
+
+    proto: str
+    host_ip: IPAddress
+    host_port: int
+    container_ip: IPAddress
+    container_port: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.proto}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "proto": self.proto,
+            "host_ip": str(self.host_ip),
+            "host_port": self.host_port,
+            "container_ip": str(self.container_ip),
+            "container_port": self.container_port,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PortMapping:
+        return cls(
+            proto=data["proto"],
+            host_ip=ipaddress.ip_address(data["host_ip"]),
+            host_port=int(data["host_port"]),
+            container_ip=ipaddress.ip_address(data["container_ip"]),
+            container_port=int(data["container_port"]),
+        )
+
+    def as_request(self) -> PortRequest:
+        """The same binding asked for again (a restart, or a move to another endpoint)."""
+        return PortRequest(self.proto, self.container_port, str(self.host_ip), self.host_port)

@@ -22,10 +22,11 @@ from aiohttp import web
 
 from cnm.api.common import DaemonInfo
 from cnm.api.server import make_app
-from cnm.controller import Controller, ControllerConfig
+from cnm.controller import ControllerConfig
 from cnm.model import EndpointOptions, IpamRequest, NetworkRequest, SandboxOptions
 from cnm.osl.namespace import delete_netns, setns
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 from tests.clients.conftest import Daemon, DockerCli, make_netns
 from tests.conftest import unmount_namespaces_under
 
@@ -71,7 +72,7 @@ def attached(tmp_path: Path) -> Iterator[Attached]:
     setns(netns.fd)
     (tmp_path / "data").mkdir()
     store = SqliteStore(tmp_path / "data" / "cnm.db")
-    controller = Controller(ControllerConfig(exec_root=tmp_path / "exec"), store)
+    controller = build_controller(ControllerConfig(exec_root=tmp_path / "exec"), store)
     try:
         controller.start()
         network = controller.create_network(

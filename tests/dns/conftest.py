@@ -28,6 +28,7 @@ from cnm.dns.resolver import Resolver, ResolverConfig
 from cnm.model import EndpointOptions, IpamRequest, Network, NetworkRequest, Sandbox, SandboxOptions
 from cnm.osl.namespace import NetNamespace
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 
 STUB = Path(__file__).with_name("stub_upstream.py")
 HOST_STUB = "127.0.0.53"  # the host resolv.conf's only nameserver
@@ -48,7 +49,7 @@ def controller(
     host_netns: NetNamespace, exec_root: Path, host_resolv_conf: Path, tmp_path: Path
 ) -> Iterator[Controller]:
     store = SqliteStore(tmp_path / "cnm.db")
-    ctl = Controller(
+    ctl = build_controller(
         ControllerConfig(exec_root=exec_root, host_resolv_conf=host_resolv_conf), store
     )
     ctl.start()

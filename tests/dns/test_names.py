@@ -20,6 +20,7 @@ from cnm.dns.resolver import Resolver, ResolverConfig
 from cnm.drivers.bridge import host_veth_name
 from cnm.model import EndpointOptions, Sandbox
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 
 from .conftest import (
     HOST_STUB,
@@ -265,7 +266,7 @@ def test_a_restarted_resolver_and_controller_serve_the_running_sandboxes(
     controller.close()
     controller.store.close()  # type: ignore[attr-defined]
     store = SqliteStore(tmp_path / "cnm.db")
-    restored = Controller(
+    restored = build_controller(
         ControllerConfig(exec_root=exec_root, host_resolv_conf=host_resolv_conf), store
     )
     restored.start()

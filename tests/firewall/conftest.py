@@ -23,6 +23,7 @@ from cnm.controller import Controller, ControllerConfig
 from cnm.model import EndpointOptions, IpamRequest, Network, NetworkRequest, Sandbox
 from cnm.osl.namespace import NetNamespace, delete_netns
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 from tests.conftest import make_test_netns
 from tests.runtime.conftest import busybox, busybox_tar, make_runtime, runtime  # noqa: F401
 
@@ -53,7 +54,7 @@ class Controllers:
 
     def __call__(self, **config: Any) -> Controller:
         store = SqliteStore(self.tmp_path / "cnm.db")
-        ctl = Controller(
+        ctl = build_controller(
             ControllerConfig(
                 exec_root=self.tmp_path / "exec", host_resolv_conf=self.resolv, **config
             ),

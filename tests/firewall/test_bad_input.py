@@ -16,8 +16,9 @@ from cnm.errors import Conflict, InvalidParameter
 from cnm.firewall.api import NetworkRules
 from cnm.firewall.monitor import NftMonitor
 from cnm.firewall.nftables import MAX_REWRITES, NftablesFirewall
+from cnm.model import PortRequest
 from cnm.osl.namespace import NetNamespace
-from cnm.portmap.spec import PortRequest, parse_publish, requests_from_config
+from cnm.portmap.spec import parse_publish, requests_from_config
 
 from .conftest import Outside, network, sandbox_on, stop_watching
 from .probes import EchoServer, answer, nft_list, run

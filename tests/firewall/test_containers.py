@@ -14,8 +14,8 @@ import pytest
 from cnm.errors import Conflict, InvalidParameter
 from cnm.model import NetworkRequest
 from cnm.osl.links import read_sysctl
+from cnm.osl.reaper import REAPER
 from cnm.runtime.model import PortBinding
-from cnm.runtime.reaper import REAPER
 from cnm.runtime.runtime import Runtime
 from tests.runtime.conftest import config, host, make_network
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from cnm.portmap.spec import PortRequest
+from cnm.model import PortRequest
 
 from .conftest import Controllers, Outside, ipv6_settled, network, sandbox_on, stop_watching
 from .probes import EchoServer, probe, probe_from_all, run

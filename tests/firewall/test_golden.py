@@ -16,8 +16,7 @@ import pytest
 
 from cnm.controller import Controller
 from cnm.drivers.bridge import host_veth_name
-from cnm.model import EndpointOptions, SandboxOptions
-from cnm.portmap.spec import PortRequest
+from cnm.model import EndpointOptions, PortRequest, SandboxOptions
 
 from .conftest import Controllers, network
 from .probes import nft_list

@@ -12,10 +12,10 @@ import pytest
 
 from cnm.firewall.api import NetworkRules
 from cnm.firewall.nftables import NftablesFirewall
+from cnm.model import PortRequest
 from cnm.osl.links import HostNetwork
 from cnm.osl.namespace import NetNamespace, delete_netns
 from cnm.portmap.mapper import PortMapper
-from cnm.portmap.spec import PortRequest
 from tests.conftest import make_test_netns
 
 from .probes import nft_list, run

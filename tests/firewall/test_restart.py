@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from cnm.portmap.spec import PortRequest
+from cnm.model import PortRequest
 
 from .conftest import Controllers, Outside, network, sandbox_on
 from .probes import EchoServer, answer, nft_list, run

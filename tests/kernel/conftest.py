@@ -15,6 +15,7 @@ import pytest
 from cnm.controller import Controller, ControllerConfig
 from cnm.osl.namespace import NetNamespace
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 
 from .probes import HOST_RESOLV_CONF
 
@@ -40,7 +41,7 @@ def make_controller(
 
     def make(**config: Any) -> Controller:
         store = SqliteStore(store_path)
-        ctl = Controller(
+        ctl = build_controller(
             ControllerConfig(exec_root=exec_root, host_resolv_conf=host_resolv_conf, **config),
             store,
         )

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-import cnm.controller
+import cnm.controller.endpoints
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, Unavailable
 from cnm.model import EndpointOptions, IpamRequest, NetworkRequest
@@ -91,7 +91,7 @@ def test_failing_connect_releases_the_address(
     _squat(f"veth{endpoint_id[:11]}")
     before = snapshot(controller)
     # the next endpoint gets a known id, so its host veth name is the squatted one
-    monkeypatch.setattr(cnm.controller.secrets, "token_hex", lambda n=32: endpoint_id)
+    monkeypatch.setattr(cnm.controller.endpoints.secrets, "token_hex", lambda n=32: endpoint_id)
     with pytest.raises(CnmError):
         controller.connect("c", sandbox.id, EndpointOptions(ipv4_address="10.104.0.9"))
     monkeypatch.undo()

@@ -21,11 +21,12 @@ import pytest
 from cnm.controller import Controller, ControllerConfig
 from cnm.model import IpamRequest, Network, NetworkRequest
 from cnm.osl.namespace import NetNamespace
+from cnm.osl.reaper import REAPER
 from cnm.runtime import bundle, pidwatch
 from cnm.runtime.model import ContainerConfig, HostConfig
-from cnm.runtime.reaper import REAPER
 from cnm.runtime.runtime import Runtime, RuntimeConfig
 from cnm.store.sqlite import SqliteStore
+from cnm.wiring import build_controller
 
 BUSYBOX_TAR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "busybox-rootfs.tar"
 HOST_RESOLV_CONF = "nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch example.test\n"
@@ -54,7 +55,7 @@ def make_runtime(host_netns: NetNamespace, tmp_path: Path) -> Iterator[Callable[
 
     def make() -> Runtime:
         store = SqliteStore(tmp_path / "cnm.db")
-        controller = Controller(
+        controller = build_controller(
             ControllerConfig(exec_root=tmp_path / "exec", host_resolv_conf=resolv), store
         )
         controller.start()

@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
+from cnm.osl.reaper import REAPER, _subreaper
 from cnm.runtime import pidwatch
-from cnm.runtime.reaper import REAPER, _subreaper
 
 
 @pytest.fixture

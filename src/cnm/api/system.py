@@ -197,7 +197,7 @@ def _info(backend_: Backend, drivers: list[str]) -> dict[str, Any]:
 
 async def info(request: web.Request) -> web.Response:
     backend_ = backend(request)
-    drivers = sorted(backend_.controller.drivers)
+    drivers = backend_.controller.driver_names()
     return json_response(await backend_.run(_info, backend_, drivers))
 
 

@@ -38,10 +38,10 @@ from cnm.driverapi import (
 )
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
+from cnm.model import PortMapping, PortRequest
 from cnm.osl.links import HostNetwork, write_sysctl
 from cnm.osl.namespace import NetNamespace
 from cnm.portmap.mapper import PortMapper
-from cnm.portmap.spec import PortMapping, PortRequest
 
 OPT_PREFIX = "com.docker.network.bridge."
 OPT_NAME = OPT_PREFIX + "name"
@@ -232,24 +232,28 @@ class BridgeDriver(NetworkDriver):
             self._endpoints.pop(endpoint_id, None)
 
     def join(
-        self, network_id: str, endpoint_id: str, sandbox: NetNamespace | None, ifname: str
+        self, network_id: str, endpoint_id: str, sandbox_key: str | None, ifname: str
     ) -> JoinInfo:
-        if sandbox is None:
+        if sandbox_key is None:
             raise InvalidParameter("the bridge driver needs a sandbox namespace to join")
         network = self._network(network_id)
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None:
             raise NotFound(f"endpoint {endpoint_id[:12]} not found on bridge {network.bridge_name}")
         veth = host_veth_name(endpoint_id)
-        index = self.host.create_veth(
-            veth,
-            ifname,
-            sandbox,
-            master=network.bridge_index,
-            mtu=network.mtu,
-            peer_mac=endpoint.mac,
-            ipv6=network.spec.enable_ipv6,
-        )
+        sandbox = NetNamespace(sandbox_key)
+        try:
+            index = self.host.create_veth(
+                veth,
+                ifname,
+                sandbox,
+                master=network.bridge_index,
+                mtu=network.mtu,
+                peer_mac=endpoint.mac,
+                ipv6=network.spec.enable_ipv6,
+            )
+        finally:
+            sandbox.close()
         try:
             self.firewall.add_endpoint(EndpointRules(network.bridge_name, veth, endpoint.addresses))
         except Exception:

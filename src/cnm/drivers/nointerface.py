@@ -17,7 +17,6 @@ from cnm.driverapi import (
     NetworkSpec,
     Scope,
 )
-from cnm.osl.namespace import NetNamespace
 
 
 class NoInterfaceDriver(NetworkDriver):
@@ -42,7 +41,7 @@ class NoInterfaceDriver(NetworkDriver):
         return None
 
     def join(
-        self, network_id: str, endpoint_id: str, sandbox: NetNamespace | None, ifname: str
+        self, network_id: str, endpoint_id: str, sandbox_key: str | None, ifname: str
     ) -> JoinInfo:
         return JoinInfo(configure_interface=False)
 

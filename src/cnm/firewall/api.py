@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cnm.portmap.spec import IPAddress, PortMapping
+from cnm.model import IPAddress, PortMapping
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

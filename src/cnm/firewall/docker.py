@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 
 from cnm.osl.namespace import NetNamespace
-from cnm.runtime.reaper import REAPER
+from cnm.osl.reaper import REAPER
 
 log = logging.getLogger(__name__)
 

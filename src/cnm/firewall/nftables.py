@@ -54,8 +54,9 @@ from cnm.errors import CnmError, Conflict, InvalidParameter
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
 from cnm.firewall.docker import DockerUser
 from cnm.firewall.monitor import NftMonitor
+from cnm.model import PortMapping
 from cnm.osl.namespace import NetNamespace, current_thread_namespace
-from cnm.portmap.spec import PROTOCOLS, PortMapping
+from cnm.portmap.spec import PROTOCOLS
 
 log = logging.getLogger(__name__)
 

@@ -362,3 +362,15 @@ class SandboxNetwork:
 
     def remove_default_route(self, version: int) -> None:
         self.links.delete_route(ipaddress.ip_network("::/0" if version == 6 else "0.0.0.0/0"))
+
+
+@contextmanager
+def sandbox_network(sandbox_key: str) -> Iterator[SandboxNetwork]:
+    """A ``SandboxNetwork`` for the namespace bind-mounted at ``sandbox_key``, for one
+    operation; the namespace's descriptor and the socket are closed afterwards."""
+    namespace = NetNamespace(sandbox_key)
+    try:
+        with SandboxNetwork(namespace) as sandbox_net:
+            yield sandbox_net
+    finally:
+        namespace.close()

@@ -26,9 +26,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from cnm.errors import Conflict, InvalidParameter
+from cnm.model import IPAddress, PortMapping, PortRequest
 from cnm.osl.links import HostNetwork, read_sysctl
 from cnm.portmap.proxy import Proxy
-from cnm.portmap.spec import IPAddress, PortMapping, PortRequest
 
 EPHEMERAL_TRIES = 20
 LISTEN_BACKLOG = 128

@@ -15,70 +15,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from cnm.errors import InvalidParameter
+from cnm.model import PortRequest
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 PROTOCOLS = ("tcp", "udp", "sctp")
 _RANGE = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?")
-
-
-@dataclass(frozen=True)
-class PortRequest:
-    """One container port to publish. ``host_ip`` "" means the network's or daemon's default;
-    ``host_port`` 0 means any ephemeral port; ``host_port_end`` above ``host_port`` means the
-    first free port of that range."""
-
-    proto: str
-    container_port: int
-    host_ip: str = ""
-    host_port: int = 0
-    host_port_end: int = 0
-
-    @property
-    def key(self) -> str:
-        return f"{self.container_port}/{self.proto}"
-
-
-@dataclass(frozen=True)
-class PortMapping:
-    """A published port as bound: ``host_ip:host_port`` (0.0.0.0 or :: for every address)
-    leads to ``container_ip:container_port``."""
-
-    proto: str
-    host_ip: IPAddress
-    host_port: int
-    container_ip: IPAddress
-    container_port: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.container_port}/{self.proto}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "proto": self.proto,
-            "host_ip": str(self.host_ip),
-            "host_port": self.host_port,
-            "container_ip": str(self.container_ip),
-            "container_port": self.container_port,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PortMapping:
-        return cls(
-            proto=data["proto"],
-            host_ip=ipaddress.ip_address(data["host_ip"]),
-            host_port=int(data["host_port"]),
-            container_ip=ipaddress.ip_address(data["container_ip"]),
-            container_port=int(data["container_port"]),
-        )
-
-    def as_request(self) -> PortRequest:
-        """The same binding asked for again (a restart, or a move to another endpoint)."""
-        return PortRequest(self.proto, self.container_port, str(self.host_ip), self.host_port)
 
 
 def _range(text: str, what: str, spec: str, lowest: int) -> tuple[int, int]:

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from cnm.osl.reaper import REAPER, Child
 from cnm.runtime import pidwatch
-from cnm.runtime.reaper import REAPER, Child
 
 log = logging.getLogger(__name__)
 

@@ -62,8 +62,9 @@ from typing import IO, Any, BinaryIO
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
-from cnm.model import EndpointOptions, Network, Sandbox, SandboxOptions
-from cnm.portmap.spec import PortRequest, parse_port_key, requests_from_config
+from cnm.model import EndpointOptions, Network, PortRequest, Sandbox, SandboxOptions
+from cnm.osl.reaper import REAPER, Child
+from cnm.portmap.spec import parse_port_key, requests_from_config
 from cnm.runtime import bundle, console, pidwatch
 from cnm.runtime.images import HOST_IMAGE, ImageStore, is_host_image, now_rfc3339
 from cnm.runtime.model import (
@@ -75,7 +76,6 @@ from cnm.runtime.model import (
     Image,
 )
 from cnm.runtime.names import generate_name
-from cnm.runtime.reaper import REAPER, Child
 from cnm.store.api import Store
 from cnm.transaction import Transaction, transaction
 

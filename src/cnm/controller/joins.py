@@ -1,0 +1,262 @@
+"""Joining endpoints to sandboxes, and leaving them: the one place sandboxes, endpoints and
+networks meet.
+
+Join, in order: the driver makes the interface inside the sandbox (the lowest free ``ethN``);
+the controller addresses it and applies the default-route rule; published ports move to the
+gateway endpoint if that changed; the hosts file is rewritten; then the endpoint and the
+sandbox (its join counter) are recorded in one store commit. Every step has its undo. Leave
+records first, then moves the ports, has the driver remove the interface, hands the default
+route over, and rewrites hosts.
+
+A sandbox's teardown removes its namespace before its endpoints' kernel objects: the kernel then
+drops all its links at once (a veth delete alone waits for an RCU grace period), and the
+drivers only forget what they knew.
+
+Locks: a sandbox's lock, then a network's lock, never the other way round.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import replace
+
+from cnm.controller.endpoints import Endpoints
+from cnm.controller.gateway import (
+    configure_interface,
+    hand_over_default_routes,
+    set_default_routes,
+)
+from cnm.controller.networks import Networks
+from cnm.controller.ports import PublishedPorts
+from cnm.controller.registry import Registry
+from cnm.controller.sandboxes import Sandboxes
+from cnm.errors import CnmError, Conflict, Forbidden, NotFound
+from cnm.events import Event, EventBus
+from cnm.model import Endpoint, EndpointOptions, Network, PortMapping, PortRequest, Sandbox
+from cnm.store.api import Delete, Put, Store
+from cnm.transaction import transaction
+
+log = logging.getLogger(__name__)
+
+
+class Joins:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        networks: Networks,
+        endpoints: Endpoints,
+        sandboxes: Sandboxes,
+        ports: PublishedPorts,
+        events: EventBus,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._networks = networks
+        self._endpoints = endpoints
+        self._sandboxes = sandboxes
+        self._ports = ports
+        self._events = events
+
+    # ----------------------------------------------------------------- join / leave
+
+    def join(self, endpoint_id: str, sandbox_id: str) -> Endpoint:
+        sandbox = self._sandboxes.find(sandbox_id)
+        with self._sandboxes.lock(sandbox.id):
+            endpoint = self._endpoints.find(endpoint_id)
+            network = self._networks.find(endpoint.network_id)
+            with self._networks.lock(network.id):
+                return self._join(network, endpoint, sandbox)
+
+    def leave(self, endpoint_id: str) -> None:
+        endpoint = self._endpoints.find(endpoint_id)
+        if endpoint.sandbox_id is None:
+            raise Forbidden(f"endpoint {endpoint.name} is not joined to a sandbox")
+        sandbox = self._sandboxes.find(endpoint.sandbox_id)
+        with self._sandboxes.lock(sandbox.id):
+            network = self._networks.find(endpoint.network_id)
+            with self._networks.lock(network.id):
+                self._leave(network, self._endpoints.find(endpoint_id), sandbox)
+
+    def connect(self, network_ref: str, sandbox_id: str, options: EndpointOptions) -> Endpoint:
+        """Create an endpoint on the network and join it to the sandbox, as one operation."""
+        sandbox = self._sandboxes.find(sandbox_id)
+        network = self._networks.find(network_ref)
+        with self._sandboxes.lock(sandbox.id), self._networks.lock(network.id):
+            endpoint = self._endpoints.create(network, options, persist=False)
+            try:
+                return self._join(network, endpoint, self._sandboxes.find(sandbox.id))
+            except BaseException:
+                self._endpoints.delete(network, endpoint)
+                raise
+
+    def disconnect(self, network_ref: str, sandbox_id: str) -> None:
+        """Leave the sandbox's endpoint on the network and delete it."""
+        sandbox = self._sandboxes.find(sandbox_id)
+        network = self._networks.find(network_ref)
+        with self._sandboxes.lock(sandbox.id), self._networks.lock(network.id):
+            endpoint = next(
+                (e for e in self._endpoints.joined_to(sandbox.id) if e.network_id == network.id),
+                None,
+            )
+            if endpoint is None:
+                raise NotFound(
+                    f"sandbox {sandbox.id[:12]} is not connected to network {network.name}"
+                )
+            self._leave(network, endpoint, self._sandboxes.find(sandbox.id))
+            self._endpoints.delete(network, self._endpoints.find(endpoint.id))
+
+    def _join(self, network: Network, endpoint: Endpoint, sandbox: Sandbox) -> Endpoint:
+        if endpoint.sandbox_id is not None:
+            raise Forbidden(f"endpoint {endpoint.name} is already joined to a sandbox")
+        joined = self._endpoints.joined_to(sandbox.id)
+        if any(e.network_id == network.id for e in joined):
+            raise Forbidden(f"sandbox is already connected to network {network.name}")
+        driver = self._registry.driver(network.driver)
+        self._check_exclusive(network, joined, driver.capabilities().uses_addresses)
+        if network.driver == "host" and not sandbox.use_host_network:
+            raise Forbidden("only a sandbox made for the host network can join the host network")
+        if sandbox.use_host_network and network.driver != "host":
+            raise Forbidden(f"a host-network sandbox cannot join network {network.name}")
+        used = {e.ifname for e in joined}
+        ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
+        key = None if sandbox.use_host_network else sandbox.key
+        updated = replace(endpoint, sandbox_id=sandbox.id, ifname=ifname, join_order=sandbox.joins)
+        with transaction() as txn:
+            info = driver.join(network.id, endpoint.id, key, ifname)
+            txn.on_failure("driver join", lambda: driver.leave(network.id, endpoint.id))
+            if info.configure_interface and key is not None:
+                moved = configure_interface(key, updated, info, joined)
+                txn.on_failure("default route", lambda: set_default_routes(key, joined, moved))
+                updated.gateway_v4 = str(info.gateway) if info.gateway else None
+                updated.gateway_v6 = str(info.gateway_v6) if info.gateway_v6 else None
+            self._ports.place(sandbox.id, [*joined, updated])
+            txn.on_failure("published ports", lambda: self._ports.place(sandbox.id, joined))
+            new_sandbox = replace(sandbox, joins=sandbox.joins + 1)
+            self._sandboxes.files.write_hosts(new_sandbox, [*joined, updated])
+            txn.on_failure("hosts file", lambda: self._sandboxes.files.write_hosts(sandbox, joined))
+            self._store.commit(
+                [
+                    Put(f"endpoint/{updated.id}", updated.to_json()),
+                    Put(f"sandbox/{sandbox.id}", new_sandbox.to_json()),
+                ]
+            )
+        self._endpoints.put(updated)
+        self._sandboxes.put(new_sandbox)
+        self._events.emit(
+            Event("endpoint-join", replace(network), replace(updated), replace(new_sandbox))
+        )
+        return updated
+
+    def _check_exclusive(self, network: Network, joined: list[Endpoint], uses: bool) -> None:
+        """host and none networks do not mix with others in one sandbox."""
+        if not joined:
+            return
+        exclusive = not uses
+        for endpoint in joined:
+            other = self._networks.get(endpoint.network_id)
+            if other is not None and not (
+                self._registry.driver(other.driver).capabilities().uses_addresses
+            ):
+                exclusive = True
+        if exclusive:
+            raise Forbidden(
+                "container cannot be connected to multiple networks with one of the networks "
+                "in private (none) or host mode"
+            )
+
+    def _leave(self, network: Network, endpoint: Endpoint, sandbox: Sandbox) -> None:
+        driver = self._registry.driver(network.driver)
+        left = replace(endpoint, sandbox_id=None, ifname=None, gateway_v4=None, gateway_v6=None)
+        remaining = [e for e in self._endpoints.joined_to(sandbox.id) if e.id != endpoint.id]
+        self._store.put(f"endpoint/{endpoint.id}", left.to_json())
+        self._endpoints.put(left)
+        try:
+            self._ports.place(sandbox.id, remaining)
+        except CnmError:
+            log.exception("moving the published ports of sandbox %s", sandbox.id[:12])
+        driver.leave(network.id, endpoint.id)
+        if not sandbox.use_host_network:
+            hand_over_default_routes(sandbox.key, endpoint, remaining)
+        self._sandboxes.files.write_hosts(sandbox, remaining)
+        self._events.emit(
+            Event("endpoint-leave", replace(network), replace(endpoint), replace(sandbox))
+        )
+
+    # ----------------------------------------------------------------- names and ports
+
+    def rename(self, sandbox_id: str, name: str) -> None:
+        """Give every endpoint joined to the sandbox a new name (a container's endpoints carry
+        the container's name, and so do its DNS records), in one store commit."""
+        sandbox = self._sandboxes.find(sandbox_id)
+        with self._sandboxes.lock(sandbox.id), ExitStack() as locks:
+            joined = self._endpoints.joined_to(sandbox.id)
+            for network_id in sorted({e.network_id for e in joined}):
+                locks.enter_context(self._networks.lock(network_id))
+            for endpoint in joined:
+                holder = self._endpoints.name_holder(endpoint.network_id, name)
+                if holder is not None and holder != endpoint.id:
+                    network = self._networks.find(endpoint.network_id)
+                    raise Conflict(
+                        f"endpoint with name {name} already exists in network {network.name}"
+                    )
+            renamed = [replace(e, name=name) for e in joined]
+            self._store.commit([Put(f"endpoint/{e.id}", e.to_json()) for e in renamed])
+            for endpoint in renamed:
+                self._endpoints.put(endpoint)
+            for endpoint in renamed:
+                network = self._networks.find(endpoint.network_id)
+                self._events.emit(
+                    Event("endpoint-rename", replace(network), replace(endpoint), replace(sandbox))
+                )
+
+    def publish(self, sandbox_id: str, requests: list[PortRequest]) -> list[PortMapping]:
+        """Publish ports for the sandbox, replacing those it had, on its gateway endpoint."""
+        sandbox = self._sandboxes.find(sandbox_id)
+        with self._sandboxes.lock(sandbox.id):
+            return self._ports.publish(sandbox.id, requests, self._endpoints.joined_to(sandbox.id))
+
+    # ----------------------------------------------------------------- teardown
+
+    def delete_sandbox(self, sandbox_id: str) -> None:
+        """Leave and delete every endpoint of the sandbox, then remove it, records first.
+
+        The namespace goes before the endpoints' kernel objects, which relies on nothing else
+        holding it: a caller whose processes may still be inside (a container sharing the
+        sandbox) disconnects the endpoints first."""
+        sandbox = self._sandboxes.find(sandbox_id)
+        with self._sandboxes.lock(sandbox.id):
+            joined = self._endpoints.joined_to(sandbox.id)
+            ops: list[Put | Delete] = [Delete(f"sandbox/{sandbox.id}")]
+            ops += [Delete(f"endpoint/{e.id}") for e in joined]
+            if self._ports.has(sandbox.id):
+                ops.append(Delete(f"ports/{sandbox.id}"))
+            self._store.commit(ops)
+            self._ports.forget(sandbox.id)
+            self._sandboxes.drop(sandbox.id)
+            for endpoint in joined:
+                self._endpoints.drop(endpoint.id)
+            self._events.emit(Event("sandbox-delete", None, sandbox=replace(sandbox)))
+            self._sandboxes.delete_namespace(sandbox)
+            for endpoint in joined:
+                self._release(endpoint, sandbox)
+            self._sandboxes.files.remove(sandbox.id)
+        self._sandboxes.forget_lock(sandbox.id)
+        self._endpoints.forget_sandbox(sandbox.id)
+
+    def _release(self, endpoint: Endpoint, sandbox: Sandbox) -> None:
+        """The driver's and IPAM's part of an endpoint whose namespace is gone."""
+        network = self._networks.get(endpoint.network_id)
+        if network is None:
+            return
+        with self._networks.lock(network.id):
+            driver = self._registry.driver(network.driver)
+            try:
+                driver.revoke_external_connectivity(network.id, endpoint.id)
+                driver.leave(network.id, endpoint.id, namespace_deleted=True)
+                driver.delete_endpoint(network.id, endpoint.id)
+            except CnmError:
+                log.exception("driver cleanup of endpoint %s", endpoint.id[:12])
+            self._endpoints.release_addresses(network, endpoint)
+        self._events.emit(Event("endpoint-leave", replace(network), endpoint, replace(sandbox)))

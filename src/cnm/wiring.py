@@ -1,0 +1,70 @@
+"""The composition root: the default parts of a controller, built and handed to it.
+
+The controller imports only contracts (the driver, IPAM, store and firewall APIs); this module
+is where the implementations are chosen: the host namespace's netlink handle, the nftables
+firewall, the host-port mapper, the bridge, host and null drivers, and the default IPAM with
+Docker's pools. The daemon calls it, and so does in-process use (tests, benchmarks, the
+library); either can build a ``Controller`` from other parts instead.
+
+The host namespace is the calling thread's when this runs: build the controller inside the
+namespace that plays the host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from pathlib import Path
+
+from cnm.controller import Controller, ControllerConfig
+from cnm.controller.controller import Parts
+from cnm.drivers.bridge import BridgeDriver
+from cnm.drivers.host import HostDriver
+from cnm.drivers.null import NullDriver
+from cnm.firewall.nftables import NftablesFirewall
+from cnm.ipam.default import DefaultIpam, PoolSpec
+from cnm.ipamapi import IPNetwork
+from cnm.osl.links import HostNetwork
+from cnm.portmap.mapper import PortMapper
+from cnm.store.api import Store
+
+
+def build_controller(
+    config: ControllerConfig,
+    store: Store,
+    *,
+    address_pools: Sequence[PoolSpec] | None = None,
+) -> Controller:
+    """A controller with the default parts; ``address_pools`` replaces Docker's default
+    pools for automatic subnets. Call ``start()`` on it before use."""
+    host = HostNetwork()
+    firewall = NftablesFirewall()
+    port_mapper = PortMapper(host)
+    ipam = DefaultIpam(address_pools, lambda: reserved_networks(host, config.host_resolv_conf))
+    bridge = BridgeDriver(host, firewall, port_mapper, config.default_host_ip)
+    parts = Parts(
+        host=host,
+        firewall=firewall,
+        port_mapper=port_mapper,
+        drivers=[bridge, HostDriver(), NullDriver()],
+        ipams=[ipam],
+    )
+    return Controller(config, store, parts)
+
+
+def reserved_networks(host: HostNetwork, resolv_conf: Path) -> list[IPNetwork]:
+    """What automatic subnets must not overlap: the host's on-link networks and its
+    nameservers (a container could no longer reach them)."""
+    reserved = list(host.on_link_networks())
+    try:
+        text = resolv_conf.read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 1 and fields[0] == "nameserver":
+            try:
+                reserved.append(ipaddress.ip_network(fields[1].split("%")[0]))
+            except ValueError:
+                continue
+    return reserved
