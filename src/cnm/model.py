@@ -153,7 +153,7 @@ class Sandbox:
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
     embedded_dns: bool = False
-    joins: int = 0  # endpoints joined so far; names the next interface eth<joins>
+    joins: int = 0  # endpoints joined so far: the join order of the next one
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()

@@ -129,8 +129,7 @@ async def check_version(request: web.Request, handler: Handler) -> web.StreamRes
 async def not_served_yet(request: web.Request) -> web.Response:
     return error_response(
         501,
-        f"cnm does not serve {request.method} {request.path} yet: "
-        "this daemon implements the network API only",
+        f"cnm does not serve {request.method} {request.path}",
     )
 
 

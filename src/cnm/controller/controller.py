@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from cnm.controller.endpoints import Endpoints
 from cnm.controller.files import SandboxFiles
@@ -35,7 +36,6 @@ from cnm.model import (
     SandboxOptions,
 )
 from cnm.osl.links import HostNetwork
-from cnm.portmap.mapper import PortMapper
 from cnm.store.api import Store
 
 
@@ -52,6 +52,10 @@ class ControllerConfig:
     dns: list[str] = field(default_factory=list)  # the daemon's --dns: resolvers for sandboxes
 
 
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
 @dataclass
 class Parts:
     """What the controller is given rather than builds: the host namespace's netlink handle,
@@ -60,7 +64,7 @@ class Parts:
 
     host: HostNetwork
     firewall: Firewall
-    port_mapper: PortMapper
+    port_mapper: Closable  # the host ports its drivers hold
     drivers: Sequence[NetworkDriver]
     ipams: Sequence[IpamDriver]
 
