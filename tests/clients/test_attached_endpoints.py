@@ -26,8 +26,8 @@ from cnm.controller import Controller, ControllerConfig
 from cnm.model import EndpointOptions, IpamRequest, NetworkRequest, SandboxOptions
 from cnm.osl.namespace import delete_netns, setns
 from cnm.store.sqlite import SqliteStore
-from tests.clients.conftest import Daemon, DockerCli, make_netns
-from tests.conftest import unmount_namespaces_under
+from tests.support.daemon import Daemon, DockerCli, make_netns
+from tests.support.netns import unmount_namespaces_under
 
 CONTAINER_ID = "c0ffee" * 10 + "c0fe"
 

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.clients.conftest import Daemon
+from tests.support.daemon import Daemon
 
 UNKNOWN_ID = "0123456789abcdef" * 4
 

@@ -21,7 +21,7 @@ from cnm.drivers.bridge import host_veth_name
 from cnm.model import EndpointOptions, Sandbox
 from cnm.store.sqlite import SqliteStore
 
-from .conftest import (
+from .queries import (
     HOST_STUB,
     Stubs,
     addresses,

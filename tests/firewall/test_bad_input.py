@@ -19,8 +19,8 @@ from cnm.firewall.nftables import MAX_REWRITES, NftablesFirewall
 from cnm.osl.namespace import NetNamespace
 from cnm.portmap.spec import PortRequest, parse_publish, requests_from_config
 
-from .conftest import Outside, network, sandbox_on, stop_watching
 from .probes import EchoServer, answer, nft_list, run
+from .topology import Outside, network, sandbox_on, stop_watching
 
 
 @pytest.mark.parametrize(
