@@ -174,7 +174,7 @@ class SqliteStore(Store):
             self._notify(watchers, events)
         return revision
 
-    def _commit_locked(self, ops: Sequence[Put | Delete]) -> tuple[int, list[WatchEvent]]:
+    def _commit_locked(self, ops: Sequence[Put | Delete]) -> tuple[int, Sequence[WatchEvent]]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -208,7 +208,7 @@ class SqliteStore(Store):
         return revision, events
 
     @staticmethod
-    def _notify(watchers: tuple[_Watcher, ...], events: list[WatchEvent]) -> None:
+    def _notify(watchers: tuple[_Watcher, ...], events: Sequence[WatchEvent]) -> None:
         for event in events:
             for watcher in watchers:
                 if event.key.startswith(watcher.prefix):
