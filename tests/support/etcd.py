@@ -15,6 +15,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cnm.osl.namespace import NetNamespace
 
@@ -75,17 +76,28 @@ class EtcdServer:
                 command, stdout=log, stderr=log, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
             )
 
-    def healthy(self) -> bool:
-        """True if this member answers /health with a leader, asked from its namespace."""
+    def _ask(self, path: str, payload: dict[str, Any] | None = None) -> Any:
+        """GET (or POST ``payload`` to) this member's ``path``, from its own namespace."""
+        data = None if payload is None else json.dumps(payload).encode()
         namespace = NetNamespace(self.netns)
-        url = f"http://{self.endpoint}/health"
         try:
-            with namespace.entered(), urllib.request.urlopen(url, timeout=1) as reply:
-                return bool(json.load(reply).get("health") == "true")
-        except OSError:
-            return False
+            url = f"http://{self.endpoint}{path}"
+            with namespace.entered(), urllib.request.urlopen(url, data, timeout=1) as reply:
+                return json.load(reply)
         finally:
             namespace.close()
+
+    def healthy(self) -> bool:
+        """True if this member answers /health with a leader."""
+        try:
+            return bool(self._ask("/health").get("health") == "true")
+        except OSError:
+            return False
+
+    def status(self) -> dict[str, Any]:
+        """The member's status: ``header.member_id`` is its id, ``leader`` its leader's."""
+        status: dict[str, Any] = self._ask("/v3/maintenance/status", {})
+        return status
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
