@@ -17,6 +17,7 @@ never decremented, so revisions keep increasing across deletes and reopens.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import sqlite3
@@ -185,7 +186,7 @@ class SqliteStore(Store):
             self._notify(watchers, events)
         return revision
 
-    def _commit_locked(self, ops: Sequence[Put | Delete]) -> tuple[int, list[WatchEvent]]:
+    def _commit_locked(self, ops: Sequence[Put | Delete]) -> tuple[int, builtins.list[WatchEvent]]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -219,7 +220,7 @@ class SqliteStore(Store):
         return revision, events
 
     @staticmethod
-    def _notify(watchers: tuple[_Watcher, ...], events: list[WatchEvent]) -> None:
+    def _notify(watchers: tuple[_Watcher, ...], events: Sequence[WatchEvent]) -> None:
         for event in events:
             for watcher in watchers:
                 if event.key.startswith(watcher.prefix):
