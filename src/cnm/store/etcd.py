@@ -156,22 +156,24 @@ def _reason(error: BaseException) -> str:
     return reason
 
 
-def _etcd_message(detail: str) -> str:
+def _error_body(detail: str | None) -> dict[str, Any]:
+    """The JSON body of an etcd error answer ({"message": ..., "code": <gRPC code>})."""
     try:
-        body = json.loads(detail)
+        body = json.loads(detail or "")
     except ValueError:
-        return detail
-    return str(body.get("message", detail)) if isinstance(body, dict) else detail
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _etcd_message(detail: str) -> str:
+    return str(_error_body(detail).get("message") or detail)
 
 
 def _translate(error: etcd_errors.Etcd3Exception, endpoint: str) -> CnmError:
     """A cnm error for an etcd answer that is not a success."""
-    message = _etcd_message(error.detail_text or "") or type(error).__name__
-    try:
-        code = json.loads(error.detail_text or "").get("code")
-    except (ValueError, AttributeError):
-        code = None
-    if code == _GRPC_NOT_FOUND and "lease" in message:
+    body = _error_body(error.detail_text)
+    message = str(body.get("message") or error.detail_text or type(error).__name__)
+    if body.get("code") == _GRPC_NOT_FOUND and "lease" in message:
         return LeaseExpired(f"etcd at {endpoint}: {message}")
     return CnmError(f"etcd at {endpoint}: {message}")
 
