@@ -47,7 +47,8 @@ def _open_socket() -> IPRoute:
     return IPRoute(groups=0)
 
 
-def _translate(err: NetlinkError, what: str) -> CnmError:
+def netlink_error(err: NetlinkError, what: str) -> CnmError:
+    """The cnm error for a netlink failure while doing ``what``."""
     if err.code == errno.EEXIST:
         return Conflict(f"{what}: already exists")
     if err.code == EXFULL:
@@ -87,7 +88,7 @@ class _Links:
         except NetlinkError as err:
             if err.code == errno.ENODEV:
                 return None
-            raise _translate(err, f"look up link {name}") from err
+            raise netlink_error(err, f"look up link {name}") from err
         return msgs[0]["index"] if msgs else None
 
     def set_up(self, index: int) -> None:
@@ -100,14 +101,14 @@ class _Links:
         try:
             self.ipr.link("set", index=index, master=master)
         except NetlinkError as err:
-            raise _translate(err, f"enslave link {index} to {master}") from err
+            raise netlink_error(err, f"enslave link {index} to {master}") from err
 
     def delete(self, index: int) -> None:
         try:
             self.ipr.link("del", index=index)
         except NetlinkError as err:
             if err.code != errno.ENODEV:
-                raise _translate(err, f"delete link {index}") from err
+                raise netlink_error(err, f"delete link {index}") from err
 
     def add_address(self, index: int, address: IPInterface) -> None:
         kwargs: dict[str, object] = {}
@@ -124,7 +125,7 @@ class _Links:
                 **kwargs,
             )
         except NetlinkError as err:
-            raise _translate(err, f"add address {address}") from err
+            raise netlink_error(err, f"add address {address}") from err
 
     def add_route(
         self,
@@ -145,7 +146,7 @@ class _Links:
         try:
             self.ipr.route("replace" if replace else "add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"add route to {destination}") from err
+            raise netlink_error(err, f"add route to {destination}") from err
 
     def delete_route(self, destination: IPNetwork) -> None:
         family = 10 if destination.version == 6 else 2
@@ -153,7 +154,7 @@ class _Links:
             self.ipr.route("del", dst=str(destination), family=family)
         except NetlinkError as err:
             if err.code not in (errno.ESRCH, errno.ENOENT):  # IPv4 says ESRCH, IPv6 ENOENT
-                raise _translate(err, f"delete route to {destination}") from err
+                raise netlink_error(err, f"delete route to {destination}") from err
 
     def summaries(self) -> Iterator[LinkSummary]:
         for msg in self.ipr.link("dump"):
@@ -229,16 +230,22 @@ class HostNetwork:
         with self.namespace.entered():
             yield
 
-    def create_bridge(self, name: str, *, mtu: int | None, alias: str) -> int:
+    def create_bridge(
+        self, name: str, *, mtu: int | None, alias: str, mac: str | None = None
+    ) -> int:
         """Create a bridge tagged with ``alias``. The kernel ignores IFLA_IFALIAS in
-        RTM_NEWLINK, so the alias is set by a second message."""
+        RTM_NEWLINK, so the alias is set by a second message. A bridge given its ``mac`` keeps
+        it; one without takes the lowest MAC of its ports whenever they change
+        (br_stp_recalculate_bridge_id), which changes its gateway's MAC under the containers."""
         spec: dict[str, object] = {"ifname": name, "kind": "bridge"}
         if mtu is not None:
             spec["mtu"] = mtu
+        if mac is not None:
+            spec["address"] = mac
         try:
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create bridge {name}") from err
+            raise netlink_error(err, f"create bridge {name}") from err
         index = self.links.index_of(name)
         if index is None:
             raise CnmError(f"bridge {name} vanished right after creation")
@@ -246,7 +253,7 @@ class HostNetwork:
             self.links.ipr.link("set", index=index, ifalias=alias)
         except NetlinkError as err:
             self.links.delete(index)
-            raise _translate(err, f"tag bridge {name}") from err
+            raise netlink_error(err, f"tag bridge {name}") from err
         return index
 
     def create_veth(
@@ -277,7 +284,7 @@ class HostNetwork:
         try:
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create veth {host_name}") from err
+            raise netlink_error(err, f"create veth {host_name}") from err
         index = self.links.index_of(host_name)
         if index is None:
             raise CnmError(f"veth {host_name} vanished right after creation")
