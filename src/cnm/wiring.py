@@ -2,9 +2,11 @@
 
 The controller imports only contracts (the driver, IPAM, store and firewall APIs); this module
 is where the implementations are chosen: the host namespace's netlink handle, the nftables
-firewall, the host-port mapper, the bridge, host and null drivers, and the default IPAM with
-Docker's pools. The daemon calls it, and so does in-process use (tests, benchmarks, the
-library); either can build a ``Controller`` from other parts instead.
+firewall, the host-port mapper, the bridge, host, null and overlay drivers, and the default IPAM
+with Docker's pools. The daemon calls it, and so does in-process use (tests, benchmarks, the
+library); either can build a ``Controller`` from other parts instead. The overlay driver is
+always registered; without an advertise address (no cluster store) it refuses to make
+networks, saying how to give one.
 
 The host namespace is the calling thread's when this runs: build the controller inside the
 namespace that plays the host.
@@ -21,10 +23,12 @@ from cnm.controller.controller import Parts
 from cnm.drivers.bridge import BridgeDriver
 from cnm.drivers.host import HostDriver
 from cnm.drivers.null import NullDriver
+from cnm.drivers.overlay import OverlayDriver
 from cnm.firewall.nftables import NftablesFirewall
 from cnm.ipam.default import DefaultIpam, PoolSpec
 from cnm.ipamapi import IPNetwork
 from cnm.osl.links import HostNetwork
+from cnm.osl.vxlan import MAX_VNI
 from cnm.portmap.mapper import PortMapper
 from cnm.store.api import Store
 
@@ -34,19 +38,31 @@ def build_controller(
     store: Store,
     *,
     address_pools: Sequence[PoolSpec] | None = None,
+    advertise_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
+    max_vni: int = MAX_VNI,
 ) -> Controller:
     """A controller with the default parts; ``address_pools`` replaces Docker's default
-    pools for automatic subnets. Call ``start()`` on it before use."""
+    pools for automatic subnets. ``advertise_address`` is this host's underlay address
+    (``--cluster-advertise``, the overlay's tunnel endpoint) and ``max_vni`` the highest VNI
+    overlay networks get automatically. Call ``start()`` on it before use."""
     host = HostNetwork()
     firewall = NftablesFirewall()
     port_mapper = PortMapper(host)
     ipam = DefaultIpam(address_pools, lambda: reserved_networks(host, config.host_resolv_conf))
     bridge = BridgeDriver(host, firewall, port_mapper, config.default_host_ip)
+    overlay = OverlayDriver(
+        host,
+        firewall,
+        port_mapper,
+        advertise_address=advertise_address,
+        max_vni=max_vni,
+        default_host_ip=config.default_host_ip,
+    )
     parts = Parts(
         host=host,
         firewall=firewall,
         port_mapper=port_mapper,
-        drivers=[bridge, HostDriver(), NullDriver()],
+        drivers=[bridge, HostDriver(), NullDriver(), overlay],
         ipams=[ipam],
     )
     return Controller(config, store, parts)
