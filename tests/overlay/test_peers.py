@@ -7,10 +7,14 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
 
 from cnm.driverapi import Peer
 from cnm.drivers.overlay import vxlan_name
+from cnm.osl.neighbour_table import NeighbourTableRoom
 
 from .hosts import Box, MemoryIds, OverlayHost, introduce, overlay_spec, own_links
 
@@ -181,3 +185,37 @@ def test_concurrent_peers_and_joins_end_in_the_full_set(make_hosts: Hosts, ids: 
     for thread in threads:
         thread.join()
     assert programmed(h1, spec.network_id) == expected(*peers)
+
+
+def read_thresholds() -> list[str]:
+    """The kernel's ARP-table thresholds, as the calling thread's namespace shows them."""
+    keys = [f"/proc/sys/net/ipv4/neigh/default/gc_thresh{n}" for n in (1, 2, 3)]
+    return [Path(key).read_text().strip() if Path(key).exists() else "" for key in keys]
+
+
+@pytest.fixture
+def machine_thresholds() -> Iterator[list[str]]:
+    """The thresholds the machine had, read before ``host_netns`` moves the test's thread
+    out of the initial namespace (the only one that shows them) and checked again after."""
+    before = read_thresholds()
+    if not all(before):
+        pytest.skip("the suite does not run in the initial namespace")
+    yield before
+    assert read_thresholds() == before, "the machine's neighbour thresholds changed"
+
+
+def test_many_peers_leave_the_machines_neighbour_thresholds_alone(
+    machine_thresholds: list[str], make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    """A host that is not the initial namespace has no gc_thresh sysctls (they belong to the
+    kernel's one table): the driver programs past the default gc_thresh1 and touches none."""
+    (h1,) = make_hosts(1)
+    spec = overlay_spec(ids, h1.driver, "ov1", "10.100.0.0/16")
+    h1.driver.create_network(spec)
+    h1.attach(spec, "10.100.0.2/16")
+    peers = [remote(n) for n in range(1, 301)]
+    for peer in peers:
+        h1.driver.add_peer(spec.network_id, peer)
+    assert programmed(h1, spec.network_id) == expected(*peers)
+    assert read_thresholds() == ["", "", ""], "a namespace shows no thresholds of its own"
+    assert NeighbourTableRoom(h1.host).ensure(4, 100_000) is None
