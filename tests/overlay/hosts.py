@@ -19,6 +19,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,24 +109,19 @@ class Box:
         route = json.loads(self.run("ip", "-j", "route", "get", destination))[0]
         assert route.get("dev") == "eth0", f"{destination} would leave {self.key} via {route}"
 
-    def ping(self, destination: str, count: int = 1, wait: int = 3) -> bool:
+    def ping(self, destination: str, tries: int = 5) -> bool:
+        """Whether an echo reply comes back: up to ``tries`` requests, each given a second (a
+        just-made link drops what it is given until the kernel's linkwatch has activated it,
+        which a loaded machine may delay)."""
         self.check_route(destination)
-        done = subprocess.run(
-            [
-                "nsenter",
-                f"--net={self.key}",
-                "busybox",
-                "ping",
-                "-c",
-                str(count),
-                "-W",
-                str(wait),
-                destination,
-            ],
-            capture_output=True,
-            timeout=wait * count + 10,
-        )
-        return done.returncode == 0
+        command = ["busybox", "ping", "-c", "1", "-W", "1", destination]
+        for _ in range(tries):
+            done = subprocess.run(
+                ["nsenter", f"--net={self.key}", *command], capture_output=True, timeout=10
+            )
+            if done.returncode == 0:
+                return True
+        return False
 
     def tcp(self, destination: str, port: int, timeout: float = 3) -> str | None:
         """The first line a TCP server at ``destination:port`` sends, or None."""
@@ -367,3 +363,14 @@ def introduce(*boxes: Box) -> None:
 def own_links(host: OverlayHost) -> list[str]:
     """The links of a host besides loopback and its underlay link."""
     return sorted(name for name in host.links() if name not in ("lo", "eth0"))
+
+
+def settled_links(host: OverlayHost, expected: list[str], timeout: float = 10) -> list[str]:
+    """``own_links`` once they are ``expected`` (or the timeout passed): the host end of a
+    deleted sandbox's veth goes when the kernel's namespace cleanup, a work queue, gets to it,
+    and deleted devices after ``delete_link_later``'s thread."""
+    host.host.drain_deletions()
+    deadline = time.monotonic() + timeout
+    while (found := own_links(host)) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found

@@ -104,7 +104,7 @@ def test_this_kernel_refuses_esp_states_as_the_driver_says(host_netns: NetNamesp
          "auth", "hmac(sha256)", "0x" + "22" * 32],
         capture_output=True, text=True, timeout=10,
     )  # fmt: skip
-    if "CONFIG_INET_ESP is not set" in missing:
+    if any(item.startswith("CONFIG_INET_ESP") for item in missing):
         assert done.returncode != 0 and "Requested type not found" in done.stderr
     else:
         assert done.returncode == 0, done.stderr

@@ -89,7 +89,7 @@ def test_nothing_is_flooded_between_hosts(make_hosts: Hosts, ids: MemoryIds) -> 
         return int(link["stats64"]["rx"]["packets"])
 
     before = received()
-    assert not a.ping("10.100.0.77", wait=1)  # ARP for an address no peer has
+    assert not a.ping("10.100.0.77", tries=1)  # ARP for an address no peer has
     a.run("busybox", "arping", "-c", "2", "-w", "1", "-I", "eth0", "-b", b.ip, check=False)
     a.check_route("10.100.0.255")
     a.run(PYTHON, "-c", BROADCAST, "10.100.0.255")

@@ -61,7 +61,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,7 +192,22 @@ class _OverlayNetwork:
     lock: threading.Lock = field(default_factory=threading.Lock)
     devices: _Devices | None = None  # None: no joined endpoint on this host
     joined: set[str] = field(default_factory=set)
-    peers: dict[str, Peer] = field(default_factory=dict)
+    peers: dict[str, Peer] = field(default_factory=dict)  # change through set_peer/pop_peer
+    addresses: dict[int, int] = field(default_factory=lambda: {4: 0, 6: 0})  # of peers, by IP
+
+    def set_peer(self, peer: Peer) -> Peer | None:
+        """Remember ``peer``; the one it replaces, if any."""
+        old = self.pop_peer(peer.endpoint_id)
+        self.peers[peer.endpoint_id] = peer
+        for address in _addresses(peer):
+            self.addresses[address.version] += 1
+        return old
+
+    def pop_peer(self, endpoint_id: str) -> Peer | None:
+        old = self.peers.pop(endpoint_id, None)
+        for address in _addresses(old) if old is not None else ():
+            self.addresses[address.version] -= 1
+        return old
 
     @property
     def bridge(self) -> str:
@@ -322,7 +337,8 @@ class OverlayDriver(NetworkDriver):
         with self._lock:
             if spec.network_id in self._networks:
                 return
-            network.peers = self._pending_peers.pop(spec.network_id, {})
+            for peer in self._pending_peers.pop(spec.network_id, {}).values():
+                network.set_peer(peer)
             self._networks[spec.network_id] = network
 
     def delete_network(self, network_id: str) -> None:
@@ -520,8 +536,7 @@ class OverlayDriver(NetworkDriver):
                 self._pending_peers.setdefault(network_id, {})[peer.endpoint_id] = peer
                 return
         with network.lock:
-            old = network.peers.get(peer.endpoint_id)
-            network.peers[peer.endpoint_id] = peer
+            old = network.set_peer(peer)
             if network.devices is None:
                 return
             if old is not None and old != peer:
@@ -536,7 +551,7 @@ class OverlayDriver(NetworkDriver):
                 self._pending_peers.get(network_id, {}).pop(peer.endpoint_id, None)
                 return
         with network.lock:
-            known = network.peers.pop(peer.endpoint_id, None)
+            known = network.pop_peer(peer.endpoint_id)
             if network.devices is not None:
                 self._unprogram(network, known or peer)
 
@@ -548,12 +563,11 @@ class OverlayDriver(NetworkDriver):
         network = self._network(network_id)
         with network.lock:
             for endpoint_id in [e for e in network.peers if e not in wanted]:
-                gone = network.peers.pop(endpoint_id)
-                if network.devices is not None:
+                gone = network.pop_peer(endpoint_id)
+                if gone is not None and network.devices is not None:
                     self._unprogram(network, gone)
             for peer in wanted.values():
-                old = network.peers.get(peer.endpoint_id)
-                network.peers[peer.endpoint_id] = peer
+                old = network.set_peer(peer)
                 if network.devices is not None and old is not None and old != peer:
                     self._unprogram(network, old)
             if network.devices is not None:
@@ -593,19 +607,15 @@ class OverlayDriver(NetworkDriver):
             else:
                 set_neighbour(self.host, vxlan, address, _mac(holder))
 
-    def _programmed(self) -> Iterator[Peer]:
-        with self._lock:
-            networks = list(self._networks.values())
-        for network in networks:
-            if network.devices is not None:
-                yield from list(network.peers.values())
-
     def _make_room(self) -> None:
         """Neighbour-table room for every permanent entry programmed, per family."""
+        with self._lock:
+            networks = list(self._networks.values())
         counts = {4: 0, 6: 0}
-        for peer in self._programmed():
-            for address in _addresses(peer):
-                counts[address.version] += 1
+        for network in networks:
+            if network.devices is not None:
+                for version, count in network.addresses.items():
+                    counts[version] += count
         for version, count in counts.items():
             self._room.ensure(version, count)
 

@@ -43,7 +43,8 @@ def kernel_config(paths: Iterable[Path] | None = None) -> dict[str, str] | None:
 
 def missing_for_esp(config: dict[str, str] | None) -> list[str] | None:
     """The options of ``NEEDED`` this configuration lacks, each as ``CONFIG_X is not set``
-    (or ``CONFIG_X=m without module support``); None when the configuration is unknown."""
+    (or ``CONFIG_X=m without module support``), and whether modules could supply them; None
+    when the configuration is unknown."""
     if config is None:
         return None
     modules = config.get("CONFIG_MODULES") == "y"
@@ -55,6 +56,8 @@ def missing_for_esp(config: dict[str, str] | None) -> list[str] | None:
         missing.append(
             f"{option}=m without module support" if value == "m" else f"{option} is not set"
         )
+    if missing and not modules:
+        missing.append("no module can be loaded (CONFIG_MODULES is not set)")
     return missing
 
 
