@@ -31,8 +31,10 @@ from cnm.store.api import Store
 from cnm.transaction import Transaction, transaction
 
 
-def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
-    """What a driver is told of an endpoint."""
+def endpoint_spec(
+    endpoint: Endpoint, joined: bool = False, sandbox_key: str | None = None
+) -> EndpointSpec:
+    """What a driver is told of an endpoint (where it is joined only at restore)."""
     return EndpointSpec(
         network_id=endpoint.network_id,
         endpoint_id=endpoint.id,
@@ -42,6 +44,8 @@ def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
         ),
         mac_address=endpoint.mac_address,
         joined=joined,
+        sandbox_key=sandbox_key if joined else None,
+        ifname=endpoint.ifname if joined else None,
     )
 
 
