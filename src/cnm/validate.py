@@ -83,6 +83,22 @@ def extra_host(entry: str) -> tuple[str, IPAddress]:
         raise InvalidParameter(f"invalid IP address in add-host: {entry!r}") from None
 
 
+def link(text: str) -> tuple[str, str]:
+    """``--link name:alias`` (or ``name``, or Docker's stored ``/name:/container/alias``) as
+    (name, alias), by Docker's ParseLink."""
+    if not text:
+        raise InvalidParameter("empty string specified for links")
+    parts = text.split(":")
+    if len(parts) > 2 or not all(parts):
+        raise InvalidParameter(f"bad format for links: {text}")
+    if len(parts) == 1:
+        return text, text
+    name, alias = parts
+    if name.startswith("/"):
+        return name[1:], alias.rsplit("/", 1)[-1]
+    return name, alias
+
+
 def dns_server(text: str) -> IPAddress:
     """A ``--dns`` server."""
     try:

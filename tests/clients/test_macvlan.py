@@ -93,6 +93,19 @@ def test_containers_on_a_lan(
         assert "nameserver 127.0.0.11" in docker("exec", probe, "cat", "/etc/resolv.conf").stdout
         fetched = docker("exec", probe, "timeout", "5", "wget", "-qO-", f"http://{web}/").stdout
         assert fetched == "hello-from-web\n"
+        # --link on a user-defined network: an alias only the linking container resolves.
+        linker = containers("linker")
+        docker("run", "-d", "--name", linker, "--network", net, "--link", f"{web}:www", busybox, "sleep", "1000")  # fmt: skip
+        linked = docker("exec", linker, "timeout", "5", "wget", "-qO-", "http://www/").stdout
+        assert linked == "hello-from-web\n"
+        assert _endpoint(docker, linker, net)["Links"] == [f"{web}:www"]
+        unlinked = docker("exec", probe, "timeout", "5", "wget", "-qO-", "http://www/", check=False)
+        assert unlinked.returncode != 0 and "bad address 'www'" in unlinked.stderr, unlinked
+        legacy = docker("run", "--rm", "--link", f"{web}:www", busybox, "true", check=False)
+        assert legacy.returncode == 125
+        assert "links on the default bridge network (legacy links) are not supported" in (
+            legacy.stderr
+        )
         # The LAN reaches the container at its own address: no port publishing needed.
         route = _outside(made, "ip", "route", "get", "10.171.0.3").stdout
         assert "dev wire0" in route
@@ -101,9 +114,13 @@ def test_containers_on_a_lan(
 
         listed = _inspect(docker, "network", "inspect", net)["Containers"]
         assert sorted((c["Name"], c["MacAddress"]) for c in listed.values()) == sorted(
-            [(web, web_ep["MacAddress"]), (probe, probe_ep["MacAddress"])]
+            [
+                (web, web_ep["MacAddress"]),
+                (probe, probe_ep["MacAddress"]),
+                (linker, _endpoint(docker, linker, net)["MacAddress"]),
+            ]
         )
-        docker("rm", "-f", web, probe)
+        docker("rm", "-f", web, probe, linker)
 
 
 def test_internal_network_and_bad_input(

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cnm import validate
 from cnm.api.system import go_arch
 from cnm.api.timefmt import human_duration, unix_time
 from cnm.api.translate import JsonObject
@@ -65,7 +66,14 @@ def parse_endpoint_config(data: JsonObject | None) -> EndpointRequest:
         ipv4_address=(ipam.string("IPv4Address") if ipam else "") or None,
         ipv6_address=(ipam.string("IPv6Address") if ipam else "") or None,
         mac_address=data.string("MacAddress") or None,
+        links=_links(data.strings("Links")),
     )
+
+
+def _links(entries: list[str]) -> list[str]:
+    for entry in entries:
+        validate.link(entry)
+    return entries
 
 
 def _port_bindings(host: JsonObject) -> dict[str, list[PortBinding]]:
@@ -132,6 +140,7 @@ def parse_container_create(body: object) -> CreateRequest:
         dns_search=host.strings("DnsSearch"),
         dns_options=host.strings("DnsOptions"),
         extra_hosts=host.strings("ExtraHosts"),
+        links=_links(host.strings("Links")),
         auto_remove=bool(host.boolean("AutoRemove")),
         console_size=_console_size(host),
     )
@@ -270,7 +279,7 @@ def _host_config_json(host: HostConfig) -> dict[str, Any]:
         "GroupAdd": None,
         "IpcMode": "private",
         "Cgroup": "",
-        "Links": None,
+        "Links": list(host.links) or None,
         "OomScoreAdj": 0,
         "PidMode": "",
         "Privileged": False,

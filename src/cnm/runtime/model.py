@@ -50,6 +50,7 @@ class EndpointRequest:
     ipv4_address: str | None = None
     ipv6_address: str | None = None
     mac_address: str | None = None
+    links: list[str] = field(default_factory=list)  # "name:alias", as given (--link)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class HostConfig:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)  # "name:ip"
+    links: list[str] = field(default_factory=list)  # "name:alias", as given (--link)
     auto_remove: bool = False
     console_size: list[int] = field(default_factory=lambda: [0, 0])  # the terminal's [rows, cols]
 

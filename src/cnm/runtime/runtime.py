@@ -61,6 +61,7 @@ from typing import IO, Any, BinaryIO
 
 from cnm import validate
 from cnm.controller import Controller
+from cnm.controller.endpoints import LEGACY_LINKS
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.model import EndpointOptions, Network, PortRequest, Sandbox, SandboxOptions
 from cnm.osl.reaper import REAPER, Child
@@ -428,7 +429,7 @@ class Runtime:
         if not config.entrypoint and not config.cmd:
             raise InvalidParameter("no command specified")
         host_config.network_mode = self._check_network_mode(config, host_config)
-        wanted = self._check_networks(host_config.network_mode, networks)
+        wanted = self._check_networks(host_config.network_mode, networks, host_config.links)
         self._check_sandbox_options(host_config)
         container_id = secrets.token_hex(32)
         self._check_ports(config, host_config, wanted)
@@ -498,17 +499,29 @@ class Runtime:
                     "port publishing and the container type network mode",
                 ),
                 (config.exposed_ports, "port exposing and the container type network mode"),
+                (
+                    host_config.links,
+                    "container type network can't be used with links. This would result in "
+                    "undefined behavior",
+                ),
             )
             for value, what in conflicts:
                 if value:
                     raise InvalidParameter(f"conflicting options: {what}")
             return f"container:{target.id}"
+        if mode == "host" and host_config.links:
+            raise InvalidParameter(
+                "conflicting options: host type networking can't be used with links. This "
+                "would result in undefined behavior"
+            )
         return self.controller.network(mode).name
 
     def _check_networks(
-        self, mode: str, networks: dict[str, EndpointRequest]
+        self, mode: str, networks: dict[str, EndpointRequest], links: list[str]
     ) -> dict[str, EndpointRequest]:
-        """The networks to attach at start, the network mode's first (it gets eth0)."""
+        """The networks to attach at start, the network mode's first (it gets eth0). The
+        container's ``--link``s belong to its network mode's network, as the docker CLI puts
+        them there too."""
         if mode.startswith("container:"):
             if networks:
                 raise InvalidParameter(
@@ -522,8 +535,11 @@ class Runtime:
             network = self.controller.network(ref)
             if network.name in resolved:
                 raise InvalidParameter(f"network {network.name} is given more than once")
+            request = copy.deepcopy(request)
+            if network.name == mode:
+                request.links += [link for link in links if link not in request.links]
             self._check_request(network, request)
-            resolved[network.name] = copy.deepcopy(request)
+            resolved[network.name] = request
         if mode in ("host", "none") and set(resolved) != {mode}:
             raise InvalidParameter(
                 "container cannot be connected to network endpoints: " + ", ".join(resolved)
@@ -534,6 +550,10 @@ class Runtime:
 
     @staticmethod
     def _check_request(network: Network, request: EndpointRequest) -> None:
+        for link in request.links:
+            validate.link(link)
+        if network.predefined and request.links:
+            raise InvalidParameter(LEGACY_LINKS)
         if network.predefined:
             if request.ipv4_address or request.ipv6_address:
                 raise InvalidParameter(
@@ -716,6 +736,7 @@ class Runtime:
             ipv6_address=request.ipv6_address or None,
             mac_address=request.mac_address or None,
             aliases=list(request.aliases),
+            links={alias: name for name, alias in map(validate.link, request.links)},
         )
 
     def _sandbox_files(self, sandbox: Sandbox) -> dict[str, Path]:
@@ -1497,7 +1518,7 @@ def _endpoint_settings(
     user_defined = network is not None and not network.predefined
     return {
         "IPAMConfig": ipam,
-        "Links": None,
+        "Links": list(request.links) or None,
         "Aliases": list(request.aliases) or None,
         "MacAddress": (endpoint.mac_address or "") if endpoint else "",
         "DriverOpts": None,
