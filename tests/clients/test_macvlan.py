@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.clients.conftest import BUSYBOX_TAR, DockerCli, running_daemon
-from tests.docker_shapes import DOCKER_NETWORK_KEYS
-from tests.kernel.lan import Lan, lan
+from tests.support.daemon import Daemon, DockerCli, running_daemon
+from tests.support.docker_shapes import DOCKER_NETWORK_KEYS
+from tests.support.lan import Lan, lan
+from tests.support.runtime import BUSYBOX_TAR
 
 WEB = ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www"]  # fmt: skip
 
@@ -51,7 +52,7 @@ def _ping_router(docker: DockerCli, container: str, router: str) -> None:
 def test_containers_on_a_lan(
     docker: DockerCli,
     busybox: str,
-    daemon: Any,
+    daemon: Daemon,
     names: Callable[[str], str],
     containers: Callable[[str], str],
 ) -> None:
@@ -126,7 +127,7 @@ def test_containers_on_a_lan(
 def test_internal_network_and_bad_input(
     docker: DockerCli,
     busybox: str,
-    daemon: Any,
+    daemon: Daemon,
     names: Callable[[str], str],
     containers: Callable[[str], str],
 ) -> None:

@@ -13,8 +13,8 @@ import pytest
 from cnm.controller import Controller
 from cnm.model import EndpointOptions, IpamRequest, Network, NetworkRequest, PortRequest
 from cnm.osl.namespace import NetNamespace
+from tests.support.lan import Lan, lan, ping
 
-from .lan import Lan, lan, ping
 from .probes import addresses, default_routes, link, links, run
 
 MakeController = Callable[..., Controller]

@@ -12,8 +12,8 @@ from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, InvalidParameter, Unavailable
 from cnm.model import EndpointOptions, IpamRequest, NetworkRequest
 from cnm.osl.namespace import NetNamespace
+from tests.support.lan import Lan, lan
 
-from .lan import Lan, lan
 from .probes import fails_cleanly, link, links, run
 
 SUBNET = [IpamRequest(subnet="10.77.0.0/24")]

@@ -11,8 +11,8 @@ import pytest
 from cnm.controller import Controller
 from cnm.model import IpamRequest, NetworkRequest
 from cnm.osl.namespace import NetNamespace
+from tests.support.lan import Lan, lan, ping
 
-from .lan import Lan, lan, ping
 from .probes import link, links, run, stop
 
 MakeController = Callable[..., Controller]

@@ -1,6 +1,6 @@
-"""A "LAN" for the macvlan tests: a veth pair whose one end (the parent) is in the test's host
-namespace and whose other end lives in an "outside" namespace holding the LAN's router
-addresses. Nothing on it reaches the machine's real network.
+"""A "LAN" for the macvlan tests (kernel and clients): a veth pair whose one end, the parent,
+is in the namespace that plays the host and whose other end lives in an "outside" namespace
+holding the LAN's router addresses. Nothing on it reaches the machine's real network.
 """
 
 from __future__ import annotations
@@ -13,9 +13,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from cnm.osl.namespace import delete_netns
-from tests.conftest import make_test_netns
+from tests.support.netns import make_test_netns
 
-from .probes import route_get, run
+
+def run(*args: str, netns: str | None = None) -> str:
+    """A command, in the namespace at ``netns`` if given; its stdout (it must succeed)."""
+    cmd = ["nsenter", f"--net={netns}", *args] if netns else list(args)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 0, f"{cmd} failed ({done.returncode}): {done.stderr.strip()}"
+    return done.stdout
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,8 @@ def lan(
 def ping(netns: str, destination: str, *, expect: bool = True, timeout_s: int = 2) -> bool:
     """One ICMP echo from ``netns`` (busybox ping) after checking the route uses an
     interface the test made; asserts the outcome is ``expect``."""
-    dev = route_get(netns, destination)["dev"]
+    (route,) = json.loads(run("ip", "-j", "route", "get", destination, netns=netns))
+    dev = route["dev"]
     assert dev.startswith(("eth", "mv", "lan")), f"{destination} would leave {netns} via {dev}"
     done = subprocess.run(
         ["nsenter", f"--net={netns}", "busybox", "ping", "-c1", f"-W{timeout_s}", destination],
