@@ -14,7 +14,7 @@ from cnm.dns.resolver import Resolver
 from cnm.errors import InvalidParameter
 from cnm.model import EndpointOptions, SandboxOptions
 
-from .conftest import addresses, ask, make_network, make_sandbox
+from .queries import addresses, ask, make_network, make_sandbox
 from .test_names import ip_of
 
 
