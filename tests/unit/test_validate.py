@@ -66,3 +66,13 @@ def test_static_addresses_must_be_of_their_family() -> None:
         validate.ip_address_of_version("fd00::2", 4)
     with pytest.raises(InvalidParameter, match="invalid IPv6 address"):
         validate.ip_address_of_version("nope", 6)
+
+
+def test_static_addresses_must_lie_in_a_subnet_of_the_network() -> None:
+    subnets = ["10.0.0.0/24", "fd00::/64"]
+    assert validate.static_address("10.0.0.9", 4, subnets) == ipaddress.ip_address("10.0.0.9")
+    assert validate.static_address("fd00::9", 6, subnets) == ipaddress.ip_address("fd00::9")
+    with pytest.raises(InvalidParameter, match="no configured subnet or ip-range contain"):
+        validate.static_address("10.0.1.9", 4, subnets)
+    with pytest.raises(InvalidParameter, match="invalid IPv6 address"):
+        validate.static_address("10.0.0.9", 6, subnets)
