@@ -18,7 +18,7 @@ from cnm.runtime import pidwatch
 from cnm.runtime.model import EndpointRequest
 from cnm.runtime.runtime import HOST_IMAGE, NotModified, Runtime
 
-from .conftest import config, host, host_run, make_network, output, run_exec
+from .conftest import communicate, config, host, host_run, make_network, output, run_exec
 
 
 def _ip(runtime: Runtime, ref: str, network: str) -> str:
@@ -229,24 +229,17 @@ def test_logs_exec_and_wait(runtime: Runtime, busybox: str) -> None:
     assert (code, out, err) == (3, "hi\n", "oops\n")
     exec_id = runtime.exec_create("box", ["sh", "-c", "pwd; echo $A"], ["A=1"], False, "/etc")
     process = runtime.exec_start(exec_id)
-    assert process.communicate(timeout=10)[0] == b"/etc\n1\n"
+    assert communicate(process, timeout=10)[0] == b"/etc\n1\n"
+    assert process.wait(10) == 0
     info = runtime.exec_inspect(exec_id)
-    assert (
-        info["ExitCode"] == 0
-        and not info["Running"]
-        and info["ContainerID"] == runtime.container("box").id
-    )
-    assert info["ProcessConfig"] == {
-        "tty": False,
-        "entrypoint": "sh",
-        "arguments": ["-c", "pwd; echo $A"],
-        "privileged": False,
-        "user": "",
-    }
+    assert info.exit_code == 0 and not info.running and info.pid == process.pid
+    assert info.container_id == runtime.container("box").id
+    assert (info.cmd, info.tty, info.open_stdin) == (["sh", "-c", "pwd; echo $A"], False, False)
     tty_exec = runtime.exec_create("box", ["sh", "-c", "tty; exit 4"], [], True)
     process = runtime.exec_start(tty_exec)
     assert process.wait(timeout=10) == 4
-    assert process.stdout is not None and b"/dev/pts/" in process.stdout.read(64)
+    assert process.stderr is None and b"/dev/pts/" in process.stdout.read(64)
+    assert runtime.exec_inspect(tty_exec).tty
 
     result: list[int] = []
 

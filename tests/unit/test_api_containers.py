@@ -11,6 +11,7 @@ from cnm.api.container_json import (
     ContainerPaths,
     container_inspect_json,
     container_summary_json,
+    exec_inspect_json,
     image_inspect_json,
     image_summary_json,
     normalize_port,
@@ -26,6 +27,7 @@ from cnm.runtime.model import (
     ContainerConfig,
     ContainerState,
     EndpointRequest,
+    ExecInfo,
     HostConfig,
     Image,
     PortBinding,
@@ -233,6 +235,29 @@ def test_list_and_inspect_shapes() -> None:
     assert data["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
     assert data["NetworkSettings"] is settings
     assert data["LogPath"] == "/x/stdout.log"
+
+
+def test_exec_inspect_shape() -> None:
+    info = ExecInfo("x" * 64, "c" * 64, ["sh", "-c", "exit 3"], True, True, False, 3, 99)
+    assert exec_inspect_json(info) == {
+        "ID": "x" * 64,
+        "Running": False,
+        "ExitCode": 3,
+        "ProcessConfig": {
+            "tty": True,
+            "entrypoint": "sh",
+            "arguments": ["-c", "exit 3"],
+            "privileged": False,
+            "user": "",
+        },
+        "OpenStdin": True,
+        "OpenStderr": True,
+        "OpenStdout": True,
+        "CanRemove": False,
+        "ContainerID": "c" * 64,
+        "DetachKeys": "",
+        "Pid": 99,
+    }
 
 
 def test_image_shapes() -> None:

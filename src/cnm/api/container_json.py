@@ -1,4 +1,4 @@
-"""Docker's container and image JSON <-> the runtime's records, as pure functions.
+"""Docker's container, exec and image JSON <-> the runtime's records, as pure functions.
 
 Bodies are read with the rules of ``translate`` (Go's decoder: case-insensitive names, null is
 absent, unknown fields ignored). Old and new clients differ in where they put things, and both
@@ -24,6 +24,7 @@ from cnm.runtime.model import (
     Container,
     ContainerConfig,
     EndpointRequest,
+    ExecInfo,
     HostConfig,
     Image,
     PortBinding,
@@ -348,6 +349,29 @@ def container_inspect_json(
         "Mounts": [],
         "Config": _config_json(container, container.config.hostname or container.id[:12]),
         "NetworkSettings": network_settings,
+    }
+
+
+def exec_inspect_json(info: ExecInfo) -> dict[str, Any]:
+    """``GET /exec/{id}/json``."""
+    return {
+        "ID": info.id,
+        "Running": info.running,
+        "ExitCode": info.exit_code,
+        "ProcessConfig": {
+            "tty": info.tty,
+            "entrypoint": info.cmd[0],
+            "arguments": info.cmd[1:],
+            "privileged": False,
+            "user": "",
+        },
+        "OpenStdin": info.open_stdin,
+        "OpenStderr": True,
+        "OpenStdout": True,
+        "CanRemove": False,
+        "ContainerID": info.container_id,
+        "DetachKeys": "",
+        "Pid": info.pid,
     }
 
 

@@ -1,4 +1,5 @@
-"""Records of the container side: images and containers.
+"""Records of the container side: images and containers, and the view of an exec session
+that the runtime hands its callers.
 
 A container is what a user runs; its network stack is a controller sandbox, made at start and
 removed at stop (Docker releases a stopped container's endpoints and addresses). What the user
@@ -130,3 +131,17 @@ class Container:
         data["networks"] = {k: EndpointRequest(**v) for k, v in data.get("networks", {}).items()}
         data["state"] = ContainerState(**data.get("state", {}))
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class ExecInfo:
+    """An exec as inspect shows it."""
+
+    id: str
+    container_id: str
+    cmd: list[str]
+    tty: bool
+    open_stdin: bool
+    running: bool
+    exit_code: int | None  # None until the process has ended
+    pid: int  # 0 until it started

@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -65,17 +65,29 @@ from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.model import EndpointOptions, Network, Sandbox, SandboxOptions
 from cnm.portmap.spec import PortRequest, parse_port_key, requests_from_config
 from cnm.runtime import bundle, console, pidwatch
+from cnm.runtime.execs import ExecProcess, ExecSessions
 from cnm.runtime.images import HOST_IMAGE, ImageStore, is_host_image, now_rfc3339
 from cnm.runtime.model import (
     Container,
     ContainerConfig,
     ContainerState,
     EndpointRequest,
+    ExecInfo,
     HostConfig,
     Image,
 )
 from cnm.runtime.names import generate_name
-from cnm.runtime.reaper import REAPER, Child
+from cnm.runtime.process import (
+    ExecRequest,
+    ProcessCommand,
+    env_dict,
+    exit_code,
+    kill_group,
+    merge_env,
+    parse_signal,
+    process_env,
+)
+from cnm.runtime.reaper import REAPER
 from cnm.store.api import Store
 from cnm.transaction import Transaction, transaction
 
@@ -115,39 +127,6 @@ class RuntimeConfig:
     runc: str = "runc"
 
 
-@dataclass
-class _Exec:
-    id: str
-    container_id: str
-    cmd: list[str]
-    env: list[str]
-    tty: bool
-    workdir: str
-    open_stdin: bool
-    console_size: tuple[int, int] = (0, 0)  # the terminal's rows and columns at start
-    started: bool = False
-    running: bool = False
-    exit_code: int | None = None
-    pid: int = 0
-    console: int = -1  # a copy of the terminal's master while it runs, for resize
-    console_lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _exit_code(returncode: int) -> int:
-    """Popen's -N for signal N becomes the shell's (and Docker's) 128+N."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _parse_signal(value: str | int) -> signal.Signals:
-    text = str(value).strip().upper()
-    try:
-        if text.isdigit():
-            return signal.Signals(int(text))
-        return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"]
-    except (KeyError, ValueError):
-        raise InvalidParameter(f"Invalid signal: {value}") from None
-
-
 def _port_keys(port: str) -> list[str]:
     """``80`` -> ["80/tcp"]; a range key names each of its ports."""
     start, end, proto = parse_port_key(port)
@@ -163,17 +142,6 @@ def _port_requests(config: ContainerConfig, host: HostConfig) -> list[PortReques
     )
 
 
-def _check_size(height: int, width: int) -> None:
-    if not (0 <= height <= 0xFFFF and 0 <= width <= 0xFFFF):
-        raise InvalidParameter(f"invalid terminal size {height}x{width}")
-
-
-def _merge_env(base: list[str], override: list[str]) -> list[str]:
-    merged = {entry.partition("=")[0]: entry for entry in base}
-    merged.update({entry.partition("=")[0]: entry for entry in override})
-    return list(merged.values())
-
-
 class Runtime:
     def __init__(self, config: RuntimeConfig, store: Store, controller: Controller) -> None:
         self.config = config
@@ -184,7 +152,7 @@ class Runtime:
         self._changed = threading.Condition(self._lock)
         self._containers: dict[str, Container] = {}
         self._container_locks: dict[str, threading.Lock] = {}
-        self._execs: dict[str, _Exec] = {}
+        self._execs = ExecSessions()
         self._exits: dict[str, int] = {}  # exits seen per container: wakes next-exit waiters
         self._removed: dict[str, int] = {}  # removed container -> its last exit code
         self._pidfds: dict[str, int] = {}  # running container -> pidfd of its first process
@@ -299,7 +267,7 @@ class Runtime:
                 return code
             returncode = REAPER.take(pid)
             if returncode is not None:
-                return _exit_code(returncode)
+                return exit_code(returncode)
             if attempt == 0:
                 time.sleep(0.02)  # the reaper may be between waitpid and filing the status
         return UNKNOWN_EXIT_CODE
@@ -423,7 +391,7 @@ class Runtime:
             if not config.entrypoint and not config.cmd:
                 config.cmd = list(image.cmd)
             config.entrypoint = config.entrypoint or list(image.entrypoint)
-            config.env = _merge_env(image.env, config.env)
+            config.env = merge_env(image.env, config.env)
             config.working_dir = config.working_dir or image.working_dir
         if not config.entrypoint and not config.cmd:
             raise InvalidParameter("no command specified")
@@ -724,20 +692,6 @@ class Runtime:
             for name in ("hosts", "resolv.conf", "hostname")
         }
 
-    @staticmethod
-    def _process_env(container: Container, hostname: str) -> list[str]:
-        env = list(container.config.env)
-        keys = {entry.partition("=")[0] for entry in env}
-        if "PATH" not in keys:
-            env.insert(0, bundle.DEFAULT_PATH)
-        if "HOSTNAME" not in keys:
-            env.append(f"HOSTNAME={hostname}")
-        if "HOME" not in keys:
-            env.append("HOME=/root")
-        if container.config.tty and "TERM" not in keys:
-            env.append("TERM=xterm")  # as Docker
-        return env
-
     @contextmanager
     def _logs(self, container_id: str) -> Iterator[tuple[IO[bytes], IO[bytes], int]]:
         """The log files opened for appending, and the size of stderr.log before the start (a
@@ -762,7 +716,7 @@ class Runtime:
         spec = bundle.oci_spec(
             container_id=container.id,
             args=[*container.config.entrypoint, *container.config.cmd],
-            env=self._process_env(container, sandbox.hostname),
+            env=process_env(container.config, sandbox.hostname),
             cwd=container.config.working_dir,
             hostname=sandbox.hostname,
             rootfs=rootfs,
@@ -864,7 +818,7 @@ class Runtime:
             *container.config.entrypoint,
             *container.config.cmd,
         ]
-        env = dict(e.partition("=")[::2] for e in self._process_env(container, sandbox.hostname))
+        env = env_dict(process_env(container.config, sandbox.hostname))
         try:
             with self._logs(container.id) as (out, err, offset):
                 streams: tuple[int | IO[bytes], ...] = (stdin, out, err)
@@ -893,7 +847,7 @@ class Runtime:
             os.close(status_r)
         if failure:
             raise _start_error(failure)
-        txn.on_failure("process", lambda: _kill_group(child.pid))
+        txn.on_failure("process", lambda: kill_group(child.pid))
         return child.pid
 
     # ------------------------------------------------------------------ exits
@@ -902,7 +856,7 @@ class Runtime:
         """From the reaper thread: hand the teardown to a thread of its own."""
         threading.Thread(
             target=self._handle_exit,
-            args=(container_id, pid, _exit_code(returncode)),
+            args=(container_id, pid, exit_code(returncode)),
             name=f"cnm-exit-{container_id[:12]}",
             daemon=True,
         ).start()
@@ -969,7 +923,7 @@ class Runtime:
             except OSError:
                 log.exception("unmounting the rootfs of %s", container.id[:12])
         else:
-            _kill_group(container.state.pid)
+            kill_group(container.state.pid)
         if terminal is not None:  # its last output is logged before the exit is reported
             terminal.finish(TERMINAL_DRAIN_S)
         if container.sandbox_id and not self._shares_sandbox(container):
@@ -1009,7 +963,7 @@ class Runtime:
             with suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, signum)
         if group and not container.image_id:
-            _kill_group(container.state.pid, signum)
+            kill_group(container.state.pid, signum)
 
     def _await_exit(self, container_id: str, seen: int, timeout: float | None) -> bool:
         with self._changed:
@@ -1041,7 +995,7 @@ class Runtime:
     def kill_container(self, ref: str, signal: str | int = "SIGKILL") -> None:
         """Send a signal to the container's first process; for SIGKILL, wait until it is torn
         down (as Docker does)."""
-        signum = _parse_signal(signal)
+        signum = parse_signal(signal)
         container_id = self._resolve(ref).id
         with self._container_lock(container_id):
             container = self._current(container_id)
@@ -1118,11 +1072,8 @@ class Runtime:
                 self._exits.pop(container_id, None)
                 self._stdins.pop(container_id, None)
                 self._removed[container_id] = container.state.exit_code
-                for exec_id in [
-                    e.id for e in self._execs.values() if e.container_id == container_id
-                ]:
-                    del self._execs[exec_id]
                 self._changed.notify_all()
+            self._execs.forget_container(container_id)
         with self._lock:
             self._container_locks.pop(container_id, None)
         log.info("container removed id=%s", container_id[:12])
@@ -1177,7 +1128,7 @@ class Runtime:
 
     def resize_container(self, ref: str, height: int, width: int) -> None:
         """Set the size of a running container's terminal (nothing to do without a Tty)."""
-        _check_size(height, width)
+        console.check_size(height, width)
         container = self._resolve(ref)
         if not container.state.running:
             raise Conflict(f"Container {container.id} is not running")
@@ -1188,13 +1139,11 @@ class Runtime:
 
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
         """Set the size of a running exec's terminal (nothing to do without one)."""
-        _check_size(height, width)
-        record = self._exec(exec_id)
-        if not self._current(record.container_id).state.running:
-            raise Conflict(f"Container {record.container_id} is not running")
-        with record.console_lock:
-            if record.console >= 0:
-                console.set_size(record.console, height, width)
+        console.check_size(height, width)
+        session = self._execs.get(exec_id)
+        if not self._current(session.container_id).state.running:
+            raise Conflict(f"Container {session.container_id} is not running")
+        session.resize(height, width)
 
     # ------------------------------------------------------------------ exec
 
@@ -1208,135 +1157,36 @@ class Runtime:
         open_stdin: bool = False,
         console_size: tuple[int, int] = (0, 0),
     ) -> str:
+        """A new exec session in a running container; its id."""
         container = self._resolve(ref)
         if not container.state.running:
             raise Conflict(f"Container {container.id} is not running")
-        if not cmd:
-            raise InvalidParameter("No exec command specified")
-        _check_size(*console_size)
-        exec_id = secrets.token_hex(32)
-        with self._lock:
-            self._execs[exec_id] = _Exec(
-                exec_id, container.id, list(cmd), list(env), tty, workdir, open_stdin, console_size
-            )
-        return exec_id
+        request = ExecRequest(list(cmd), list(env), workdir, tty)
+        return self._execs.create(container.id, request, open_stdin, console_size).id
 
-    def _exec(self, exec_id: str) -> _Exec:
-        with self._lock:
-            record = self._execs.get(exec_id)
-        if record is None:
-            raise NotFound(f"No such exec instance: {exec_id}")
-        return record
-
-    def exec_start(self, exec_id: str) -> subprocess.Popen[bytes]:
-        """Start an exec's process. Its stdin/stdout/stderr are pipes; with a tty, stdin and
-        stdout both use the master side of a pseudo-terminal and stderr is None (the terminal
-        merges the streams). Wait on it with the Popen methods only (never os.waitpid)."""
-        record = self._exec(exec_id)
-        container = self._current(record.container_id)
+    def exec_start(self, exec_id: str) -> ExecProcess:
+        """Start an exec's process; its streams and exit code."""
+        session = self._execs.get(exec_id)
+        container = self._current(session.container_id)
         if not container.state.running:
             raise Conflict(f"Container {container.id} is not running")
-        with self._lock:
-            if record.started:
-                raise Conflict(f"Exec {exec_id} has already been started")
-            record.started = True
+        return session.start(self._exec_command(container, session.request))
+
+    def _exec_command(self, container: Container, request: ExecRequest) -> ProcessCommand:
         if container.image_id:
-            args = [*self._runc_command(), "exec"]
-            args += [f"--env={entry}" for entry in record.env]
-            if record.workdir:
-                args.append(f"--cwd={record.workdir}")
-            if record.tty:
+            args = [*self._runc_command(), "exec", *(f"--env={entry}" for entry in request.env)]
+            if request.workdir:
+                args.append(f"--cwd={request.workdir}")
+            if request.tty:
                 args.append("--tty")
-            args += [container.id, *record.cmd]
-            env = None
-        else:
-            args = ["nsenter", "-t", str(container.state.pid), "--net", "--mount", "--uts", "--ipc"]
-            args += [f"--wd={record.workdir or container.config.working_dir or '/'}", "--"]
-            args += record.cmd
-            env_list = _merge_env(
-                self._process_env(container, container.config.hostname), record.env
-            )
-            env = dict(e.partition("=")[::2] for e in env_list)
+            return ProcessCommand([*args, container.id, *request.cmd])
+        args = ["nsenter", "-t", str(container.state.pid), "--net", "--mount", "--uts", "--ipc"]
+        args += [f"--wd={request.workdir or container.config.working_dir or '/'}", "--"]
+        env = merge_env(process_env(container.config, container.config.hostname), request.env)
+        return ProcessCommand([*args, *request.cmd], env_dict(env))
 
-        def ended(pid: int, returncode: int) -> None:
-            with record.console_lock:
-                record.exit_code = _exit_code(returncode)
-                record.running = False
-                if record.console >= 0:
-                    os.close(record.console)
-                    record.console = -1
-
-        record.running = True
-        try:
-            if record.tty:
-                child = self._spawn_on_terminal(args, env, ended, record.console_size)
-                assert child.stdout is not None
-                with record.console_lock:
-                    if record.running:
-                        record.console = os.dup(child.stdout.fileno())
-            else:
-                child = REAPER.spawn(
-                    args,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env=env,
-                    on_exit=ended,
-                )
-        except OSError as err:
-            record.running = False
-            raise CnmError(f"cannot start exec {exec_id}: {err}") from err
-        record.pid = child.pid
-        return child
-
-    @staticmethod
-    def _spawn_on_terminal(
-        args: list[str],
-        env: dict[str, str] | None,
-        ended: Callable[[int, int], None],
-        size: tuple[int, int],
-    ) -> Child:
-        """runc exec --tty needs a controlling terminal: give the process a pseudo-terminal in
-        a session of its own (setsid --ctty), and hand back the master side as its stdio. runc
-        gives the container's terminal the size of this one, at start and on SIGWINCH."""
-        master, slave = os.openpty()
-        try:
-            console.set_size(master, *size)
-            child = REAPER.spawn(
-                ["setsid", "--wait", "--ctty", *args],
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                env=env,
-                on_exit=ended,
-            )
-        finally:
-            os.close(slave)
-        child.stdin = open(master, "wb", buffering=0)  # noqa: SIM115 - owned by the Popen
-        child.stdout = open(os.dup(master), "rb", buffering=0)  # noqa: SIM115
-        return child
-
-    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
-        record = self._exec(exec_id)
-        return {
-            "ID": record.id,
-            "Running": record.running,
-            "ExitCode": None if record.running or not record.started else record.exit_code,
-            "ProcessConfig": {
-                "tty": record.tty,
-                "entrypoint": record.cmd[0],
-                "arguments": record.cmd[1:],
-                "privileged": False,
-                "user": "",
-            },
-            "OpenStdin": record.open_stdin,
-            "OpenStderr": True,
-            "OpenStdout": True,
-            "CanRemove": False,
-            "ContainerID": record.container_id,
-            "DetachKeys": "",
-            "Pid": record.pid,
-        }
+    def exec_inspect(self, exec_id: str) -> ExecInfo:
+        return self._execs.get(exec_id).info()
 
     # ------------------------------------------------------------------ networks
 
@@ -1520,11 +1370,6 @@ def _pidfd_open(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-
-
-def _kill_group(pgid: int, signum: int = signal.SIGKILL) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 def _read_until_eof(fd: int, timeout: float) -> str:
