@@ -10,6 +10,7 @@ container process still alive by then (none should be) is killed by the pid we r
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import selectors
 import signal
@@ -157,6 +158,13 @@ def run_exec(runtime: Runtime, ref: str, *cmd: str, timeout: float = 15) -> tupl
     code = process.wait(timeout)
     assert runtime.exec_inspect(exec_id).exit_code == code
     return code, out.decode(), err.decode()
+
+
+def ipv4_of(runtime: Runtime, ref: str, network: str) -> str:
+    """The address of a running container on a network, without its prefix length."""
+    endpoint = runtime.network_state(runtime.container(ref)).networks[network].endpoint
+    assert endpoint is not None and endpoint.ipv4_address is not None
+    return str(ipaddress.ip_interface(endpoint.ipv4_address).ip)
 
 
 def output(runtime: Runtime, ref: str, *cmd: str) -> str:

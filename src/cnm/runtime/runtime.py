@@ -40,7 +40,6 @@ Docker's 304 answers (start of a running container, stop of a stopped one) raise
 from __future__ import annotations
 
 import copy
-import ipaddress
 import json
 import logging
 import os
@@ -57,19 +56,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, BinaryIO
 
 from cnm import validate
 from cnm.controller import Controller
-from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
-from cnm.model import EndpointOptions, Network, Sandbox, SandboxOptions
-from cnm.portmap.spec import PortRequest, parse_port_key, requests_from_config
+from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
+from cnm.model import Sandbox
 from cnm.runtime import bundle, console, pidwatch
+from cnm.runtime.checks import CreateChecks
 from cnm.runtime.execs import ExecProcess, ExecSessions
 from cnm.runtime.images import HOST_IMAGE, ImageStore, is_host_image, now_rfc3339
 from cnm.runtime.model import (
     Container,
     ContainerConfig,
+    ContainerNetworkState,
     ContainerState,
     EndpointRequest,
     ExecInfo,
@@ -77,6 +77,7 @@ from cnm.runtime.model import (
     Image,
 )
 from cnm.runtime.names import generate_name
+from cnm.runtime.networking import ContainerNetworking, shares_sandbox
 from cnm.runtime.process import (
     ExecRequest,
     ProcessCommand,
@@ -100,15 +101,6 @@ KILL_WAIT_S = 10.0
 RUNC_TIMEOUT_S = 30.0
 UNKNOWN_EXIT_CODE = 137
 TERMINAL_DRAIN_S = 2.0  # after an exit, for the last output of a terminal's holders
-SHARED_NETWORK = (
-    "container sharing network namespace with another container or host cannot be connected "
-    "to any other network"
-)
-HOST_NETWORK = "container cannot be disconnected from host network or connected to host network"
-NONE_NETWORK = (
-    "container cannot be connected to multiple networks with one of the networks in private "
-    "(none) mode"
-)
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 ExitListener = Callable[[str, int], None]  # (container id, exit code)
@@ -127,27 +119,14 @@ class RuntimeConfig:
     runc: str = "runc"
 
 
-def _port_keys(port: str) -> list[str]:
-    """``80`` -> ["80/tcp"]; a range key names each of its ports."""
-    start, end, proto = parse_port_key(port)
-    return [f"{number}/{proto}" for number in range(start, end + 1)]
-
-
-def _port_requests(config: ContainerConfig, host: HostConfig) -> list[PortRequest]:
-    """What a container publishes: its port bindings, and with -P its exposed ports."""
-    return requests_from_config(
-        {key: [(b.host_ip, b.host_port) for b in v] for key, v in host.port_bindings.items()},
-        config.exposed_ports,
-        host.publish_all_ports,
-    )
-
-
 class Runtime:
     def __init__(self, config: RuntimeConfig, store: Store, controller: Controller) -> None:
         self.config = config
         self.store = store
         self.controller = controller
         self._images = ImageStore(store, config.data_root / "images")
+        self._checks = CreateChecks(controller)
+        self._networking = ContainerNetworking(controller)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._containers: dict[str, Container] = {}
@@ -274,9 +253,7 @@ class Runtime:
 
     def _reconcile_stopped(self, container: Container) -> None:
         """Remove what a crash in the middle of a stop may have left."""
-        if container.sandbox_id and not self._shares_sandbox(container):
-            with suppress(NotFound):
-                self.controller.delete_sandbox(container.sandbox_id)
+        self._networking.clean_up_stopped(container)
         if container.sandbox_id:
             container.sandbox_id = None
             self._save(container)
@@ -367,10 +344,6 @@ class Runtime:
     def _save(self, container: Container) -> None:
         self.store.put(f"container/{container.id}", container.to_json())
 
-    @staticmethod
-    def _shares_sandbox(container: Container) -> bool:
-        return container.host_config.network_mode.startswith("container:")
-
     # ------------------------------------------------------------------ create
 
     def create_container(
@@ -395,11 +368,11 @@ class Runtime:
             config.working_dir = config.working_dir or image.working_dir
         if not config.entrypoint and not config.cmd:
             raise InvalidParameter("no command specified")
-        host_config.network_mode = self._check_network_mode(config, host_config)
-        wanted = self._check_networks(host_config.network_mode, networks)
-        self._check_sandbox_options(host_config)
+        host_config.network_mode = self._checks.network_mode(config, host_config, self._resolve)
+        wanted = self._checks.networks(host_config.network_mode, networks)
+        self._checks.sandbox_options(host_config)
         container_id = secrets.token_hex(32)
-        self._check_ports(config, host_config, wanted)
+        self._checks.ports(config, host_config, list(wanted))
         if not config.hostname:
             mode = host_config.network_mode
             config.hostname = socket.gethostname() if mode == "host" else container_id[:12]
@@ -444,109 +417,6 @@ class Runtime:
                     "reuse that name."
                 )
 
-    def _check_network_mode(self, config: ContainerConfig, host_config: HostConfig) -> str:
-        """The mode as stored: "host", "none", a network name, or "container:<id>"."""
-        mode = host_config.network_mode or "bridge"
-        if mode == "default":
-            mode = "bridge"
-        if mode.startswith("container:"):
-            ref = mode.removeprefix("container:")
-            if not ref:
-                raise InvalidParameter(
-                    "invalid network mode: invalid container format container:<name|id>"
-                )
-            target = self._resolve(ref)
-            conflicts = (
-                (config.hostname, "hostname and the network mode"),
-                (host_config.dns, "dns and the network mode"),
-                (host_config.extra_hosts, "custom host-to-IP mapping and the network mode"),
-                (host_config.port_bindings, "port publishing and the container type network mode"),
-                (
-                    host_config.publish_all_ports,
-                    "port publishing and the container type network mode",
-                ),
-                (config.exposed_ports, "port exposing and the container type network mode"),
-            )
-            for value, what in conflicts:
-                if value:
-                    raise InvalidParameter(f"conflicting options: {what}")
-            return f"container:{target.id}"
-        return self.controller.network(mode).name
-
-    def _check_networks(
-        self, mode: str, networks: dict[str, EndpointRequest]
-    ) -> dict[str, EndpointRequest]:
-        """The networks to attach at start, the network mode's first (it gets eth0)."""
-        if mode.startswith("container:"):
-            if networks:
-                raise InvalidParameter(
-                    "conflicting options: container type network can't be used with "
-                    "multiple networks"
-                )
-            return {}
-        requested = networks or {mode: EndpointRequest()}
-        resolved: dict[str, EndpointRequest] = {}
-        for ref, request in requested.items():
-            network = self.controller.network(ref)
-            if network.name in resolved:
-                raise InvalidParameter(f"network {network.name} is given more than once")
-            self._check_request(network, request)
-            resolved[network.name] = copy.deepcopy(request)
-        if mode in ("host", "none") and set(resolved) != {mode}:
-            raise InvalidParameter(
-                "container cannot be connected to network endpoints: " + ", ".join(resolved)
-            )
-        ordered = {mode: resolved.pop(mode)} if mode in resolved else {}
-        ordered.update(resolved)
-        return ordered
-
-    @staticmethod
-    def _check_request(network: Network, request: EndpointRequest) -> None:
-        if network.predefined:
-            if request.ipv4_address or request.ipv6_address:
-                raise InvalidParameter(
-                    "user specified IP address is supported on user defined networks only"
-                )
-            if request.aliases:
-                raise InvalidParameter(
-                    "network-scoped alias is supported only for containers in user defined networks"
-                )
-        for text, version, pools in (
-            (request.ipv4_address, 4, network.ipv4_pools),
-            (request.ipv6_address, 6, network.ipv6_pools),
-        ):
-            if not text:
-                continue
-            address = validate.ip_address_of_version(text, version)
-            if not any(address in ipaddress.ip_network(p.subnet) for p in pools):
-                raise InvalidParameter(
-                    "invalid endpoint settings:\n"
-                    f"no configured subnet or ip-range contain the IP address {text}"
-                )
-        if request.mac_address:
-            validate.mac_address(request.mac_address)
-
-    def _check_ports(
-        self, config: ContainerConfig, host_config: HostConfig, wanted: dict[str, EndpointRequest]
-    ) -> None:
-        """Malformed port specs fail at create, as does publishing with only internal
-        networks; host ports are taken at start."""
-        requests = _port_requests(config, host_config)
-        if not requests or host_config.network_mode in ("host", "none"):
-            return
-        networks = [self.controller.network(name) for name in wanted]
-        if networks and all(n.internal for n in networks):
-            raise InvalidParameter(
-                f"ports cannot be published on internal network {networks[0].name}"
-            )
-
-    @staticmethod
-    def _check_sandbox_options(host_config: HostConfig) -> None:
-        for server in host_config.dns:
-            validate.dns_server(server)
-        for entry in host_config.extra_hosts:
-            validate.extra_host(entry)
-
     # ------------------------------------------------------------------ start
 
     def start_container(self, ref: str) -> None:
@@ -581,7 +451,12 @@ class Runtime:
     def _start(self, container: Container, image: Image | None) -> None:
         stdio = console.ProcessStdio()
         with transaction() as txn:
-            sandbox = self._attach_networks(container, txn)
+            lender = None
+            if shares_sandbox(container):
+                lender = self._current(
+                    container.host_config.network_mode.removeprefix("container:")
+                )
+            sandbox = self._networking.attach(container, txn, lender)
             txn.on_failure("stdio", stdio.close)
             if image is None:
                 pid = self._start_host(container, sandbox, txn, stdio)
@@ -646,52 +521,6 @@ class Runtime:
         if stdin is not None:
             stdin.feed(terminal.input_fd(), f"cnm-stdin-{container.id[:12]}")
 
-    def _attach_networks(self, container: Container, txn: Transaction) -> Sandbox:
-        if self._shares_sandbox(container):
-            target = self._current(container.host_config.network_mode.removeprefix("container:"))
-            if not target.state.running or not target.sandbox_id:
-                raise Conflict(f"cannot join network of a non running container: {target.id}")
-            return self.controller.sandbox(target.sandbox_id)
-        host = container.host_config
-        sandbox = self.controller.create_sandbox(
-            SandboxOptions(
-                container_id=container.id,
-                hostname=container.config.hostname or None,
-                domainname=container.config.domainname,
-                use_host_network=host.network_mode == "host",
-                dns=list(host.dns),
-                dns_search=list(host.dns_search),
-                dns_options=list(host.dns_options),
-                extra_hosts=list(host.extra_hosts),
-                # Docker's rule: the embedded resolver for a user-defined network mode (the
-                # mode is stored as the network's name; the predefined ones are these three).
-                embedded_dns=host.network_mode not in ("bridge", "host", "none"),
-            )
-        )
-        txn.on_failure("sandbox", lambda: self.controller.delete_sandbox(sandbox.id))
-        for network, request in container.networks.items():
-            self.controller.connect(network, sandbox.id, self._endpoint_options(container, request))
-        requests = _port_requests(container.config, host)
-        if requests and host.network_mode not in ("host", "none"):
-            self.controller.publish(sandbox.id, requests)
-        return self.controller.sandbox(sandbox.id)
-
-    @staticmethod
-    def _endpoint_options(container: Container, request: EndpointRequest) -> EndpointOptions:
-        return EndpointOptions(
-            name=container.name,
-            ipv4_address=request.ipv4_address or None,
-            ipv6_address=request.ipv6_address or None,
-            mac_address=request.mac_address or None,
-            aliases=list(request.aliases),
-        )
-
-    def _sandbox_files(self, sandbox: Sandbox) -> dict[str, Path]:
-        return {
-            f"/etc/{name}": self.controller.sandbox_file(sandbox.id, name)
-            for name in ("hosts", "resolv.conf", "hostname")
-        }
-
     @contextmanager
     def _logs(self, container_id: str) -> Iterator[tuple[IO[bytes], IO[bytes], int]]:
         """The log files opened for appending, and the size of stderr.log before the start (a
@@ -721,7 +550,7 @@ class Runtime:
             hostname=sandbox.hostname,
             rootfs=rootfs,
             netns=sandbox.key,
-            files=self._sandbox_files(sandbox),
+            files=self._networking.sandbox_files(sandbox),
             terminal=container.config.tty,
             console_size=container.host_config.console_size,
         )
@@ -812,7 +641,7 @@ class Runtime:
             f"--cwd={container.config.working_dir or '/'}",
             *(
                 f"--bind={source}:{inside}"
-                for inside, source in self._sandbox_files(sandbox).items()
+                for inside, source in self._networking.sandbox_files(sandbox).items()
             ),
             "--",
             *container.config.entrypoint,
@@ -926,15 +755,9 @@ class Runtime:
             kill_group(container.state.pid)
         if terminal is not None:  # its last output is logged before the exit is reported
             terminal.finish(TERMINAL_DRAIN_S)
-        if container.sandbox_id and not self._shares_sandbox(container):
-            try:
-                if not container.image_id or self._borrowed(container):
-                    self._detach_endpoints(container.sandbox_id)
-                self.controller.delete_sandbox(container.sandbox_id)
-            except NotFound:
-                pass
-            except CnmError:
-                log.exception("deleting the sandbox of %s", container.id[:12])
+        # A host container's exec, or a sidecar, may still hold the namespace.
+        detach = not container.image_id or self._borrowed(container)
+        self._networking.release(container, detach)
         container.sandbox_id = None
 
     def _borrowed(self, container: Container) -> bool:
@@ -945,14 +768,6 @@ class Runtime:
                 for other in self._containers.values()
                 if other.id != container.id
             )
-
-    def _detach_endpoints(self, sandbox_id: str) -> None:
-        """Take the interfaces out of a namespace that may outlive its sandbox: a process that
-        still holds it (a sidecar, a host container's exec) would otherwise keep the veth pair
-        alive on the bridge, with the released address still configured inside."""
-        for endpoint in self.controller.endpoints():
-            if endpoint.sandbox_id == sandbox_id:
-                self.controller.disconnect(endpoint.network_id, sandbox_id)
 
     # ------------------------------------------------------------------ stop / kill / wait
 
@@ -1090,20 +905,14 @@ class Runtime:
                     )
                 self._check_name_free(name)
                 old_name, container.name = container.name, name
-            # A running container's endpoints carry its name, and with them its DNS records.
-            sandbox_id = None
-            if container.state.running and not self._shares_sandbox(container):
-                sandbox_id = container.sandbox_id
             try:
-                if sandbox_id:
-                    self.controller.rename_endpoints(sandbox_id, name)
+                self._networking.rename(container, name)
                 self._save(container)
             except BaseException:
                 with self._lock:
                     container.name = old_name
-                if sandbox_id:
-                    with suppress(CnmError):
-                        self.controller.rename_endpoints(sandbox_id, old_name)
+                with suppress(CnmError):
+                    self._networking.rename(container, old_name)
                 raise
 
     # ------------------------------------------------------------------ stdin, terminal
@@ -1196,58 +1005,22 @@ class Runtime:
         container_id = self._resolve(ref).id
         with self._container_lock(container_id):
             container = self._current(container_id)
-            mode = container.host_config.network_mode
-            if self._shares_sandbox(container):
-                raise Forbidden(SHARED_NETWORK)
-            network = self.controller.network(network_ref)
-            if mode == "host" or network.driver == "host":
-                raise Forbidden(HOST_NETWORK)
-            if network.name in container.networks:
-                raise Forbidden(
-                    f"endpoint with name {container.name} already exists in network {network.name}"
-                )
-            if "none" in container.networks or network.driver == "null":
-                raise Forbidden(NONE_NETWORK)
-            self._check_request(network, request)
-            if container.state.running and container.sandbox_id:
-                self.controller.connect(
-                    network.id, container.sandbox_id, self._endpoint_options(container, request)
-                )
+            network, checked = self._networking.connect(container, network_ref, request)
             with self._lock:
-                container.networks[network.name] = copy.deepcopy(request)
+                container.networks[network.name] = checked
             try:
                 self._save(container)
             except BaseException:
                 with self._lock:
                     del container.networks[network.name]
-                if container.state.running and container.sandbox_id:
-                    self.controller.disconnect(network.id, container.sandbox_id)
+                self._networking.undo_connect(container, network)
                 raise
 
     def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
         container_id = self._resolve(ref).id
         with self._container_lock(container_id):
             container = self._current(container_id)
-            if self._shares_sandbox(container):
-                raise Forbidden(SHARED_NETWORK)
-            if container.host_config.network_mode == "host":
-                raise Forbidden(HOST_NETWORK)
-            network: Network | None = None
-            try:
-                network = self.controller.network(network_ref)
-                name = network.name
-            except NotFound:
-                if not force:
-                    raise
-                name = network_ref
-            if name not in container.networks:
-                raise Forbidden(f"container {container.id} is not connected to network {name}")
-            if network is not None and container.state.running and container.sandbox_id:
-                try:
-                    self.controller.disconnect(network.id, container.sandbox_id)
-                except NotFound:
-                    if not force:
-                        raise
+            name = self._networking.disconnect(container, network_ref, force)
             with self._lock:
                 request = container.networks.pop(name)
             try:
@@ -1257,56 +1030,9 @@ class Runtime:
                     container.networks[name] = request
                 raise
 
-    def network_settings(self, container: Container) -> dict[str, Any]:
-        """Docker's NetworkSettings: live values while running, empty strings once stopped."""
-        sandbox = None
-        if container.state.running and container.sandbox_id and not self._shares_sandbox(container):
-            try:
-                sandbox = self.controller.sandbox(container.sandbox_id)
-            except NotFound:
-                sandbox = None
-        joined = {}
-        if sandbox is not None:
-            joined = {
-                e.network_id: e for e in self.controller.endpoints() if e.sandbox_id == sandbox.id
-            }
-        networks: dict[str, dict[str, Any]] = {}
-        for name, request in container.networks.items():
-            try:
-                network: Network | None = self.controller.network(name)
-            except NotFound:
-                network = None
-            endpoint = joined.get(network.id) if network else None
-            networks[name] = _endpoint_settings(container, network, endpoint, request)
-        ports: dict[str, list[dict[str, str]] | None] = {}
-        if container.state.running:
-            for port in [*container.config.exposed_ports, *container.host_config.port_bindings]:
-                ports.update(dict.fromkeys(_port_keys(port)))
-        for mapping in self.controller.published(sandbox.id) if sandbox else []:
-            bound = ports.get(mapping.key) or []
-            bound.append({"HostIp": str(mapping.host_ip), "HostPort": str(mapping.host_port)})
-            ports[mapping.key] = bound
-        legacy = networks.get("bridge", {})
-        return {
-            "Bridge": "",
-            "SandboxID": sandbox.id if sandbox else "",
-            "HairpinMode": False,
-            "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0,
-            "Ports": ports,
-            "SandboxKey": sandbox.key if sandbox else "",
-            "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None,
-            "EndpointID": legacy.get("EndpointID", ""),
-            "Gateway": legacy.get("Gateway", ""),
-            "GlobalIPv6Address": legacy.get("GlobalIPv6Address", ""),
-            "GlobalIPv6PrefixLen": legacy.get("GlobalIPv6PrefixLen", 0),
-            "IPAddress": legacy.get("IPAddress", ""),
-            "IPPrefixLen": legacy.get("IPPrefixLen", 0),
-            "IPv6Gateway": legacy.get("IPv6Gateway", ""),
-            "MacAddress": legacy.get("MacAddress", ""),
-            "Networks": networks,
-        }
+    def network_state(self, container: Container) -> ContainerNetworkState:
+        """The container's sandbox, endpoints and published ports as they are now."""
+        return self._networking.state(container)
 
     # ------------------------------------------------------------------ runc
 
@@ -1322,47 +1048,6 @@ class Runtime:
 
 
 _SIGKILL = signal.SIGKILL
-
-
-def _endpoint_settings(
-    container: Container, network: Network | None, endpoint: Any, request: EndpointRequest
-) -> dict[str, Any]:
-    def split(text: str | None) -> tuple[str, int]:
-        if not text:
-            return "", 0
-        interface = ipaddress.ip_interface(text)
-        return str(interface.ip), interface.network.prefixlen
-
-    def gateway(text: str | None) -> str:
-        return str(ipaddress.ip_interface(text).ip) if text else ""
-
-    ipv4, ipv4_len = split(endpoint.ipv4_address if endpoint else None)
-    ipv6, ipv6_len = split(endpoint.ipv6_address if endpoint else None)
-    ipam = None
-    if request.ipv4_address or request.ipv6_address:
-        ipam = {
-            "IPv4Address": request.ipv4_address or "",
-            "IPv6Address": request.ipv6_address or "",
-        }
-    user_defined = network is not None and not network.predefined
-    return {
-        "IPAMConfig": ipam,
-        "Links": None,
-        "Aliases": list(request.aliases) or None,
-        "MacAddress": (endpoint.mac_address or "") if endpoint else "",
-        "DriverOpts": None,
-        "NetworkID": network.id if network else "",
-        "EndpointID": endpoint.id if endpoint else "",
-        "Gateway": gateway(endpoint.gateway_v4) if endpoint else "",
-        "IPAddress": ipv4,
-        "IPPrefixLen": ipv4_len,
-        "IPv6Gateway": gateway(endpoint.gateway_v6) if endpoint else "",
-        "GlobalIPv6Address": ipv6,
-        "GlobalIPv6PrefixLen": ipv6_len,
-        "DNSNames": [container.name, *request.aliases, container.id[:12]]
-        if user_defined and endpoint
-        else None,
-    }
 
 
 def _pidfd_open(pid: int) -> int | None:
