@@ -1,6 +1,12 @@
-"""What a container's processes have in common, whichever way they run (under runc, or on the
-host's filesystem through hostinit): the command line of an exec, the environment rule
-(``process_env``), the exit code convention (``exit_code``) and Docker's signal names.
+"""What a container's processes have in common, whichever way they run.
+
+A container's first process runs under runc from an OCI bundle (``imagecontainers``) or, for
+the reserved image ``cnm/host``, on the host's filesystem through hostinit
+(``hostcontainers``). Both kinds answer the same questions the runtime asks after a start
+(``ContainerProcesses``): how to run an exec command inside, how to reach every process of the
+container with a signal, and what to clean up once the first process has ended. Their
+environment follows one rule (``process_env``) and their exit codes one convention
+(``exit_code``).
 """
 
 from __future__ import annotations
@@ -9,9 +15,10 @@ import os
 import signal
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Protocol
 
 from cnm.errors import InvalidParameter
-from cnm.runtime.model import ContainerConfig
+from cnm.runtime.model import Container, ContainerConfig
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -32,6 +39,22 @@ class ExecRequest:
     env: list[str]
     workdir: str
     tty: bool
+
+
+class ContainerProcesses(Protocol):
+    """One kind of container process, once started."""
+
+    def exec_command(self, container: Container, request: ExecRequest) -> ProcessCommand:
+        """The command line that runs ``request`` inside the running ``container``."""
+        ...
+
+    def signal_all(self, container: Container, signum: int) -> None:
+        """``signum`` to every process of the container beyond the first."""
+        ...
+
+    def end(self, container: Container) -> None:
+        """Clean up after the first process ended: nothing of the run may stay."""
+        ...
 
 
 def exit_code(returncode: int) -> int:

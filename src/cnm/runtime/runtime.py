@@ -40,31 +40,28 @@ Docker's 304 answers (start of a running container, stop of a stopped one) raise
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import secrets
-import select
-import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
-from cnm.model import Sandbox
-from cnm.runtime import bundle, console, pidwatch
+from cnm.runtime import console, pidwatch
 from cnm.runtime.checks import CreateChecks
 from cnm.runtime.execs import ExecProcess, ExecSessions
+from cnm.runtime.files import ContainerFiles
+from cnm.runtime.hostcontainers import HostContainers
+from cnm.runtime.imagecontainers import ImageContainers
 from cnm.runtime.images import HOST_IMAGE, ImageStore, is_host_image, now_rfc3339
 from cnm.runtime.model import (
     Container,
@@ -79,18 +76,16 @@ from cnm.runtime.model import (
 from cnm.runtime.names import generate_name
 from cnm.runtime.networking import ContainerNetworking, shares_sandbox
 from cnm.runtime.process import (
+    ContainerProcesses,
     ExecRequest,
-    ProcessCommand,
-    env_dict,
     exit_code,
-    kill_group,
     merge_env,
     parse_signal,
-    process_env,
 )
 from cnm.runtime.reaper import REAPER
+from cnm.runtime.runc import Runc, start_exit_code
 from cnm.store.api import Store
-from cnm.transaction import Transaction, transaction
+from cnm.transaction import transaction
 
 __all__ = ["HOST_IMAGE", "NotModified", "Runtime", "RuntimeConfig"]
 
@@ -98,7 +93,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT_S = 10.0
-RUNC_TIMEOUT_S = 30.0
 UNKNOWN_EXIT_CODE = 137
 TERMINAL_DRAIN_S = 2.0  # after an exit, for the last output of a terminal's holders
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
@@ -124,7 +118,12 @@ class Runtime:
         self.config = config
         self.store = store
         self.controller = controller
+        self._files = ContainerFiles(config.data_root, config.exec_root)
         self._images = ImageStore(store, config.data_root / "images")
+        self._image_containers = ImageContainers(
+            Runc(config.runc, self._files.runc_root), self._files
+        )
+        self._host_containers = HostContainers(self._files)
         self._checks = CreateChecks(controller)
         self._networking = ContainerNetworking(controller)
         self._lock = threading.RLock()
@@ -142,30 +141,12 @@ class Runtime:
         self._started = False
         self._closed = False
 
-    # ------------------------------------------------------------------ paths
-
-    @property
-    def _runc_root(self) -> Path:
-        return self.config.exec_root / "runc"
-
-    def _bundle_dir(self, container_id: str) -> Path:
-        return self.config.exec_root / "containers" / container_id
-
-    def _state_dir(self, container_id: str) -> Path:
-        return self.config.data_root / "containers" / container_id
-
-    def log_paths(self, ref: str) -> tuple[Path, Path]:
-        state = self._state_dir(self._resolve(ref).id)
-        return state / "stdout.log", state / "stderr.log"
-
     # ------------------------------------------------------------------ start / close
 
     def start(self) -> None:
         """Restore images and containers. Containers still running keep running and are
         watched again; those that ended while we were away are torn down as exited."""
-        for path in (self._runc_root, self.config.exec_root / "containers"):
-            path.mkdir(parents=True, exist_ok=True)
-        (self.config.data_root / "containers").mkdir(parents=True, exist_ok=True)
+        self._files.prepare()
         REAPER.acquire()
         self._started = True
         self._images.load()
@@ -181,7 +162,8 @@ class Runtime:
             else:
                 self._reconcile_stopped(container)
                 self._new_stdin(container)
-        self._remove_orphans(set(containers))
+        self._image_containers.remove_unknown(set(containers))
+        self._files.remove_unknown(set(containers))
         log.info(
             "runtime restored images=%d containers=%d", len(self._images.list()), len(containers)
         )
@@ -229,7 +211,7 @@ class Runtime:
 
     def _recover_terminal(self, container: Container) -> None:
         """Take the terminal back from the copier that kept it while no daemon ran."""
-        terminal = console.Terminal.recover(self._bundle_dir(container.id))
+        terminal = console.Terminal.recover(self._files.bundle_dir(container.id))
         if terminal is None:
             log.warning("container %s lost its terminal: no input or resize", container.id[:12])
             return
@@ -257,22 +239,7 @@ class Runtime:
         if container.sandbox_id:
             container.sandbox_id = None
             self._save(container)
-        if (self._runc_root / container.id).exists():
-            self._runc_delete(container.id)
-        bundle.unmount(self._bundle_dir(container.id) / "rootfs")
-
-    def _remove_orphans(self, known: set[str]) -> None:
-        for path in self._runc_root.iterdir():
-            if path.name not in known:
-                log.warning("removing unknown runc container %s", path.name[:12])
-                self._runc_delete(path.name)
-        for path in (self.config.exec_root / "containers").iterdir():
-            if path.name not in known:
-                bundle.unmount(path / "rootfs")
-                shutil.rmtree(path, ignore_errors=True)
-        for path in (self.config.data_root / "containers").iterdir():
-            if path.name not in known:
-                shutil.rmtree(path, ignore_errors=True)
+        self._image_containers.clean_up_stopped(container.id)
 
     # ------------------------------------------------------------------ images
 
@@ -314,6 +281,12 @@ class Runtime:
     def container(self, ref: str) -> Container:
         with self._lock:
             return copy.deepcopy(self._resolve(ref))
+
+    def log_paths(self, ref: str) -> tuple[Path, Path]:
+        return self._files.log_paths(self._resolve(ref).id)
+
+    def _processes(self, container: Container) -> ContainerProcesses:
+        return self._image_containers if container.image_id else self._host_containers
 
     def _resolve(self, ref: str) -> Container:
         with self._lock:
@@ -394,10 +367,7 @@ class Runtime:
             self._containers[container_id] = container
             self._exits[container_id] = 0
         self._new_stdin(container)
-        state = self._state_dir(container_id)
-        state.mkdir(parents=True, exist_ok=True)
-        for log_file in ("stdout.log", "stderr.log"):
-            (state / log_file).touch()
+        self._files.create(container_id)
         log.info("container created id=%s name=%s", container_id[:12], name)
         return copy.deepcopy(container)
 
@@ -438,7 +408,7 @@ class Runtime:
                     raise CnmError(f"cannot start container {container_id}: {err}") from err
             except CnmError as err:
                 container.state.error = str(err)
-                container.state.exit_code = _start_exit_code(str(err))
+                container.state.exit_code = start_exit_code(str(err))
                 self._save(container)
                 failed = err
         if failed is not None:
@@ -458,10 +428,18 @@ class Runtime:
                 )
             sandbox = self._networking.attach(container, txn, lender)
             txn.on_failure("stdio", stdio.close)
+            files = self._networking.sandbox_files(sandbox)
             if image is None:
-                pid = self._start_host(container, sandbox, txn, stdio)
+                pid = self._host_containers.start(
+                    container,
+                    sandbox,
+                    files,
+                    stdio,
+                    txn,
+                    lambda child, rc: self._on_exit(container.id, child, rc),
+                )
             else:
-                pid = self._start_runc(container, image, sandbox, txn, stdio)
+                pid = self._image_containers.start(container, image, sandbox, files, stdio, txn)
             started = pidwatch.start_time(pid)
             pidfd = _pidfd_open(pid)  # None: it ended already; the reaper has its status
             if pidfd is not None:
@@ -496,9 +474,9 @@ class Runtime:
         """Hold what a start left of the process's stdio: the terminal (its copier starts) or
         the stdin pipe, which the input queue now feeds."""
         if stdio.master >= 0:
-            bundle_dir = self._bundle_dir(container.id)
+            bundle_dir = self._files.bundle_dir(container.id)
             bundle_dir.mkdir(parents=True, exist_ok=True)  # a host container has no bundle
-            out_log = self._state_dir(container.id) / "stdout.log"
+            out_log = self._files.log_paths(container.id)[0]
             try:
                 terminal = console.Terminal.start(stdio.master, out_log, bundle_dir)
             except OSError:
@@ -520,164 +498,6 @@ class Runtime:
             stdin = self._stdins.get(container.id)
         if stdin is not None:
             stdin.feed(terminal.input_fd(), f"cnm-stdin-{container.id[:12]}")
-
-    @contextmanager
-    def _logs(self, container_id: str) -> Iterator[tuple[IO[bytes], IO[bytes], int]]:
-        """The log files opened for appending, and the size of stderr.log before the start (a
-        failed start's own message is cut off again)."""
-        state = self._state_dir(container_id)
-        with open(state / "stdout.log", "ab") as out, open(state / "stderr.log", "ab") as err:
-            yield out, err, err.tell()
-
-    def _start_runc(
-        self,
-        container: Container,
-        image: Image,
-        sandbox: Sandbox,
-        txn: Transaction,
-        stdio: console.ProcessStdio,
-    ) -> int:
-        bundle_dir = self._bundle_dir(container.id)
-        state = self._state_dir(container.id)
-        rootfs = bundle_dir / "rootfs"
-        bundle.mount_overlay(Path(image.rootfs), state / "upper", state / "work", rootfs)
-        txn.on_failure("rootfs", lambda: bundle.unmount(rootfs))
-        spec = bundle.oci_spec(
-            container_id=container.id,
-            args=[*container.config.entrypoint, *container.config.cmd],
-            env=process_env(container.config, sandbox.hostname),
-            cwd=container.config.working_dir,
-            hostname=sandbox.hostname,
-            rootfs=rootfs,
-            netns=sandbox.key,
-            files=self._networking.sandbox_files(sandbox),
-            terminal=container.config.tty,
-            console_size=container.host_config.console_size,
-        )
-        bundle.write_spec(bundle_dir, spec)
-        pid_file = bundle_dir / "init.pid"
-        runc_log = bundle_dir / "runc.log"
-        pid_file.unlink(missing_ok=True)
-        runc_log.unlink(missing_ok=True)
-        with self._runc_stdio(container, bundle_dir, stdio) as (stdin, console_socket):
-            with self._logs(container.id) as (out, err, offset):
-                done = REAPER.run(
-                    [
-                        *self._runc_command(),
-                        "--log",
-                        str(runc_log),
-                        "--log-format",
-                        "json",
-                        "run",
-                        "-d",
-                        *(["--console-socket", console.SOCKET_NAME] if console_socket else []),
-                        "--bundle",
-                        str(bundle_dir),
-                        "--pid-file",
-                        str(pid_file),
-                        container.id,
-                    ],
-                    stdin=stdin,
-                    stdout=out,
-                    stderr=err,
-                    cwd=bundle_dir,  # where runc finds the console socket by its short name
-                    timeout=RUNC_TIMEOUT_S,
-                )
-                if done.returncode != 0:
-                    err.truncate(offset)
-            if done.returncode != 0:
-                self._runc_delete(container.id)
-                raise _start_error(_runc_error(runc_log) or f"runc exited with {done.returncode}")
-            txn.on_failure("runc container", lambda: self._runc_delete(container.id))
-            if console_socket is not None:
-                stdio.master = console_socket.receive()
-        return int(pid_file.read_text())
-
-    @staticmethod
-    @contextmanager
-    def _runc_stdio(
-        container: Container, bundle_dir: Path, stdio: console.ProcessStdio
-    ) -> Iterator[tuple[int, console.ConsoleSocket | None]]:
-        """For the time of ``runc run``: its stdin (the read end of the container's stdin
-        pipe, whose write end goes to ``stdio``; else /dev/null) and, with a terminal, the
-        console socket runc sends the master to."""
-        if container.config.tty:
-            with console.ConsoleSocket(bundle_dir) as console_socket:
-                yield subprocess.DEVNULL, console_socket
-            return
-        if not container.config.open_stdin:
-            yield subprocess.DEVNULL, None
-            return
-        stdin, stdio.stdin = os.pipe()
-        try:
-            yield stdin, None
-        finally:
-            os.close(stdin)
-
-    def _start_host(
-        self,
-        container: Container,
-        sandbox: Sandbox,
-        txn: Transaction,
-        stdio: console.ProcessStdio,
-    ) -> int:
-        status_r, status_w = os.pipe()
-        stdin: int = subprocess.DEVNULL
-        slave = -1
-        if container.config.tty:
-            stdio.master, slave = os.openpty()
-            console.set_size(slave, *container.host_config.console_size)
-        elif container.config.open_stdin:
-            stdin, stdio.stdin = os.pipe()
-        args = [
-            sys.executable,
-            "-I",
-            "-m",
-            "cnm.runtime.hostinit",
-            f"--status-fd={status_w}",
-            f"--netns={sandbox.key}",
-            f"--hostname={sandbox.hostname}",
-            f"--unmount-under={self.config.exec_root}",
-            f"--cwd={container.config.working_dir or '/'}",
-            *(
-                f"--bind={source}:{inside}"
-                for inside, source in self._networking.sandbox_files(sandbox).items()
-            ),
-            "--",
-            *container.config.entrypoint,
-            *container.config.cmd,
-        ]
-        env = env_dict(process_env(container.config, sandbox.hostname))
-        try:
-            with self._logs(container.id) as (out, err, offset):
-                streams: tuple[int | IO[bytes], ...] = (stdin, out, err)
-                if slave >= 0:
-                    streams = (slave, slave, slave)  # hostinit makes it the controlling terminal
-                child = REAPER.spawn(
-                    args,
-                    stdin=streams[0],
-                    stdout=streams[1],
-                    stderr=streams[2],
-                    env=env,
-                    pass_fds=(status_w,),
-                    start_new_session=True,
-                    on_exit=lambda pid, rc: self._on_exit(container.id, pid, rc),
-                )
-                os.close(status_w)
-                status_w = -1
-                failure = _read_until_eof(status_r, RUNC_TIMEOUT_S)
-                if failure:
-                    child.wait(RUNC_TIMEOUT_S)
-                    err.truncate(offset)
-        finally:
-            for fd in (status_w, stdin, slave):
-                if fd >= 0:
-                    os.close(fd)
-            os.close(status_r)
-        if failure:
-            raise _start_error(failure)
-        txn.on_failure("process", lambda: kill_group(child.pid))
-        return child.pid
 
     # ------------------------------------------------------------------ exits
 
@@ -745,14 +565,7 @@ class Runtime:
         if pidfd is not None:
             self._watcher.unwatch(pidfd)
             os.close(pidfd)
-        if container.image_id:
-            self._runc_delete(container.id)
-            try:
-                bundle.unmount(self._bundle_dir(container.id) / "rootfs")
-            except OSError:
-                log.exception("unmounting the rootfs of %s", container.id[:12])
-        else:
-            kill_group(container.state.pid)
+        self._processes(container).end(container)
         if terminal is not None:  # its last output is logged before the exit is reported
             terminal.finish(TERMINAL_DRAIN_S)
         # A host container's exec, or a sidecar, may still hold the namespace.
@@ -771,14 +584,15 @@ class Runtime:
 
     # ------------------------------------------------------------------ stop / kill / wait
 
-    def _signal(self, container: Container, signum: int, group: bool = False) -> None:
+    def _signal(self, container: Container, signum: int, everyone: bool = False) -> None:
+        """``signum`` to the container's first process, and with ``everyone`` to the rest."""
         with self._lock:
             pidfd = self._pidfds.get(container.id)
         if pidfd is not None:
             with suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, signum)
-        if group and not container.image_id:
-            kill_group(container.state.pid, signum)
+        if everyone:
+            self._processes(container).signal_all(container, signum)
 
     def _await_exit(self, container_id: str, seen: int, timeout: float | None) -> bool:
         with self._changed:
@@ -803,7 +617,7 @@ class Runtime:
         grace = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
         if self._await_exit(container_id, seen, None if grace < 0 else grace):
             return
-        self._signal(container, signal.SIGKILL, group=True)
+        self._signal(container, signal.SIGKILL, everyone=True)
         if not self._await_exit(container_id, seen, KILL_WAIT_S):
             raise CnmError(f"container {container_id} did not stop after SIGKILL")
 
@@ -818,7 +632,7 @@ class Runtime:
                 raise Conflict(f"Container {container_id} is not running")
             with self._lock:
                 seen = self._exits.get(container_id, 0)
-            self._signal(container, signum, group=signum == _SIGKILL)
+            self._signal(container, signum, everyone=signum == _SIGKILL)
         if signum == _SIGKILL and not self._await_exit(container_id, seen, KILL_WAIT_S):
             raise CnmError(f"container {container_id} did not stop after SIGKILL")
 
@@ -878,10 +692,7 @@ class Runtime:
                     "before attempting removal or force remove"
                 )
             self.store.delete(f"container/{container_id}")  # files left by a crash: see start
-            bundle_dir = self._bundle_dir(container_id)
-            bundle.unmount(bundle_dir / "rootfs")
-            shutil.rmtree(bundle_dir, ignore_errors=True)
-            shutil.rmtree(self._state_dir(container_id), ignore_errors=True)
+            self._files.remove(container_id)
             with self._changed:
                 del self._containers[container_id]
                 self._exits.pop(container_id, None)
@@ -979,20 +790,7 @@ class Runtime:
         container = self._current(session.container_id)
         if not container.state.running:
             raise Conflict(f"Container {container.id} is not running")
-        return session.start(self._exec_command(container, session.request))
-
-    def _exec_command(self, container: Container, request: ExecRequest) -> ProcessCommand:
-        if container.image_id:
-            args = [*self._runc_command(), "exec", *(f"--env={entry}" for entry in request.env)]
-            if request.workdir:
-                args.append(f"--cwd={request.workdir}")
-            if request.tty:
-                args.append("--tty")
-            return ProcessCommand([*args, container.id, *request.cmd])
-        args = ["nsenter", "-t", str(container.state.pid), "--net", "--mount", "--uts", "--ipc"]
-        args += [f"--wd={request.workdir or container.config.working_dir or '/'}", "--"]
-        env = merge_env(process_env(container.config, container.config.hostname), request.env)
-        return ProcessCommand([*args, *request.cmd], env_dict(env))
+        return session.start(self._processes(container).exec_command(container, session.request))
 
     def exec_inspect(self, exec_id: str) -> ExecInfo:
         return self._execs.get(exec_id).info()
@@ -1034,18 +832,6 @@ class Runtime:
         """The container's sandbox, endpoints and published ports as they are now."""
         return self._networking.state(container)
 
-    # ------------------------------------------------------------------ runc
-
-    def _runc_command(self) -> list[str]:
-        return [self.config.runc, "--root", str(self._runc_root)]
-
-    def _runc_delete(self, container_id: str) -> None:
-        done = REAPER.run(
-            [*self._runc_command(), "delete", "--force", container_id], timeout=RUNC_TIMEOUT_S
-        )
-        if done.returncode != 0:
-            log.warning("runc delete %s: %s", container_id[:12], done.stderr.decode().strip())
-
 
 _SIGKILL = signal.SIGKILL
 
@@ -1055,51 +841,3 @@ def _pidfd_open(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-
-
-def _read_until_eof(fd: int, timeout: float) -> str:
-    chunks = []
-    while True:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            raise CnmError("the container's process did not start in time")
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return b"".join(chunks).decode(errors="replace")
-        chunks.append(chunk)
-
-
-def _runc_error(log_path: Path) -> str:
-    """The last error runc logged (its --log-format json lines)."""
-    message = ""
-    try:
-        lines = log_path.read_text().splitlines()
-    except FileNotFoundError:
-        return ""
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("level") in ("error", "fatal"):
-            message = str(entry.get("msg", ""))
-    return message
-
-
-def _start_exit_code(message: str) -> int:
-    """Docker's exit codes for a failed start: 127 no such command, 126 cannot run it."""
-    if "executable file not found" in message or "no such file or directory" in message:
-        return 127
-    if "permission denied" in message:
-        return 126
-    return 128
-
-
-def _start_error(message: str) -> CnmError:
-    """Docker's classes: a command that cannot be found or run is the user's error (400)."""
-    text = f"failed to create task for container: OCI runtime create failed: {message}: unknown"
-    if "executable file not found" in message or "no such file or directory" in message:
-        return InvalidParameter(text)
-    if "permission denied" in message:
-        return InvalidParameter(text)
-    return CnmError(text)
