@@ -1,38 +1,26 @@
 """The container runtime: containers' lifecycle on top of the controller's sandboxes.
 
-A container is a record (store key ``container/<id>``) until it starts. Start asks the controller
-for a sandbox and connects it to the container's networks, then runs the process: under runc from
-an OCI bundle (``bundle.py``), or, for the reserved image ``cnm/host``, on the host's filesystem
-through ``hostinit.py``. Any failure undoes every step. Stop ends the process and then removes
-the sandbox, so a stopped container holds no endpoint and no address (Docker does this at stop);
-the record keeps what it asked for (networks, aliases, static addresses), so a start attaches it
-the same way again.
+A container is a record (store key ``container/<id>``, kept by ``table``) until it starts.
+Start asks the controller for a sandbox and connects it to the container's networks
+(``networking``), then runs the process: under runc from an OCI bundle (``imagecontainers``),
+or, for the reserved image ``cnm/host``, on the host's filesystem through hostinit
+(``hostcontainers``). Any failure undoes every step. When the process ends (``exits``) the
+container is torn down: what is left of the run, then the sandbox, so a stopped container holds
+no endpoint and no address (Docker does this at stop); the record keeps what it asked for
+(networks, aliases, static addresses), so a start attaches it the same way again.
 
-Exits. Every child of the daemon is reaped by ``reaper.REAPER``: a container's init, reparented
-to us once ``runc run -d`` returns (the daemon is a child subreaper), reports its status there.
-A container left running by an earlier daemon is not our child; it is watched with a pidfd and
-its exit code read from its zombie (``pidwatch``), or UNKNOWN_EXIT_CODE (137, as for SIGKILL)
-when the zombie is gone (reaped by an init that reaps). The exit handler tears the container down
-in its own thread, never in the reaper's (teardown runs ``runc delete``, a child of its own).
+This class composes the parts and orders their calls; each part owns its own state. Create's
+checks are ``checks``; a container's stdin and terminal ``stdio``; exec sessions ``execs``;
+file locations ``files``; runc itself ``runc``. Nothing here speaks Docker's JSON: callers get
+records (``Container``, ``ContainerNetworkState``, ``ExecInfo``, ``ExecProcess``) and the API
+turns them into Docker's wire format.
 
-Output. The container's stdout and stderr are files opened in append mode and handed to the
-process (runc passes its own stdio to the container when there is no terminal), so output keeps
-flowing while the daemon restarts; the two streams are kept apart, their relative order is not.
-With ``Tty`` the process gets a terminal instead, one stream, copied to stdout.log by a ``cat``
-that outlives the daemon (``console.py``). With ``OpenStdin`` attached clients' input is queued
-and written to the terminal or to a pipe on the process's stdin; ``StdinOnce`` is the API's
-business (it closes the stdin when its first attached client leaves).
-
-Daemon restarts (live restore) and stdio. A terminal survives one: its copier holds it open and
-keeps logging, and the new daemon takes the master back from the copier, so attach input and
-resize work again. A stdin pipe does not: its write end dies with the daemon, so the process
-reads EOF (a ``docker run -di ... sh`` then ends, as after its last input), and input attached
-later is dropped until the next start. Output written by a terminal container between its exit
-and the new daemon noticing it may be cut short in the log.
-
-Locking. ``_lock`` guards the tables and is held briefly; ``_changed`` (on the same lock) wakes
-waiters on exits and removals. A lock per container serialises its lifecycle operations; stop
-and kill never hold it while waiting for an exit, since the exit handler takes it.
+Locking. The table's lock guards the records and is held briefly; waiters on exits and removals
+wait on its condition. A lock per container (``table.lock_for``) serialises the container's
+lifecycle operations: start, the teardown after an exit, the signal of stop and kill, connect,
+disconnect, rename and removal. Stop and kill never hold it while waiting for an exit, since
+the exit handler takes it. The parts' own locks guard only their own tables and are never held
+while calling out.
 
 Docker's 304 answers (start of a running container, stop of a stopped one) raise NotModified.
 """
@@ -41,12 +29,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import secrets
 import signal
 import socket
-import threading
-import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -56,9 +41,10 @@ from typing import BinaryIO
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
-from cnm.runtime import console, pidwatch
+from cnm.runtime import console
 from cnm.runtime.checks import CreateChecks
 from cnm.runtime.execs import ExecProcess, ExecSessions
+from cnm.runtime.exits import ExitWatcher, lost_exit_code
 from cnm.runtime.files import ContainerFiles
 from cnm.runtime.hostcontainers import HostContainers
 from cnm.runtime.imagecontainers import ImageContainers
@@ -73,17 +59,12 @@ from cnm.runtime.model import (
     HostConfig,
     Image,
 )
-from cnm.runtime.names import generate_name
 from cnm.runtime.networking import ContainerNetworking, shares_sandbox
-from cnm.runtime.process import (
-    ContainerProcesses,
-    ExecRequest,
-    exit_code,
-    merge_env,
-    parse_signal,
-)
+from cnm.runtime.process import ContainerProcesses, ExecRequest, merge_env, parse_signal
 from cnm.runtime.reaper import REAPER
 from cnm.runtime.runc import Runc, start_exit_code
+from cnm.runtime.stdio import StdioTable
+from cnm.runtime.table import ContainerTable
 from cnm.store.api import Store
 from cnm.transaction import transaction
 
@@ -93,9 +74,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT_S = 10.0
-UNKNOWN_EXIT_CODE = 137
 TERMINAL_DRAIN_S = 2.0  # after an exit, for the last output of a terminal's holders
-WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 
 ExitListener = Callable[[str, int], None]  # (container id, exit code)
 
@@ -116,27 +95,19 @@ class RuntimeConfig:
 class Runtime:
     def __init__(self, config: RuntimeConfig, store: Store, controller: Controller) -> None:
         self.config = config
-        self.store = store
         self.controller = controller
         self._files = ContainerFiles(config.data_root, config.exec_root)
         self._images = ImageStore(store, config.data_root / "images")
+        self._table = ContainerTable(store)
+        self._checks = CreateChecks(controller)
+        self._networking = ContainerNetworking(controller)
         self._image_containers = ImageContainers(
             Runc(config.runc, self._files.runc_root), self._files
         )
         self._host_containers = HostContainers(self._files)
-        self._checks = CreateChecks(controller)
-        self._networking = ContainerNetworking(controller)
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._containers: dict[str, Container] = {}
-        self._container_locks: dict[str, threading.Lock] = {}
+        self._stdio = StdioTable(self._files)
+        self._exits = ExitWatcher(self._handle_exit)
         self._execs = ExecSessions()
-        self._exits: dict[str, int] = {}  # exits seen per container: wakes next-exit waiters
-        self._removed: dict[str, int] = {}  # removed container -> its last exit code
-        self._pidfds: dict[str, int] = {}  # running container -> pidfd of its first process
-        self._terminals: dict[str, console.Terminal] = {}  # running container with a Tty
-        self._stdins: dict[str, console.Stdin] = {}  # OpenStdin container -> this run's input
-        self._watcher = pidwatch.PidWatcher()
         self._listeners: list[ExitListener] = []
         self._started = False
         self._closed = False
@@ -150,20 +121,16 @@ class Runtime:
         REAPER.acquire()
         self._started = True
         self._images.load()
-        containers = {
-            c.id: c
-            for c in map(Container.from_json, (e.value for e in self.store.list("container/")))
-        }
-        with self._lock:
-            self._containers = containers
-        for container in list(containers.values()):
+        containers = self._table.load()
+        for container in containers:
             if container.state.running:
                 self._restore_running(container)
             else:
                 self._reconcile_stopped(container)
-                self._new_stdin(container)
-        self._image_containers.remove_unknown(set(containers))
-        self._files.remove_unknown(set(containers))
+                self._stdio.new_run(container)
+        known = {c.id for c in containers}
+        self._image_containers.remove_unknown(known)
+        self._files.remove_unknown(known)
         log.info(
             "runtime restored images=%d containers=%d", len(self._images.list()), len(containers)
         )
@@ -172,21 +139,9 @@ class Runtime:
         """Stop watching; containers keep running (live restore)."""
         if not self._started or self._closed:
             return
-        with self._lock:
-            self._closed = True
-            running = [c for c in self._containers.values() if c.state.running]
-            pidfds, self._pidfds = self._pidfds, {}
-            terminals, self._terminals = self._terminals, {}
-            stdins = list(self._stdins.values())
-        for container in running:
-            REAPER.unwatch(container.state.pid)
-        self._watcher.close()
-        for fd in pidfds.values():
-            os.close(fd)
-        for terminal in terminals.values():
-            terminal.detach()
-        for stdin in stdins:
-            stdin.stop()
+        self._closed = True
+        self._exits.close()
+        self._stdio.close()
         REAPER.release()
 
     def subscribe_exit(self, callback: ExitListener) -> None:
@@ -194,51 +149,21 @@ class Runtime:
 
     def _restore_running(self, container: Container) -> None:
         pid, started = container.state.pid, container.state.pid_start_time
-        pidfd = _pidfd_open(pid) if pidwatch.alive(pid, started) else None
-        if pidfd is not None:
-            if pidwatch.alive(pid, started):  # the pidfd names our process, not a reused pid
-                self._pidfds[container.id] = pidfd
-                if container.config.tty:
-                    self._recover_terminal(container)
-                self._watcher.watch(
-                    pidfd, lambda: self._on_restored_exit(container.id, pid, started)
-                )
-                return
-            os.close(pidfd)
-        with self._container_lock(container.id):
-            self._finish(container, self._lost_exit_code(pid, started))
-        self._after_exit(container)
-
-    def _recover_terminal(self, container: Container) -> None:
-        """Take the terminal back from the copier that kept it while no daemon ran."""
-        terminal = console.Terminal.recover(self._files.bundle_dir(container.id))
-        if terminal is None:
-            log.warning("container %s lost its terminal: no input or resize", container.id[:12])
+        if self._exits.adopt(container.id, pid, started):
+            if container.config.tty:
+                self._stdio.recover_terminal(container)
+            self._exits.watch_adopted(container.id)
             return
-        self._new_stdin(container)
-        self._keep_terminal(container, terminal)
-
-    @staticmethod
-    def _lost_exit_code(pid: int, started: int) -> int:
-        """The exit code of a process that is not (or no longer) watched by the reaper: from its
-        zombie, or from the reaper if it was our child and is reaped already."""
-        for attempt in range(2):
-            code = pidwatch.exit_code(pid, started)
-            if code is not None:
-                return code
-            returncode = REAPER.take(pid)
-            if returncode is not None:
-                return exit_code(returncode)
-            if attempt == 0:
-                time.sleep(0.02)  # the reaper may be between waitpid and filing the status
-        return UNKNOWN_EXIT_CODE
+        with self._table.lock_for(container.id):
+            self._finish(container, lost_exit_code(pid, started))
+        self._after_exit(container)
 
     def _reconcile_stopped(self, container: Container) -> None:
         """Remove what a crash in the middle of a stop may have left."""
         self._networking.clean_up_stopped(container)
         if container.sandbox_id:
             container.sandbox_id = None
-            self._save(container)
+            self._table.save(container)
         self._image_containers.clean_up_stopped(container.id)
 
     # ------------------------------------------------------------------ images
@@ -262,60 +187,33 @@ class Runtime:
         container's image cannot be deleted even with force (as Docker)."""
 
         def users(image_id: str) -> list[tuple[str, bool]]:
-            with self._lock:
-                return [
-                    (c.id, c.state.running)
-                    for c in self._containers.values()
-                    if c.image_id == image_id
-                ]
+            return [
+                (c.id, c.state.running)
+                for c in self._table.containers(all=True)
+                if c.image_id == image_id
+            ]
 
         return self._images.remove(ref, force, users)
 
     # ------------------------------------------------------------------ lookups
 
     def containers(self, all: bool = False) -> list[Container]:
-        with self._lock:
-            found = [c for c in self._containers.values() if all or c.state.running]
-            return [copy.deepcopy(c) for c in sorted(found, key=lambda c: c.created, reverse=True)]
+        """Copies, newest first; the running ones only unless ``all``."""
+        return self._table.containers(all)
 
     def container(self, ref: str) -> Container:
-        with self._lock:
-            return copy.deepcopy(self._resolve(ref))
+        """A copy of the container with that id, name or id prefix."""
+        return self._table.copy(ref)
 
     def log_paths(self, ref: str) -> tuple[Path, Path]:
-        return self._files.log_paths(self._resolve(ref).id)
+        return self._files.log_paths(self._table.resolve(ref).id)
+
+    def network_state(self, container: Container) -> ContainerNetworkState:
+        """The container's sandbox, endpoints and published ports as they are now."""
+        return self._networking.state(container)
 
     def _processes(self, container: Container) -> ContainerProcesses:
         return self._image_containers if container.image_id else self._host_containers
-
-    def _resolve(self, ref: str) -> Container:
-        with self._lock:
-            if ref in self._containers:
-                return self._containers[ref]
-            name = ref.removeprefix("/")
-            for container in self._containers.values():
-                if container.name == name:
-                    return container
-            matches = [c for c in self._containers.values() if ref and c.id.startswith(ref)]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
-        raise NotFound(f"No such container: {ref}")
-
-    def _current(self, container_id: str) -> Container:
-        with self._lock:
-            container = self._containers.get(container_id)
-        if container is None:
-            raise NotFound(f"No such container: {container_id}")
-        return container
-
-    def _container_lock(self, container_id: str) -> threading.Lock:
-        with self._lock:
-            return self._container_locks.setdefault(container_id, threading.Lock())
-
-    def _save(self, container: Container) -> None:
-        self.store.put(f"container/{container.id}", container.to_json())
 
     # ------------------------------------------------------------------ create
 
@@ -334,66 +232,42 @@ class Runtime:
         if not is_host_image(config.image):
             image = self._images.get(config.image)
             image_id = image.id
-            if not config.entrypoint and not config.cmd:
-                config.cmd = list(image.cmd)
-            config.entrypoint = config.entrypoint or list(image.entrypoint)
-            config.env = merge_env(image.env, config.env)
-            config.working_dir = config.working_dir or image.working_dir
+            _apply_image_defaults(config, image)
         if not config.entrypoint and not config.cmd:
             raise InvalidParameter("no command specified")
-        host_config.network_mode = self._checks.network_mode(config, host_config, self._resolve)
-        wanted = self._checks.networks(host_config.network_mode, networks)
+        mode = self._checks.network_mode(config, host_config, self._table.resolve)
+        host_config.network_mode = mode
+        wanted = self._checks.networks(mode, networks)
         self._checks.sandbox_options(host_config)
         container_id = secrets.token_hex(32)
         self._checks.ports(config, host_config, list(wanted))
         if not config.hostname:
-            mode = host_config.network_mode
             config.hostname = socket.gethostname() if mode == "host" else container_id[:12]
-        with self._lock:
-            if name is None:
-                name = self._generate_unique_name()
-            else:
-                self._check_name_free(name)
-            container = Container(
+
+        def make(chosen: str) -> Container:
+            return Container(
                 id=container_id,
-                name=name,
+                name=chosen,
                 created=now_rfc3339(),
                 image_id=image_id,
                 config=config,
                 host_config=host_config,
                 networks=wanted,
             )
-            self.store.put(f"container/{container_id}", container.to_json(), expect_revision=0)
-            self._containers[container_id] = container
-            self._exits[container_id] = 0
-        self._new_stdin(container)
+
+        container = self._table.add(name, make)
+        self._stdio.new_run(container)
         self._files.create(container_id)
-        log.info("container created id=%s name=%s", container_id[:12], name)
+        log.info("container created id=%s name=%s", container_id[:12], container.name)
         return copy.deepcopy(container)
-
-    def _generate_unique_name(self) -> str:
-        taken = {c.name for c in self._containers.values()}
-        retry = 0
-        while (name := generate_name(retry)) in taken:
-            retry += 1
-        return name
-
-    def _check_name_free(self, name: str) -> None:
-        for other in self._containers.values():
-            if other.name == name:
-                raise Conflict(
-                    f'Conflict. The container name "/{name}" is already in use by container '
-                    f'"{other.id}". You have to remove (or rename) that container to be able to '
-                    "reuse that name."
-                )
 
     # ------------------------------------------------------------------ start
 
     def start_container(self, ref: str) -> None:
-        container_id = self._resolve(ref).id
+        container_id = self._table.resolve(ref).id
         failed: CnmError | None = None
-        with self._container_lock(container_id):
-            container = self._current(container_id)
+        with self._table.lock_for(container_id):
+            container = self._table.current(container_id)
             if container.state.running:
                 raise NotModified(f"container {container_id} is already running")
             image = None
@@ -409,7 +283,7 @@ class Runtime:
             except CnmError as err:
                 container.state.error = str(err)
                 container.state.exit_code = start_exit_code(str(err))
-                self._save(container)
+                self._table.save(container)
                 failed = err
         if failed is not None:
             # As Docker: the attached clients and waiters are let go, and --rm removes it.
@@ -419,31 +293,23 @@ class Runtime:
         log.info("container started id=%s pid=%d", container_id[:12], container.state.pid)
 
     def _start(self, container: Container, image: Image | None) -> None:
+        lender = None
+        if shares_sandbox(container):
+            lender = self._table.current(
+                container.host_config.network_mode.removeprefix("container:")
+            )
         stdio = console.ProcessStdio()
         with transaction() as txn:
-            lender = None
-            if shares_sandbox(container):
-                lender = self._current(
-                    container.host_config.network_mode.removeprefix("container:")
-                )
             sandbox = self._networking.attach(container, txn, lender)
             txn.on_failure("stdio", stdio.close)
             files = self._networking.sandbox_files(sandbox)
             if image is None:
-                pid = self._host_containers.start(
-                    container,
-                    sandbox,
-                    files,
-                    stdio,
-                    txn,
-                    lambda child, rc: self._on_exit(container.id, child, rc),
-                )
+                on_exit = self._exits.on_reaped(container.id)
+                pid = self._host_containers.start(container, sandbox, files, stdio, txn, on_exit)
             else:
                 pid = self._image_containers.start(container, image, sandbox, files, stdio, txn)
-            started = pidwatch.start_time(pid)
-            pidfd = _pidfd_open(pid)  # None: it ended already; the reaper has its status
-            if pidfd is not None:
-                txn.on_failure("pidfd", lambda: os.close(pidfd))
+            started = self._exits.pin(container.id, pid)
+            txn.on_failure("pidfd", lambda: self._exits.release(container.id))
             state = ContainerState(
                 status="running",
                 pid=pid,
@@ -454,76 +320,24 @@ class Runtime:
             updated = copy.deepcopy(container)
             updated.state = state
             updated.sandbox_id = sandbox.id
-            self._save(updated)
-        container.state = state
-        container.sandbox_id = sandbox.id
-        if pidfd is not None:
-            with self._lock:
-                self._pidfds[container.id] = pidfd
-        self._keep_stdio(container, stdio)
-        if image is not None:  # host processes were registered by spawn
-            REAPER.watch(pid, lambda p, rc: self._on_exit(container.id, p, rc))
-
-    def _new_stdin(self, container: Container) -> None:
-        """The input queue of the container's next run (OpenStdin only)."""
-        if container.config.open_stdin:
-            with self._lock:
-                self._stdins[container.id] = console.Stdin()
-
-    def _keep_stdio(self, container: Container, stdio: console.ProcessStdio) -> None:
-        """Hold what a start left of the process's stdio: the terminal (its copier starts) or
-        the stdin pipe, which the input queue now feeds."""
-        if stdio.master >= 0:
-            bundle_dir = self._files.bundle_dir(container.id)
-            bundle_dir.mkdir(parents=True, exist_ok=True)  # a host container has no bundle
-            out_log = self._files.log_paths(container.id)[0]
-            try:
-                terminal = console.Terminal.start(stdio.master, out_log, bundle_dir)
-            except OSError:
-                log.exception("cannot log the terminal of %s", container.id[:12])
-                stdio.close()  # hangs the terminal up
-                return
-            stdio.master = -1
-            self._keep_terminal(container, terminal)
-        with self._lock:
-            stdin = self._stdins.get(container.id)
-        if stdin is not None and stdio.stdin >= 0:
-            stdin.feed(stdio.stdin, f"cnm-stdin-{container.id[:12]}")
-            stdio.stdin = -1
-        stdio.close()
-
-    def _keep_terminal(self, container: Container, terminal: console.Terminal) -> None:
-        with self._lock:
-            self._terminals[container.id] = terminal
-            stdin = self._stdins.get(container.id)
-        if stdin is not None:
-            stdin.feed(terminal.input_fd(), f"cnm-stdin-{container.id[:12]}")
+            self._table.save(updated)
+        with self._table.lock:
+            container.state = state
+            container.sandbox_id = sandbox.id
+        self._stdio.keep(container, stdio)
+        if image is not None:  # a host container's process is our child: spawn watches it
+            self._exits.watch_child(container.id, pid)
 
     # ------------------------------------------------------------------ exits
 
-    def _on_exit(self, container_id: str, pid: int, returncode: int) -> None:
-        """From the reaper thread: hand the teardown to a thread of its own."""
-        threading.Thread(
-            target=self._handle_exit,
-            args=(container_id, pid, exit_code(returncode)),
-            name=f"cnm-exit-{container_id[:12]}",
-            daemon=True,
-        ).start()
-
-    def _on_restored_exit(self, container_id: str, pid: int, started: int) -> None:
-        threading.Thread(
-            target=lambda: self._handle_exit(container_id, pid, self._lost_exit_code(pid, started)),
-            name=f"cnm-exit-{container_id[:12]}",
-            daemon=True,
-        ).start()
-
     def _handle_exit(self, container_id: str, pid: int, code: int) -> None:
-        if self._closed:
-            return
-        with self._container_lock(container_id):
-            with self._lock:
-                container = self._containers.get(container_id)
-            if container is None or not container.state.running or container.state.pid != pid:
+        """The exit watcher's handler, in a thread of its own."""
+        with self._table.lock_for(container_id):
+            try:
+                container = self._table.current(container_id)
+            except NotFound:
+                return
+            if not container.state.running or container.state.pid != pid:
                 return
             self._finish(container, code)
         self._after_exit(container)
@@ -532,17 +346,16 @@ class Runtime:
         """Tear a container down after its process ended and record the exit (the caller
         holds the container's lock)."""
         self._teardown(container)
-        self._new_stdin(container)
-        container.state = ContainerState(
-            status="exited",
-            exit_code=code,
-            started_at=container.state.started_at,
-            finished_at=now_rfc3339(),
-        )
-        self._save(container)
-        with self._changed:
-            self._exits[container.id] = self._exits.get(container.id, 0) + 1
-            self._changed.notify_all()
+        self._stdio.new_run(container)
+        with self._table.lock:
+            container.state = ContainerState(
+                status="exited",
+                exit_code=code,
+                started_at=container.state.started_at,
+                finished_at=now_rfc3339(),
+            )
+        self._table.save(container)
+        self._table.record_exit(container.id)
         log.info("container exited id=%s code=%d", container.id[:12], code)
 
     def _after_exit(self, container: Container) -> None:
@@ -556,84 +369,52 @@ class Runtime:
                 self._remove(container.id)
 
     def _teardown(self, container: Container) -> None:
-        with self._lock:
-            pidfd = self._pidfds.pop(container.id, None)
-            terminal = self._terminals.pop(container.id, None)
-            stdin = self._stdins.pop(container.id, None)
-        if stdin is not None:
-            stdin.stop()
-        if pidfd is not None:
-            self._watcher.unwatch(pidfd)
-            os.close(pidfd)
+        self._exits.release(container.id)
+        terminal = self._stdio.end_run(container.id)
         self._processes(container).end(container)
         if terminal is not None:  # its last output is logged before the exit is reported
             terminal.finish(TERMINAL_DRAIN_S)
         # A host container's exec, or a sidecar, may still hold the namespace.
-        detach = not container.image_id or self._borrowed(container)
+        detach = not container.image_id or self._table.sandbox_borrowed(container)
         self._networking.release(container, detach)
-        container.sandbox_id = None
-
-    def _borrowed(self, container: Container) -> bool:
-        """Another running container shares this one's sandbox (network mode container:)."""
-        with self._lock:
-            return any(
-                other.state.running and other.sandbox_id == container.sandbox_id
-                for other in self._containers.values()
-                if other.id != container.id
-            )
+        with self._table.lock:
+            container.sandbox_id = None
 
     # ------------------------------------------------------------------ stop / kill / wait
 
     def _signal(self, container: Container, signum: int, everyone: bool = False) -> None:
         """``signum`` to the container's first process, and with ``everyone`` to the rest."""
-        with self._lock:
-            pidfd = self._pidfds.get(container.id)
-        if pidfd is not None:
-            with suppress(ProcessLookupError):
-                signal.pidfd_send_signal(pidfd, signum)
+        self._exits.signal(container.id, signum)
         if everyone:
             self._processes(container).signal_all(container, signum)
-
-    def _await_exit(self, container_id: str, seen: int, timeout: float | None) -> bool:
-        with self._changed:
-            return self._changed.wait_for(
-                lambda: (
-                    self._exits.get(container_id, 0) > seen or container_id not in self._containers
-                ),
-                timeout,
-            )
 
     def stop_container(self, ref: str, timeout: int | None = DEFAULT_STOP_TIMEOUT) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds (None: 10; negative: no SIGKILL);
         returns once the container is torn down. NotModified if it is not running."""
-        container_id = self._resolve(ref).id
-        with self._container_lock(container_id):
-            container = self._current(container_id)
+        container_id = self._table.resolve(ref).id
+        with self._table.lock_for(container_id):
+            container = self._table.current(container_id)
             if not container.state.running:
                 raise NotModified(f"container {container_id} is already stopped")
-            with self._lock:
-                seen = self._exits.get(container_id, 0)
+            seen = self._table.exits_seen(container_id)
             self._signal(container, signal.SIGTERM)
         grace = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
-        if self._await_exit(container_id, seen, None if grace < 0 else grace):
+        if self._table.await_exit(container_id, seen, None if grace < 0 else grace):
             return
         self._signal(container, signal.SIGKILL, everyone=True)
-        if not self._await_exit(container_id, seen, KILL_WAIT_S):
+        if not self._table.await_exit(container_id, seen, KILL_WAIT_S):
             raise CnmError(f"container {container_id} did not stop after SIGKILL")
 
-    def kill_container(self, ref: str, signal: str | int = "SIGKILL") -> None:
+    def kill_container(self, ref: str, signal_name: str | int = "SIGKILL") -> None:
         """Send a signal to the container's first process; for SIGKILL, wait until it is torn
         down (as Docker does)."""
-        signum = parse_signal(signal)
-        container_id = self._resolve(ref).id
-        with self._container_lock(container_id):
-            container = self._current(container_id)
-            if not container.state.running:
-                raise Conflict(f"Container {container_id} is not running")
-            with self._lock:
-                seen = self._exits.get(container_id, 0)
-            self._signal(container, signum, everyone=signum == _SIGKILL)
-        if signum == _SIGKILL and not self._await_exit(container_id, seen, KILL_WAIT_S):
+        signum = parse_signal(signal_name)
+        container_id = self._table.resolve(ref).id
+        with self._table.lock_for(container_id):
+            container = _running(self._table.current(container_id))
+            seen = self._table.exits_seen(container_id)
+            self._signal(container, signum, everyone=signum == signal.SIGKILL)
+        if signum == signal.SIGKILL and not self._table.await_exit(container_id, seen, KILL_WAIT_S):
             raise CnmError(f"container {container_id} did not stop after SIGKILL")
 
     def restart_container(self, ref: str, timeout: int | None = DEFAULT_STOP_TIMEOUT) -> None:
@@ -644,83 +425,48 @@ class Runtime:
     def wait_container(
         self, ref: str, condition: str = "not-running", timeout: float | None = None
     ) -> int:
-        """Block until ``condition`` holds and return the exit code; TimeoutError after
-        ``timeout`` seconds."""
-        if condition not in WAIT_CONDITIONS:
-            raise InvalidParameter(f"invalid condition: {condition!r}")
-        container_id = self._resolve(ref).id
-        with self._changed:
-            seen = self._exits.get(container_id, 0)
-
-            def done() -> bool:
-                container = self._containers.get(container_id)
-                if container is None:
-                    return True
-                if condition == "removed":
-                    return False
-                if condition == "next-exit":
-                    return self._exits.get(container_id, 0) > seen
-                return not container.state.running
-
-            if not self._changed.wait_for(done, timeout):
-                raise TimeoutError(f"container {container_id} did not reach {condition}")
-            container = self._containers.get(container_id)
-            if container is None:
-                return self._removed.get(container_id, 0)
-            return container.state.exit_code
+        """Block until ``condition`` (not-running, next-exit, removed) holds and return the
+        exit code; TimeoutError after ``timeout`` seconds."""
+        return self._table.wait(ref, condition, timeout)
 
     # ------------------------------------------------------------------ remove / rename
 
     def remove_container(self, ref: str, force: bool = False) -> None:
-        container = self._resolve(ref)
+        container = self._table.resolve(ref)
         if container.state.running:
             if not force:
-                raise Conflict(
-                    f"You cannot remove a running container {container.id}. Stop the container "
-                    "before attempting removal or force remove"
-                )
+                raise Conflict(_RUNNING.format(container.id))
             with suppress(Conflict):  # it ended meanwhile
                 self.kill_container(container.id, "SIGKILL")
         self._remove(container.id)
 
     def _remove(self, container_id: str) -> None:
-        with self._container_lock(container_id):
-            container = self._current(container_id)
+        with self._table.lock_for(container_id):
+            container = self._table.current(container_id)
             if container.state.running:
-                raise Conflict(
-                    f"You cannot remove a running container {container_id}. Stop the container "
-                    "before attempting removal or force remove"
-                )
-            self.store.delete(f"container/{container_id}")  # files left by a crash: see start
-            self._files.remove(container_id)
-            with self._changed:
-                del self._containers[container_id]
-                self._exits.pop(container_id, None)
-                self._stdins.pop(container_id, None)
-                self._removed[container_id] = container.state.exit_code
-                self._changed.notify_all()
+                raise Conflict(_RUNNING.format(container_id))
+            self._table.remove(container_id, lambda: self._files.remove(container_id))
+            self._stdio.forget(container_id)
             self._execs.forget_container(container_id)
-        with self._lock:
-            self._container_locks.pop(container_id, None)
         log.info("container removed id=%s", container_id[:12])
 
     def rename_container(self, ref: str, new_name: str) -> None:
         name = validate.container_name(new_name)
-        container_id = self._resolve(ref).id
-        with self._container_lock(container_id):
-            with self._lock:
-                container = self._current(container_id)
+        container_id = self._table.resolve(ref).id
+        with self._table.lock_for(container_id):
+            with self._table.lock:
+                container = self._table.current(container_id)
                 if container.name == name:
                     raise InvalidParameter(
                         "Renaming a container with the same name as its current name"
                     )
-                self._check_name_free(name)
+                self._table.check_name_free(name)
                 old_name, container.name = container.name, name
             try:
                 self._networking.rename(container, name)
-                self._save(container)
+                self._table.save(container)
             except BaseException:
-                with self._lock:
+                with self._table.lock:
                     container.name = old_name
                 with suppress(CnmError):
                     self._networking.rename(container, old_name)
@@ -732,38 +478,16 @@ class Runtime:
         """Input for the container's stdin, kept until its process reads it (that of its next
         run if it is not running). Dropped without OpenStdin, after ``close_stdin``, and while
         a run's stdin is lost to a daemon restart."""
-        container_id = self._resolve(ref).id
-        with self._lock:
-            stdin = self._stdins.get(container_id)
-        if stdin is not None:
-            stdin.write(data)
+        self._stdio.write(self._table.resolve(ref).id, data)
 
     def close_stdin(self, ref: str) -> None:
         """The end of the input: the process reads EOF after the rest (Docker's StdinOnce)."""
-        container_id = self._resolve(ref).id
-        with self._lock:
-            stdin = self._stdins.get(container_id)
-        if stdin is not None:
-            stdin.close()
+        self._stdio.close_input(self._table.resolve(ref).id)
 
     def resize_container(self, ref: str, height: int, width: int) -> None:
         """Set the size of a running container's terminal (nothing to do without a Tty)."""
         console.check_size(height, width)
-        container = self._resolve(ref)
-        if not container.state.running:
-            raise Conflict(f"Container {container.id} is not running")
-        with self._lock:
-            terminal = self._terminals.get(container.id)
-        if terminal is not None:
-            terminal.resize(height, width)
-
-    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
-        """Set the size of a running exec's terminal (nothing to do without one)."""
-        console.check_size(height, width)
-        session = self._execs.get(exec_id)
-        if not self._current(session.container_id).state.running:
-            raise Conflict(f"Container {session.container_id} is not running")
-        session.resize(height, width)
+        self._stdio.resize(_running(self._table.resolve(ref)).id, height, width)
 
     # ------------------------------------------------------------------ exec
 
@@ -778,19 +502,22 @@ class Runtime:
         console_size: tuple[int, int] = (0, 0),
     ) -> str:
         """A new exec session in a running container; its id."""
-        container = self._resolve(ref)
-        if not container.state.running:
-            raise Conflict(f"Container {container.id} is not running")
+        container = _running(self._table.resolve(ref))
         request = ExecRequest(list(cmd), list(env), workdir, tty)
         return self._execs.create(container.id, request, open_stdin, console_size).id
 
     def exec_start(self, exec_id: str) -> ExecProcess:
         """Start an exec's process; its streams and exit code."""
         session = self._execs.get(exec_id)
-        container = self._current(session.container_id)
-        if not container.state.running:
-            raise Conflict(f"Container {container.id} is not running")
+        container = _running(self._table.current(session.container_id))
         return session.start(self._processes(container).exec_command(container, session.request))
+
+    def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        """Set the size of a running exec's terminal (nothing to do without one)."""
+        console.check_size(height, width)
+        session = self._execs.get(exec_id)
+        _running(self._table.current(session.container_id))
+        session.resize(height, width)
 
     def exec_inspect(self, exec_id: str) -> ExecInfo:
         return self._execs.get(exec_id).info()
@@ -800,44 +527,51 @@ class Runtime:
     def connect(self, ref: str, network_ref: str, request: EndpointRequest) -> None:
         """Attach to a network: at once if running (the interface appears inside), else at the
         next start. Forbidden for a container sharing another's or the host's namespace."""
-        container_id = self._resolve(ref).id
-        with self._container_lock(container_id):
-            container = self._current(container_id)
+        container_id = self._table.resolve(ref).id
+        with self._table.lock_for(container_id):
+            container = self._table.current(container_id)
             network, checked = self._networking.connect(container, network_ref, request)
-            with self._lock:
+            with self._table.lock:
                 container.networks[network.name] = checked
             try:
-                self._save(container)
+                self._table.save(container)
             except BaseException:
-                with self._lock:
+                with self._table.lock:
                     del container.networks[network.name]
                 self._networking.undo_connect(container, network)
                 raise
 
     def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
-        container_id = self._resolve(ref).id
-        with self._container_lock(container_id):
-            container = self._current(container_id)
+        container_id = self._table.resolve(ref).id
+        with self._table.lock_for(container_id):
+            container = self._table.current(container_id)
             name = self._networking.disconnect(container, network_ref, force)
-            with self._lock:
+            with self._table.lock:
                 request = container.networks.pop(name)
             try:
-                self._save(container)
+                self._table.save(container)
             except BaseException:
-                with self._lock:
+                with self._table.lock:
                     container.networks[name] = request
                 raise
 
-    def network_state(self, container: Container) -> ContainerNetworkState:
-        """The container's sandbox, endpoints and published ports as they are now."""
-        return self._networking.state(container)
+
+_RUNNING = (
+    "You cannot remove a running container {}. Stop the container before attempting removal "
+    "or force remove"
+)
 
 
-_SIGKILL = signal.SIGKILL
+def _running(container: Container) -> Container:
+    if not container.state.running:
+        raise Conflict(f"Container {container.id} is not running")
+    return container
 
 
-def _pidfd_open(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:
-        return None
+def _apply_image_defaults(config: ContainerConfig, image: Image) -> None:
+    """What the container does not say, the image does: command, environment, directory."""
+    if not config.entrypoint and not config.cmd:
+        config.cmd = list(image.cmd)
+    config.entrypoint = config.entrypoint or list(image.entrypoint)
+    config.env = merge_env(image.env, config.env)
+    config.working_dir = config.working_dir or image.working_dir
