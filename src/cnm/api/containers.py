@@ -287,7 +287,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     b = backend(request)
     container = await b.run(b.rt.container, _ref(request))
     tails = await _tails(b, container, stdout, stderr, from_start=True)
-    finished = None
+    finished: asyncio.Future[Any] | None = None
     if query_bool(request, "follow") and container.state.running:
         finished = _finished(b, request.app[EXITS], container, tails)
     multiplexed = not container.config.tty
@@ -345,9 +345,8 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
             _feed_stdin(b, container, streams.client_input(request), detached)
         )
         if finished is not None:
-            until = asyncio.ensure_future(
-                asyncio.wait({finished, detached}, return_when=asyncio.FIRST_COMPLETED)
-            )
+            either: set[asyncio.Future[Any]] = {finished, detached}
+            until = asyncio.ensure_future(asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED))
     try:
         await streams.follow(tails, streams.stream_writer(response, multiplexed), until, request)
     except ConnectionError:
