@@ -3,8 +3,7 @@ while it exists, release at stop, and the typed view that inspect shows.
 
 A running container holds a sandbox of its own (made at start, deleted at stop, so a stopped
 container holds no endpoint and no address, as in Docker), or borrows another container's
-(network mode ``container:<id>``), or, in host mode, the controller's sandbox of the host
-namespace. The record keeps what the container asked for (``Container.networks``: networks,
+(network mode ``container:<id>``); in host mode its sandbox's namespace is the host's. The record keeps what the container asked for (``Container.networks``: networks,
 aliases, static addresses, in join order), so every start attaches it the same way again;
 eth0 is the network mode's network. A connect of a stopped container only changes that record.
 
