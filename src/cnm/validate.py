@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 
 from cnm.errors import InvalidParameter
 
@@ -69,6 +70,18 @@ def ip_address_of_version(text: str, version: int) -> IPAddress:
         raise InvalidParameter(f"invalid IPv{version} address: {text}") from None
     if address.version != version:
         raise InvalidParameter(f"invalid IPv{version} address: {text}")
+    return address
+
+
+def static_address(text: str, version: int, subnets: Iterable[str]) -> IPAddress:
+    """An endpoint's static address on a network: of the family asked for, inside one of the
+    network's ``subnets``."""
+    address = ip_address_of_version(text, version)
+    if not any(address in ipaddress.ip_network(subnet) for subnet in subnets):
+        raise InvalidParameter(
+            "invalid endpoint settings:\n"
+            f"no configured subnet or ip-range contain the IP address {text}"
+        )
     return address
 
 

@@ -77,3 +77,13 @@ def test_links_as_dockers_parse_link() -> None:
     for bad in ("a:b:c", "web:", ":www"):
         with pytest.raises(InvalidParameter, match="bad format for links"):
             validate.link(bad)
+
+
+def test_static_addresses_must_lie_in_a_subnet_of_the_network() -> None:
+    subnets = ["10.0.0.0/24", "fd00::/64"]
+    assert validate.static_address("10.0.0.9", 4, subnets) == ipaddress.ip_address("10.0.0.9")
+    assert validate.static_address("fd00::9", 6, subnets) == ipaddress.ip_address("fd00::9")
+    with pytest.raises(InvalidParameter, match="no configured subnet or ip-range contain"):
+        validate.static_address("10.0.1.9", 4, subnets)
+    with pytest.raises(InvalidParameter, match="invalid IPv6 address"):
+        validate.static_address("10.0.0.9", 6, subnets)
