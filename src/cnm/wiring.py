@@ -2,11 +2,11 @@
 
 The controller imports only contracts (the driver, IPAM, store and firewall APIs); this module
 is where the implementations are chosen: the host namespace's netlink handle, the nftables
-firewall, the host-port mapper, the bridge, host, null and overlay drivers, and the default IPAM
-with Docker's pools. The daemon calls it, and so does in-process use (tests, benchmarks, the
-library); either can build a ``Controller`` from other parts instead. The overlay driver is
-always registered; without an advertise address (no cluster store) it refuses to make
-networks, saying how to give one.
+firewall, the host-port mapper, the bridge, host, null, macvlan, ipvlan (a refusal) and overlay
+drivers, and the default IPAM with Docker's pools. The daemon calls it, and so does in-process
+use (tests, benchmarks, the library); either can build a ``Controller`` from other parts
+instead. The overlay driver is always registered; without an advertise address (no cluster
+store) it refuses to make networks, saying how to give one.
 
 The host namespace is the calling thread's when this runs: build the controller inside the
 namespace that plays the host.
@@ -22,6 +22,8 @@ from cnm.controller import Controller, ControllerConfig
 from cnm.controller.controller import Parts
 from cnm.drivers.bridge import BridgeDriver
 from cnm.drivers.host import HostDriver
+from cnm.drivers.ipvlan import IpvlanDriver
+from cnm.drivers.macvlan import MacvlanDriver
 from cnm.drivers.null import NullDriver
 from cnm.drivers.overlay import OverlayDriver
 from cnm.firewall.nftables import NftablesFirewall
@@ -62,7 +64,14 @@ def build_controller(
         host=host,
         firewall=firewall,
         port_mapper=port_mapper,
-        drivers=[bridge, HostDriver(), NullDriver(), overlay],
+        drivers=[
+            bridge,
+            HostDriver(),
+            NullDriver(),
+            MacvlanDriver(host),
+            IpvlanDriver(host),
+            overlay,
+        ],
         ipams=[ipam],
     )
     return Controller(config, store, parts)

@@ -30,9 +30,16 @@ from cnm.model import Endpoint, EndpointOptions, Network
 from cnm.store.api import Store
 from cnm.transaction import Transaction, transaction
 
+LEGACY_LINKS = (
+    "links on the default bridge network (legacy links) are not supported by cnm: on a "
+    "user-defined network --link makes an alias the linking container resolves"
+)
 
-def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
-    """What a driver is told of an endpoint."""
+
+def endpoint_spec(
+    endpoint: Endpoint, joined: bool = False, sandbox_key: str | None = None
+) -> EndpointSpec:
+    """What a driver is told of an endpoint (where it is joined only at restore)."""
     return EndpointSpec(
         network_id=endpoint.network_id,
         endpoint_id=endpoint.id,
@@ -42,6 +49,8 @@ def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
         ),
         mac_address=endpoint.mac_address,
         joined=joined,
+        sandbox_key=sandbox_key if joined else None,
+        ifname=endpoint.ifname if joined else None,
     )
 
 
@@ -153,6 +162,8 @@ class Endpoints:
             raise InvalidParameter(
                 "network-scoped alias is supported only for containers in user defined networks"
             )
+        if network.predefined and options.links:
+            raise InvalidParameter(LEGACY_LINKS)
         mac_address = None
         if options.mac_address is not None:
             mac_address = validate.mac_address(options.mac_address)
@@ -166,6 +177,7 @@ class Endpoints:
             mac_address=mac_address,
             aliases=list(options.aliases),
             gateway_priority=options.gateway_priority,
+            links=dict(options.links),
         )
         with transaction() as txn:
             self._allocate_addresses(network, endpoint, txn)

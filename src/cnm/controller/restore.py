@@ -6,12 +6,19 @@ the endpoints of missing networks or sandboxes); kernel objects no record names 
 replayed with every recorded pool and address (it keeps no state of its own); then each driver
 adopts its networks and endpoints, recreating what is missing. libnetwork's sandbox_store.go
 does the same job.
+
+Inside each restored sandbox, an ``ethN`` link that no joined endpoint names is a join that
+crashed before its record was committed, and is removed: the interface names are the
+controller's (``joins.py``), so this needs no driver's help. A bridge veth's peer is gone by
+then with its host end, but a macvlan child lives only inside the sandbox and nothing else
+would find it; left there, it would take the name the next join wants.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +29,13 @@ from cnm.controller.registry import Registry
 from cnm.controller.sandboxes import HOST_NAMESPACE_KEY
 from cnm.ipamapi import LOCAL_ADDRESS_SPACE
 from cnm.model import Endpoint, Network, Sandbox
+from cnm.osl.links import sandbox_network
 from cnm.osl.namespace import delete_netns, is_netns_mount
 from cnm.store.api import Delete, Store
 
 log = logging.getLogger(__name__)
+
+ENDPOINT_IFNAME = re.compile(r"^eth\d+$")
 
 
 @dataclass
@@ -61,6 +71,10 @@ def restore(store: Store, registry: Registry, netns_dir: Path, files: SandboxFil
             log.warning("removing orphaned namespace %s", path)
             delete_netns(path)
     files.remove_unknown(set(sandboxes))
+    for sandbox in sandboxes.values():
+        if not sandbox.use_host_network:
+            names = {e.ifname for e in endpoints.values() if e.sandbox_id == sandbox.id}
+            _remove_unjoined_interfaces(sandbox, names)
     for network in networks.values():
         _replay_ipam(
             registry, network, [e for e in endpoints.values() if e.network_id == network.id]
@@ -69,12 +83,28 @@ def restore(store: Store, registry: Registry, netns_dir: Path, files: SandboxFil
         driver.restore(
             [network_spec(n) for n in networks.values() if n.driver == driver.name],
             [
-                endpoint_spec(e, joined=e.sandbox_id is not None)
+                endpoint_spec(
+                    e,
+                    joined=e.sandbox_id is not None,
+                    sandbox_key=sandboxes[e.sandbox_id].key if e.sandbox_id else None,
+                )
                 for e in endpoints.values()
                 if networks[e.network_id].driver == driver.name
             ],
         )
     return Restored(networks, endpoints, sandboxes)
+
+
+def _remove_unjoined_interfaces(sandbox: Sandbox, joined: set[str | None]) -> None:
+    with sandbox_network(sandbox.key) as sandbox_net:
+        for link in list(sandbox_net.links.summaries()):
+            if ENDPOINT_IFNAME.match(link.name) and link.name not in joined:
+                log.warning(
+                    "removing %s from sandbox %s: no joined endpoint names it",
+                    link.name,
+                    sandbox.id[:12],
+                )
+                sandbox_net.links.delete(link.index)
 
 
 def _values(store: Store, prefix: str) -> list[bytes]:

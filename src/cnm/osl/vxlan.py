@@ -98,10 +98,7 @@ def create_vxlan(
     if index is None:
         raise CnmError(f"VXLAN device {name} vanished right after creation")
     try:
-        try:
-            host.links.ipr.link("set", index=index, ifalias=alias)
-        except NetlinkError as err:
-            raise netlink_error(err, f"tag VXLAN device {name}") from err
+        host.tag(index, alias)
         if not ipv6:
             with host.inside():
                 write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "1")
