@@ -260,12 +260,9 @@ class OverlayHost:
             self.host = HostNetwork()
             self.firewall = NftablesFirewall()
             self.ports = PortMapper(self.host)
+        options: dict[str, Any] = {"advertise_address": ipaddress.ip_address(self.sim.address)}
         self.driver = OverlayDriver(
-            self.host,
-            self.firewall,
-            self.ports,
-            advertise_address=ipaddress.ip_address(self.sim.address),
-            **driver_options,
+            self.host, self.firewall, self.ports, **options | driver_options
         )
         self.bridge_driver = BridgeDriver(self.host, self.firewall, self.ports)
         self.firewall.start()

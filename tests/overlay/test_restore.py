@@ -6,6 +6,7 @@ veths; and leaves the bridge driver's links alone, as that driver leaves the ove
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable
 
@@ -163,3 +164,41 @@ def test_a_restart_keeps_egress_working(make_hosts: Hosts, ids: MemoryIds) -> No
     assert a.info.gateway == ipaddress.ip_address("10.100.0.1")
     a.check_route("10.100.0.1")
     assert a.ping("10.100.0.1")
+
+
+def test_records_that_cannot_be_restored_are_skipped_and_their_devices_go(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    (h1,) = make_hosts(1)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    h1.driver.create_network(spec)
+    a = h1.attach(spec, "10.100.0.2/24", name="a")
+    h1.stop()
+    h1.start(advertise_address=None)  # restarted without --cluster-advertise
+    h1.driver.restore([spec], [endpoint_spec(a)])
+    assert settled_links(h1, []) == []
+
+    h1.stop()
+    h1.start()
+    h1.driver.restore([], [])
+    h1.driver.create_network(spec)
+    b = h1.attach(spec, "10.100.0.3/24", name="b")
+    broken = dataclasses.replace(spec, options={})  # its VNI lost by whoever rewrote it
+    h1.stop()
+    h1.start()
+    h1.driver.restore([broken], [endpoint_spec(b)])
+    assert settled_links(h1, []) == []
+
+
+def test_deleting_a_network_removes_its_devices_even_with_endpoints_joined(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    (h1,) = make_hosts(1)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    h1.driver.create_network(spec)
+    h1.attach(spec, "10.100.0.2/24")
+    h1.driver.delete_network(spec.network_id)
+    h1.host.drain_deletions()
+    assert bridge_name(spec.network_id) not in own_links(h1)
+    assert vxlan_name(spec.network_id) not in own_links(h1)
+    assert bridge_name(spec.network_id) not in firewall_bridges(h1)

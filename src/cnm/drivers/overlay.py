@@ -94,7 +94,7 @@ from cnm.drivers.bridging import (
     report_network,
     unpublish,
 )
-from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound, Unavailable
+from cnm.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavailable
 from cnm.firewall.api import EndpointRules, Firewall
 from cnm.model import PortMapping, PortRequest
 from cnm.osl import ipsec
@@ -624,9 +624,15 @@ class OverlayDriver(NetworkDriver):
     def restore(self, networks: list[NetworkSpec], endpoints: list[EndpointSpec]) -> None:
         """Adopt the devices of networks with joined endpoints here (recreating what is
         missing or no longer matches), remove those of other networks and every tagged link
-        no record names. FDB and neighbour entries on adopted devices stay until
+        no record names. A network without a valid VNI, or any network when this host has no
+        advertise address, is logged and left out (its devices go), as are its endpoints:
+        records from the cluster store never stop a daemon's start. FDB and neighbour entries on adopted devices stay until
         ``remove_peer`` or ``sync_peers`` says otherwise, so containers keep reaching other
         hosts while the cluster store is away."""
+        if networks and self.advertise_address is None:
+            log.error("overlay networks cannot work without a cluster advertise address; "
+                      "their devices on this host are removed")  # fmt: skip
+            networks = []
         for spec in networks:
             try:
                 vni = parse_vni(spec.options.get(OPT_VNI, ""))
@@ -636,7 +642,11 @@ class OverlayDriver(NetworkDriver):
             self._networks[spec.network_id] = _OverlayNetwork(spec, vni, self._mtu(spec))
         for endpoint in endpoints:
             if endpoint.network_id not in self._networks:
-                raise CnmError(f"endpoint {endpoint.endpoint_id[:12]} names an unknown network")
+                log.error(
+                    "endpoint %s names an overlay network not restored here; skipped",
+                    endpoint.endpoint_id[:12],
+                )
+                continue
             self._endpoints[endpoint.endpoint_id] = _OverlayEndpoint(
                 endpoint.network_id,
                 (endpoint.mac_address or random_mac()).lower(),
@@ -645,7 +655,7 @@ class OverlayDriver(NetworkDriver):
             )
             if endpoint.joined:
                 self._networks[endpoint.network_id].joined.add(endpoint.endpoint_id)
-        joined_veths = {host_veth_name(s.endpoint_id) for s in endpoints if s.joined}
+        joined_veths = {host_veth_name(e) for e, known in self._endpoints.items() if known.joined}
         scan = TaggedLinks.scan(self.host, NETWORK_ALIAS)
         for link in scan.stray_veths(joined_veths):
             self.host.links.delete(link.index)
