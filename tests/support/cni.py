@@ -115,7 +115,9 @@ class Attachment:
 
 class CniError(AssertionError):
     def __init__(self, plugin: str, outcome: Outcome) -> None:
-        super().__init__(f"{plugin} failed ({outcome.returncode}): {outcome.output} {outcome.stderr}")
+        super().__init__(
+            f"{plugin} failed ({outcome.returncode}): {outcome.output} {outcome.stderr}"
+        )
         self.outcome = outcome
 
 
@@ -146,9 +148,7 @@ class CniRuntime:
         if attachment is not None:
             offered = plugin.get("capabilities", {})
             runtime_config = {
-                key: value
-                for key, value in attachment.capability_args.items()
-                if offered.get(key)
+                key: value for key, value in attachment.capability_args.items() if offered.get(key)
             }
             if runtime_config:
                 config["runtimeConfig"] = runtime_config
@@ -178,7 +178,9 @@ class CniRuntime:
     def add(self, attachment: Attachment) -> Any:
         prev = None
         for plugin in self.netconf["plugins"]:
-            outcome = self._run("ADD", plugin, self.request_config(plugin, attachment, prev), attachment)
+            outcome = self._run(
+                "ADD", plugin, self.request_config(plugin, attachment, prev), attachment
+            )
             if outcome.returncode != 0:
                 raise CniError(plugin["type"], outcome)
             prev = outcome.output
