@@ -159,8 +159,12 @@ class Sandboxes:
             raise InvalidParameter("a host-network sandbox cannot adopt a network namespace")
         if not os.path.isabs(path):
             raise InvalidParameter(f"network namespace path {path!r} is not absolute")
-        if not os.path.exists(path):
-            raise NotFound(f"network namespace {path} does not exist")
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            raise NotFound(f"network namespace {path} does not exist") from None
+        except OSError as err:
+            raise InvalidParameter(f"cannot use {path}: {err.strerror}") from None
         inode = namespace_inode(path)
         if inode is None:
             raise InvalidParameter(f"{path} is not a network namespace")
