@@ -1,7 +1,8 @@
 """Joining endpoints to sandboxes, and leaving them: the one place sandboxes, endpoints and
 networks meet.
 
-Join, in order: the driver makes the interface inside the sandbox (the lowest free ``ethN``);
+Join, in order: the driver makes the interface inside the sandbox (the lowest free ``ethN``, or
+the name a remote plugin's prefix gave it);
 the controller addresses it and applies the default-route rule; published ports move to the
 gateway endpoint if that changed; the hosts file is rewritten; then the endpoint and the
 sandbox (its join counter) are recorded in one store commit. Every step has its undo. Leave
@@ -113,7 +114,7 @@ class Joins:
         joined = self._endpoints.joined_to(sandbox.id)
         if any(e.network_id == network.id for e in joined):
             raise Forbidden(f"sandbox is already connected to network {network.name}")
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         self._check_exclusive(network, joined, driver.capabilities().uses_addresses)
         if network.driver == "host" and not sandbox.use_host_network:
             raise Forbidden("only a sandbox made for the host network can join the host network")
@@ -126,6 +127,8 @@ class Joins:
         with transaction() as txn:
             info = driver.join(network.id, endpoint.id, key, ifname)
             txn.on_failure("driver join", lambda: driver.leave(network.id, endpoint.id))
+            if info.interface_name is not None:
+                updated.ifname = info.interface_name
             if info.configure_interface and key is not None:
                 moved = configure_interface(key, updated, info, joined)
                 txn.on_failure("default route", lambda: set_default_routes(key, joined, moved))
@@ -156,9 +159,8 @@ class Joins:
         exclusive = not uses
         for endpoint in joined:
             other = self._networks.get(endpoint.network_id)
-            if other is not None and not (
-                self._registry.driver(other.driver).capabilities().uses_addresses
-            ):
+            driver = self._registry.known_driver(other.driver) if other is not None else None
+            if driver is not None and not driver.capabilities().uses_addresses:
                 exclusive = True
         if exclusive:
             raise Forbidden(
@@ -167,7 +169,7 @@ class Joins:
             )
 
     def _leave(self, network: Network, endpoint: Endpoint, sandbox: Sandbox) -> None:
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         left = replace(endpoint, sandbox_id=None, ifname=None, gateway_v4=None, gateway_v6=None)
         remaining = [e for e in self._endpoints.joined_to(sandbox.id) if e.id != endpoint.id]
         self._store.put(f"endpoint/{endpoint.id}", left.to_json())
@@ -251,8 +253,8 @@ class Joins:
         if network is None:
             return
         with self._networks.lock(network.id):
-            driver = self._registry.driver(network.driver)
             try:
+                driver = self._registry.network_driver(network)
                 driver.revoke_external_connectivity(network.id, endpoint.id)
                 driver.leave(network.id, endpoint.id, namespace_deleted=True)
                 driver.delete_endpoint(network.id, endpoint.id)

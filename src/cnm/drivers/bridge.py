@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from cnm.driverapi import (
     NetworkDriver,
     NetworkSpec,
     Scope,
+    random_mac,
 )
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
@@ -82,11 +82,6 @@ def parse_mtu(value: str) -> int:
 
 def host_veth_name(endpoint_id: str) -> str:
     return "veth" + endpoint_id[:11]
-
-
-def random_mac() -> str:
-    """A locally administered unicast MAC with Docker's 02:42 prefix."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
 
 
 @dataclass
