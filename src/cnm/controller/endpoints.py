@@ -28,7 +28,7 @@ from cnm.controller.networks import (
 )
 from cnm.controller.registry import Registry
 from cnm.driverapi import EndpointSpec, random_mac
-from cnm.errors import Conflict, InvalidParameter, NotFound
+from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.ipamapi import MAC_ADDRESS_OPTION
 from cnm.model import Endpoint, EndpointOptions, Network
 from cnm.store.api import Store
@@ -217,11 +217,17 @@ class Endpoints:
             )
 
     def delete(self, network: Network, endpoint: Endpoint) -> None:
-        """Remove an endpoint that is not joined (the caller holds the network's lock)."""
+        """Remove an endpoint that is not joined (the caller holds the network's lock). Once
+        the record is gone, a driver that fails to forget its part is logged and the
+        addresses go back all the same (Docker logs such driver errors too): nothing is left
+        that a retry could start from."""
         driver = self._registry.network_driver(network)
         self._store.delete(f"endpoint/{endpoint.id}")
         self.drop(endpoint.id)
-        driver.delete_endpoint(network.id, endpoint.id)
+        try:
+            driver.delete_endpoint(network.id, endpoint.id)
+        except CnmError as err:
+            log.warning("driver error deleting endpoint %s: %s", endpoint.name, err)
         self.release_addresses(network, endpoint)
 
     def release_addresses(self, network: Network, endpoint: Endpoint) -> None:

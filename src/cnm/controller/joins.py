@@ -2,12 +2,12 @@
 networks meet.
 
 Join, in order: the driver makes the interface inside the sandbox (the lowest free ``ethN``, or
-the name a remote plugin's prefix gave it);
-the controller addresses it and applies the default-route rule; published ports move to the
-gateway endpoint if that changed; the hosts file is rewritten; then the endpoint and the
+the name a remote plugin's prefix gave it); the controller addresses it and applies the
+default-route rule; published ports move to the gateway endpoint if that changed; the hosts file is rewritten; then the endpoint and the
 sandbox (its join counter) are recorded in one store commit. Every step has its undo. Leave
 records first, then moves the ports, has the driver remove the interface, hands the default
-route over, and rewrites hosts.
+route over, and rewrites hosts; once the record says the endpoint left, a driver that fails to
+leave (a plugin gone) is logged and the leave goes on, as Docker's does.
 
 A sandbox's teardown removes its namespace before its endpoints' kernel objects: the kernel then
 drops all its links at once (a veth delete alone waits for an RCU grace period), and the
@@ -89,7 +89,10 @@ class Joins:
             try:
                 return self._join(network, endpoint, self._sandboxes.find(sandbox.id))
             except BaseException:
-                self._endpoints.delete(network, endpoint)
+                try:
+                    self._endpoints.delete(network, endpoint)
+                except CnmError:
+                    log.exception("rolling back endpoint %s", endpoint.name)
                 raise
 
     def disconnect(self, network_ref: str, sandbox_id: str) -> None:
@@ -178,7 +181,10 @@ class Joins:
             self._ports.place(sandbox.id, remaining)
         except CnmError:
             log.exception("moving the published ports of sandbox %s", sandbox.id[:12])
-        driver.leave(network.id, endpoint.id)
+        try:
+            driver.leave(network.id, endpoint.id)
+        except CnmError as err:
+            log.warning("driver error disconnecting endpoint %s: %s", endpoint.name, err)
         if not sandbox.use_host_network:
             hand_over_default_routes(sandbox.key, endpoint, remaining)
         self._sandboxes.files.write_hosts(sandbox, remaining)

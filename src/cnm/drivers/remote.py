@@ -16,8 +16,11 @@ plugin owns its kernel objects, and this proxy does the part libnetwork does for
 * Optional methods (EndpointOperInfo, ProgramExternalConnectivity,
   RevokeExternalConnectivity) answering 404 are skipped; but ports asked of a plugin that
   cannot publish them are refused rather than dropped.
-* A failure after the plugin did its part undoes that part (DeleteEndpoint, Leave) before
-  raising, so the driver leaves nothing behind, as the contract asks.
+* A failure after the plugin may have done its part undoes that part (DeleteNetwork,
+  DeleteEndpoint, Leave) before raising, so the driver leaves nothing behind, as the contract
+  asks: after a timeout, a lost connection or a malformed answer (the plugin may have acted),
+  and after an answer cnm cannot accept. A plain refusal (an error status, ``Err``) is not
+  undone: the plugin says it did nothing. Undo calls that fail are logged.
 
 Not done, and why: cnm has no ``docker_gwbridge`` (libnetwork adds one to a sandbox whose
 remote endpoint brings no gateway): such an endpoint gives no default route, which is what
@@ -50,7 +53,7 @@ from cnm.model import PortMapping, PortRequest
 from cnm.osl.links import HostNetwork, sandbox_network
 from cnm.osl.namespace import NetNamespace
 from cnm.plugins import protocol
-from cnm.plugins.client import MethodNotImplemented, PluginClient
+from cnm.plugins.client import MethodNotImplemented, PluginClient, PluginRefused
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,18 @@ class RemoteDriver(NetworkDriver):
         except CnmError as err:
             log.error("plugin %s: %s failed while rolling back: %s", self.name, method, err)
 
+    def _call_or_undo(
+        self, method: str, body: Mapping[str, Any], undo: str, undo_body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``method``; when it fails without the plugin saying it did nothing, ``undo``."""
+        try:
+            return self._call(method, body)
+        except (PluginRefused, MethodNotImplemented):
+            raise
+        except CnmError:
+            self._try(undo, undo_body)
+            raise
+
     # ----------------------------------------------------------------- contract
 
     def configure(self, config: Mapping[str, Any]) -> None:
@@ -128,13 +143,21 @@ class RemoteDriver(NetworkDriver):
         return self._caps
 
     def create_network(self, spec: NetworkSpec) -> None:
-        self._call("CreateNetwork", protocol.create_network_request(spec))
+        self._call_or_undo(
+            "CreateNetwork",
+            protocol.create_network_request(spec),
+            "DeleteNetwork",
+            protocol.network_request(spec.network_id),
+        )
 
     def delete_network(self, network_id: str) -> None:
         self._call("DeleteNetwork", protocol.network_request(network_id))
 
     def create_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
-        answer = self._call("CreateEndpoint", protocol.create_endpoint_request(spec))
+        delete = protocol.network_request(spec.network_id, spec.endpoint_id)
+        answer = self._call_or_undo(
+            "CreateEndpoint", protocol.create_endpoint_request(spec), "DeleteEndpoint", delete
+        )
         try:
             chosen = protocol.parse_create_endpoint_answer(answer)
             for sent, got, what in (
@@ -148,7 +171,7 @@ class RemoteDriver(NetworkDriver):
                         f"present ({sent}). Cannot be modified with {got}."
                     )
         except CnmError:
-            self._try("DeleteEndpoint", protocol.network_request(spec.network_id, spec.endpoint_id))
+            self._try("DeleteEndpoint", delete)
             raise
         address = spec.address or chosen.address
         address_v6 = spec.address_v6 or chosen.address_v6
@@ -171,8 +194,10 @@ class RemoteDriver(NetworkDriver):
     ) -> JoinInfo:
         if sandbox_key is None:
             raise InvalidParameter(f"the {self.name} plugin needs a sandbox namespace to join")
-        answer = self._call("Join", protocol.join_request(network_id, endpoint_id, sandbox_key))
         leave = protocol.network_request(network_id, endpoint_id)
+        answer = self._call_or_undo(
+            "Join", protocol.join_request(network_id, endpoint_id, sandbox_key), "Leave", leave
+        )
         try:
             joined = protocol.parse_join_answer(answer)
             if joined.src_name is None:

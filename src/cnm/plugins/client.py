@@ -13,7 +13,9 @@ Why it looks like this:
   fails the call with ``Unavailable`` after that long, and the caller rolls its operation back.
 * Status codes, as Docker reads them: 200 is an answer; 404 means the plugin does not
   implement the method (``MethodNotImplemented``: optional methods are skipped); any other
-  status is an error whose text is the body's ``Err``, else the body itself.
+  status is the plugin's refusal (``PluginRefused``) whose text is the body's ``Err``, else the
+  body itself. A refusal says the plugin did nothing; a timeout, a lost connection or a
+  malformed answer (``Unavailable``, ``CnmError``) leave open whether it did, and callers undo.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class MethodNotImplemented(CnmError):
     def __init__(self, plugin: str, method: str) -> None:
         super().__init__(f"{method}: plugin {plugin} does not implement it")
         self.method = method
+
+
+class PluginRefused(CnmError):
+    """The plugin answered that it could not do what was asked (an error status, or ``Err``)."""
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -91,8 +97,8 @@ class PluginClient:
         """POST ``/method`` with ``payload`` as JSON (no body when None) and return the answer.
 
         Raises ``Unavailable`` when the plugin cannot be reached, times out or closes the
-        connection without an answer; ``MethodNotImplemented`` on 404; ``CnmError`` for any
-        other error status or an answer that is not a JSON object."""
+        connection without an answer; ``MethodNotImplemented`` on 404; ``PluginRefused`` for
+        any other error status; ``CnmError`` for an answer that is not a JSON object."""
         body = b"" if payload is None else json.dumps(payload).encode()
         headers = {"Accept": PLUGIN_MIME_TYPE, "Content-Length": str(len(body))}
         if payload is not None:
@@ -128,7 +134,7 @@ class PluginClient:
         if status == 404:
             raise MethodNotImplemented(self.name, method)
         if status != 200:
-            raise CnmError(f"{method}: {_error_text(data)}")
+            raise PluginRefused(f"{method}: {_error_text(data)}")
         try:
             answer = json.loads(data) if data.strip() != b"null" else {}
         except ValueError as err:

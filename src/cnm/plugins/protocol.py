@@ -47,6 +47,7 @@ from cnm.driverapi import (
 from cnm.errors import CnmError, InvalidParameter
 from cnm.ipamapi import IPInterface, IPNetwork, PoolGrant
 from cnm.model import PortMapping, PortRequest
+from cnm.plugins.client import PluginRefused
 
 NETWORK_DRIVER = "NetworkDriver"
 IPAM_DRIVER = "IpamDriver"
@@ -166,7 +167,7 @@ def check_error(answer: dict[str, Any], key: str) -> None:
     """Raise the failure a 200 answer reports in its ``key`` field (Err or Error)."""
     message = answer.get(key)
     if message:
-        raise CnmError(f"remote: {message}")
+        raise PluginRefused(f"remote: {message}")
 
 
 # ----------------------------------------------------------------------------- network driver
