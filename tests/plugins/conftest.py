@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,28 @@ class SamplePlugin:
     log_path: Path
     command: list[str]
     process: subprocess.Popen[str] | None = None
-    options: list[str] = field(default_factory=list)
+
+    @classmethod
+    def make(
+        cls, name: str, socket: Path, workdir: Path, *options: str, netns: str | None = None
+    ) -> SamplePlugin:
+        """A plugin (not started) logging and keeping state in ``workdir``; it runs in
+        ``netns`` if given, else in the caller's namespace."""
+        log_path = workdir / f"{name}.calls.jsonl"
+        command = [
+            sys.executable,
+            str(SAMPLE_PLUGIN),
+            "--socket",
+            str(socket),
+            "--log",
+            str(log_path),
+            "--state",
+            str(workdir / f"{name}.state.json"),
+            *options,
+        ]
+        if netns is not None:
+            command = ["nsenter", f"--net={netns}", *command]
+        return cls(name, socket, log_path, command)
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -106,19 +127,7 @@ def start_plugin(
 
     def start(name: str, *options: str, socket: Path | None = None) -> SamplePlugin:
         socket = socket or plugin_config.socket_dirs[0] / f"{name}.sock"
-        log_path = tmp_path / f"{name}.calls.jsonl"
-        command = [
-            sys.executable,
-            str(SAMPLE_PLUGIN),
-            "--socket",
-            str(socket),
-            "--log",
-            str(log_path),
-            "--state",
-            str(tmp_path / f"{name}.state.json"),
-            *options,
-        ]
-        plugin = SamplePlugin(name, socket, log_path, command, options=list(options))
+        plugin = SamplePlugin.make(name, socket, tmp_path, *options)
         plugin.start()
         started.append(plugin)
         return plugin
