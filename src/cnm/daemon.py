@@ -226,7 +226,7 @@ def configure_logging(level_name: str) -> None:
 
 
 @contextmanager
-def _locked_file(path: Path, what: str, content: str) -> Iterator[None]:
+def locked_file(path: Path, what: str, content: str) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (with ``content`` written) while the daemon runs."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -396,8 +396,8 @@ def _run(args: argparse.Namespace) -> int:
     for root in (exec_root, data_root, path.parent):
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with ExitStack() as stack:
-        stack.enter_context(_locked_file(exec_root / "cnm.pid", "exec root", f"{owner_pid}\n"))
-        stack.enter_context(_locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
+        stack.enter_context(locked_file(exec_root / "cnm.pid", "exec root", f"{owner_pid}\n"))
+        stack.enter_context(locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
         claim_socket(path)
         become_subreaper()
         raise_open_files_limit()

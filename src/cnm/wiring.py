@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnm.controller import Controller, ControllerConfig
@@ -78,6 +79,40 @@ def build_controller(
         finder=PluginFinder(PluginManager(plugins), host) if plugins is not None else None,
     )
     return Controller(config, store, parts)
+
+
+@dataclass
+class ServedDrivers:
+    """cnm's bridge driver and default IPAM with what they stand on, for ``cnm plugin serve``
+    (no controller: there, dockerd plays the controller)."""
+
+    host: HostNetwork
+    firewall: NftablesFirewall
+    port_mapper: PortMapper
+    bridge: BridgeDriver
+    ipam: DefaultIpam
+
+    def close(self) -> None:
+        self.firewall.close()
+        self.port_mapper.close()
+        self.host.close()
+
+
+def build_served_drivers(
+    *,
+    default_host_ip: str = "0.0.0.0",
+    address_pools: Sequence[PoolSpec] | None = None,
+    resolv_conf: Path = Path("/etc/resolv.conf"),
+) -> ServedDrivers:
+    """The bridge driver and default IPAM in the calling thread's namespace; start the
+    firewall (``firewall.start()``) once the driver has restored its networks."""
+    host = HostNetwork()
+    firewall = NftablesFirewall()
+    port_mapper = PortMapper(host)
+    bridge = BridgeDriver(host, firewall, port_mapper, default_host_ip)
+    bridge.configure({})
+    ipam = DefaultIpam(address_pools, lambda: reserved_networks(host, resolv_conf))
+    return ServedDrivers(host, firewall, port_mapper, bridge, ipam)
 
 
 def reserved_networks(host: HostNetwork, resolv_conf: Path) -> list[IPNetwork]:

@@ -15,6 +15,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,9 @@ from typing import Any
 import pytest
 
 from cnm.controller import Controller, ControllerConfig
+from cnm.errors import CnmError
 from cnm.osl.namespace import NetNamespace
+from cnm.plugins.client import PluginClient
 from cnm.plugins.discovery import PluginConfig
 from cnm.store.sqlite import SqliteStore
 from cnm.wiring import build_controller
@@ -166,3 +169,69 @@ def make_controller(
 @pytest.fixture
 def controller(make_controller: Callable[..., Controller]) -> Controller:
     return make_controller()
+
+
+CNM = str(Path(sys.executable).parent / "cnm")
+
+
+@dataclass
+class ServedPlugin:
+    """``cnm plugin serve`` as a process (in ``netns`` if given, else the caller's)."""
+
+    socket: Path
+    data_root: Path
+    log_path: Path
+    netns: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [CNM, "plugin", "serve", "--socket", str(self.socket)]
+        command += ["--data-root", str(self.data_root), "--log-level", "debug"]
+        if self.netns is not None:
+            command = ["nsenter", f"--net={self.netns}", *command]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        client = PluginClient("cnm", f"unix://{self.socket}", 5.0)
+        deadline = time.monotonic() + 20
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"cnm plugin serve exited:\n{self.log()}")
+                try:
+                    client.call("Plugin.Activate")
+                    return
+                except CnmError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"no answer:\n{self.log()}") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> int | None:
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def served(host_netns: NetNamespace, tmp_path: Path) -> Iterator[ServedPlugin]:
+    """``cnm plugin serve`` in the test's host namespace, socket in the test's directory."""
+    plugin = ServedPlugin(
+        tmp_path / "plugins" / "cnm.sock", tmp_path / "plugin-data", tmp_path / "plugin.log"
+    )
+    plugin.start()
+    try:
+        yield plugin
+    finally:
+        plugin.stop()

@@ -229,26 +229,27 @@ class BridgeDriver(NetworkDriver):
     def join(
         self, network_id: str, endpoint_id: str, sandbox_key: str | None, ifname: str
     ) -> JoinInfo:
-        if sandbox_key is None:
-            raise InvalidParameter("the bridge driver needs a sandbox namespace to join")
         network = self._network(network_id)
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None:
             raise NotFound(f"endpoint {endpoint_id[:12]} not found on bridge {network.bridge_name}")
         veth = host_veth_name(endpoint_id)
-        sandbox = NetNamespace(sandbox_key)
+        # No sandbox: the peer is made in the host namespace, for someone else to move (a
+        # dockerd using this driver through ``cnm plugin serve``).
+        sandbox = NetNamespace(sandbox_key) if sandbox_key is not None else None
         try:
             index = self.host.create_veth(
                 veth,
                 ifname,
-                sandbox,
+                sandbox or self.host.namespace,
                 master=network.bridge_index,
                 mtu=network.mtu,
                 peer_mac=endpoint.mac,
                 ipv6=network.spec.enable_ipv6,
             )
         finally:
-            sandbox.close()
+            if sandbox is not None:
+                sandbox.close()
         try:
             self.firewall.add_endpoint(EndpointRules(network.bridge_name, veth, endpoint.addresses))
         except Exception:
