@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip)
 extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
-    # docker.io brings the Docker 20.10 CLI the client tests drive; its daemon is never started.
-    packages+=(docker.io busybox-static iptables iperf3)
+    # docker.io brings the Docker 20.10 CLI the client tests drive; etcd-server brings the etcd
+    # (3.4) the cluster-store tests start on their own ports. Neither service is ever started.
+    packages+=(docker.io busybox-static iptables iperf3 etcd-server etcd-client)
 else
     extras="."
 fi
@@ -20,7 +21,7 @@ for pkg in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
-    # Keep package scripts from starting services (dockerd) while installing.
+    # Keep package scripts from starting services (dockerd, etcd) while installing.
     guard=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d

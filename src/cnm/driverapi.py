@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from cnm.errors import InvalidParameter
 from cnm.model import PortMapping, PortRequest
@@ -130,8 +130,37 @@ class JoinInfo:
     interface_name: str | None = None
 
 
+class IdAllocator(Protocol):
+    """Cluster-wide unique numbers, for global-scope drivers (an overlay's VNI): the
+    controller backs it with the global store, so the driver itself never touches a store."""
+
+    def allocate(self, kind: str, low: int, high: int) -> int:
+        """The lowest free number of ``kind`` in [low, high]; Unavailable when none is."""
+        ...
+
+    def release(self, kind: str, value: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Peer:
+    """An endpoint of a global-scope network that lives on another host: where to send its
+    frames (the host's tunnel endpoint) and what answers for its addresses."""
+
+    endpoint_id: str
+    host: str  # the other host's node id
+    vtep: IPAddress  # its underlay address (--cluster-advertise)
+    mac_address: str
+    address: IPv4Interface | None = None
+    address_v6: IPv6Interface | None = None
+
+
 class NetworkDriver(ABC):
-    """A network driver, registered with the controller by ``name``."""
+    """A network driver, registered with the controller by ``name``.
+
+    Global-scope drivers (``Capability.data_scope`` GLOBAL) see every network of the cluster:
+    ``create_network`` and ``delete_network`` run on every host that learns of the network,
+    ``allocate_network``/``free_network`` once, on the host that creates or removes it, and
+    ``add_peer``/``remove_peer`` tell them of endpoints on other hosts."""
 
     name: str
 
@@ -185,6 +214,21 @@ class NetworkDriver(ABC):
     def revoke_external_connectivity(self, network_id: str, endpoint_id: str) -> None:  # noqa: B027
         """Undo ``program_external_connectivity`` (nothing to do for an endpoint without
         published ports)."""
+
+    def allocate_network(self, spec: NetworkSpec, ids: IdAllocator) -> Mapping[str, str]:
+        """Reserve cluster-wide resources for a new network and return options every host's
+        driver then sees in ``NetworkSpec.options`` (libnetwork's NetworkAllocate)."""
+        return {}
+
+    def free_network(self, spec: NetworkSpec, ids: IdAllocator) -> None:  # noqa: B027
+        """Give back what ``allocate_network`` reserved."""
+
+    def add_peer(self, network_id: str, peer: Peer) -> None:  # noqa: B027
+        """An endpoint on another host joined the network (or changed): reach it. Called again
+        for a peer already known (after a restart or a reconnection to the store)."""
+
+    def remove_peer(self, network_id: str, peer: Peer) -> None:  # noqa: B027
+        """An endpoint on another host is gone, or its host left the cluster."""
 
     def network_info(self, network_id: str) -> Mapping[str, str]:
         """Operational data shown in inspect (e.g. the bridge device name)."""

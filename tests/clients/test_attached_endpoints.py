@@ -27,8 +27,8 @@ from cnm.model import EndpointOptions, IpamRequest, NetworkRequest, SandboxOptio
 from cnm.osl.namespace import delete_netns, setns
 from cnm.store.sqlite import SqliteStore
 from cnm.wiring import build_controller
-from tests.clients.conftest import Daemon, DockerCli, make_netns
-from tests.conftest import unmount_namespaces_under
+from tests.support.daemon import Daemon, DockerCli, make_netns
+from tests.support.netns import unmount_namespaces_under
 
 CONTAINER_ID = "c0ffee" * 10 + "c0fe"
 

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.clients.conftest import CNM, Daemon
+from tests.support.daemon import CNM, Daemon
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> str:

@@ -7,7 +7,8 @@ import json
 import subprocess
 from collections.abc import Callable
 
-from tests.clients.conftest import BUSYBOX_TAR, Daemon
+from tests.support.daemon import Daemon
+from tests.support.runtime import BUSYBOX_TAR
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> str:

@@ -13,7 +13,8 @@ import re
 import subprocess
 from collections.abc import Callable
 
-from tests.clients.conftest import BUSYBOX_TAR, DockerCli
+from tests.support.daemon import DockerCli
+from tests.support.runtime import BUSYBOX_TAR
 
 WEB_COMMAND = [
     "sh",

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.clients.conftest import Daemon
+from tests.support.daemon import Daemon
 
 SLEEP = ["sleep", "1000"]
 

@@ -8,7 +8,7 @@ import docker
 import pytest
 from docker.errors import APIError, ImageNotFound, NotFound
 
-from tests.clients.conftest import Daemon
+from tests.support.daemon import Daemon
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.clients.conftest import BUSYBOX_TAR, Daemon, DockerCli, running_daemon
+from tests.support.daemon import Daemon, DockerCli, running_daemon
+from tests.support.runtime import BUSYBOX_TAR
 
 EXPECT_TIMEOUT_S = 20.0
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import BUSYBOX_TAR, Daemon, running_daemon
+from tests.support.daemon import Daemon, running_daemon
+from tests.support.runtime import BUSYBOX_TAR
 
 
 def _run_beside(first: Daemon, root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from tests.clients.conftest import DockerCli
-from tests.docker_shapes import DOCKER_NETWORK_KEYS
+from tests.support.daemon import DockerCli
+from tests.support.docker_shapes import DOCKER_NETWORK_KEYS
 
 
 def _inspect(docker: DockerCli, *refs: str) -> list[dict[str, object]]:

@@ -9,7 +9,7 @@ import pytest
 from docker.errors import APIError, NotFound
 from docker.types import IPAMConfig, IPAMPool
 
-from tests.clients.conftest import Daemon
+from tests.support.daemon import Daemon
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from cnm.controller import Controller
 from cnm.dns.resolver import Resolver, ResolverConfig
 from cnm.model import Sandbox
 
-from .conftest import SERVER, addresses, ask, client_socket, make_network, make_sandbox, send_raw
+from .queries import SERVER, addresses, ask, client_socket, make_network, make_sandbox, send_raw
 
 QID = 0x4242
 

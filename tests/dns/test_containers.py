@@ -16,25 +16,17 @@ from cnm.dns.resolver import Resolver, ResolverConfig
 from cnm.model import Sandbox
 from cnm.runtime.model import EndpointRequest
 from cnm.runtime.runtime import Runtime
-from tests.runtime.conftest import (  # noqa: F401 - busybox_tar and make_runtime are fixtures
-    busybox_tar,
-    config,
-    host,
-    make_network,
-    make_runtime,
-    output,
-    run_exec,
-)
+from tests.support.runtime import config, host, make_network, output, run_exec
 
-from .conftest import UPSTREAM_TIMEOUT_S, Stubs, addresses, ask, send_raw
+from .queries import UPSTREAM_TIMEOUT_S, Stubs, addresses, ask, send_raw
 
 UNROUTED = "192.0.2.53"  # the runtime fixture's non-loopback host nameserver
 
 
 @pytest.fixture
 def runtime(
-    make_runtime: Callable[[], Runtime],  # noqa: F811 - the fixture imported above
-    busybox_tar: Path,  # noqa: F811
+    make_runtime: Callable[[], Runtime],
+    busybox_tar: Path,
 ) -> Iterator[Runtime]:
     """A runtime whose controller has the resolver; busybox imported. The host resolv.conf of
     the runtime fixture also names 192.0.2.53: the test host namespace has no route to it, so

@@ -14,9 +14,10 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.clients.conftest import BUSYBOX, BUSYBOX_TAR, DOCKER_CLIS, Daemon, running_daemon
+from tests.support.daemon import DOCKER_CLIS, Daemon, running_daemon
+from tests.support.runtime import BUSYBOX, BUSYBOX_TAR
 
-from .conftest import addresses, ask, send_raw, start_stubs
+from .queries import addresses, ask, send_raw, start_stubs
 
 STUB = "127.0.0.53"  # loopback of the daemon's namespace
 

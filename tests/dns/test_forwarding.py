@@ -15,7 +15,7 @@ import pytest
 from cnm.controller import Controller
 from cnm.dns.resolver import Resolver, ResolverConfig
 
-from .conftest import (
+from .queries import (
     HOST_STUB,
     UPSTREAM_TIMEOUT_S,
     Stubs,

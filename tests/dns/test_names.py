@@ -22,7 +22,7 @@ from cnm.model import EndpointOptions, Sandbox
 from cnm.store.sqlite import SqliteStore
 from cnm.wiring import build_controller
 
-from .conftest import (
+from .queries import (
     HOST_STUB,
     Stubs,
     addresses,

@@ -20,8 +20,8 @@ from cnm.model import PortRequest
 from cnm.osl.namespace import NetNamespace
 from cnm.portmap.spec import parse_publish, requests_from_config
 
-from .conftest import Outside, network, sandbox_on, stop_watching
 from .probes import EchoServer, answer, nft_list, run
+from .topology import Outside, network, sandbox_on, stop_watching
 
 
 @pytest.mark.parametrize(

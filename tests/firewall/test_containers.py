@@ -17,10 +17,10 @@ from cnm.osl.links import read_sysctl
 from cnm.osl.reaper import REAPER
 from cnm.runtime.model import PortBinding
 from cnm.runtime.runtime import Runtime
-from tests.runtime.conftest import config, host, make_network
+from tests.support.runtime import config, host, make_network
 
-from .conftest import Outside
 from .probes import nft_list
+from .topology import Outside
 
 SERVE = "echo hello > /tmp/index.html && exec httpd -f -p 80 -h /tmp"
 FETCH = (

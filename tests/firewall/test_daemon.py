@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import BUSYBOX, BUSYBOX_TAR, DOCKER_CLIS, Daemon, running_daemon
+from tests.support.daemon import DOCKER_CLIS, Daemon, running_daemon
+from tests.support.runtime import BUSYBOX, BUSYBOX_TAR
 
 SERVE = "echo hello > /tmp/index.html && exec httpd -f -p 80 -h /tmp"
 FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"

@@ -11,8 +11,8 @@ import pytest
 
 from cnm.model import PortRequest
 
-from .conftest import Controllers, Outside, ipv6_settled, network, sandbox_on, stop_watching
 from .probes import EchoServer, probe, probe_from_all, run
+from .topology import Controllers, Outside, ipv6_settled, network, sandbox_on, stop_watching
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("iptables") and shutil.which("ip6tables")), reason="no iptables here"

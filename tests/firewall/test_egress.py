@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from cnm.controller import Controller
 
-from .conftest import Outside, address, network, sandbox_on
 from .probes import EchoServer, answer, probe, run
+from .topology import Outside, address, network, sandbox_on
 
 PORT = 9
 

@@ -18,8 +18,8 @@ from cnm.controller import Controller
 from cnm.drivers.bridge import host_veth_name
 from cnm.model import EndpointOptions, PortRequest, SandboxOptions
 
-from .conftest import Controllers, network
 from .probes import nft_list
+from .topology import Controllers, network
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "rulesets"
 UPDATE = os.environ.get("CNM_UPDATE_GOLDEN") == "1"

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from cnm.controller import Controller
 
-from .conftest import address, network, sandbox_on
 from .probes import EchoServer, probe, probe_from_all
+from .topology import address, network, sandbox_on
 
 PORT = 7
 NETWORKS = {

@@ -16,7 +16,7 @@ from cnm.model import PortRequest
 from cnm.osl.links import HostNetwork
 from cnm.osl.namespace import NetNamespace, delete_netns
 from cnm.portmap.mapper import PortMapper
-from tests.conftest import make_test_netns
+from tests.support.netns import make_test_netns
 
 from .probes import nft_list, run
 

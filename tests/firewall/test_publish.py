@@ -11,8 +11,8 @@ from cnm.controller import Controller
 from cnm.model import PortRequest
 from cnm.portmap.spec import parse_publish, requests_from_config
 
-from .conftest import Controllers, Outside, address, ipv6_settled, network, sandbox_on
 from .probes import EchoServer, answer, nft_list, probe, run
+from .topology import Controllers, Outside, address, ipv6_settled, network, sandbox_on
 
 HTTP = 80
 

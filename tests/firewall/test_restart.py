@@ -11,8 +11,8 @@ import pytest
 
 from cnm.model import PortRequest
 
-from .conftest import Controllers, Outside, network, sandbox_on
 from .probes import EchoServer, answer, nft_list, run
+from .topology import Controllers, Outside, network, sandbox_on
 
 
 def test_restart_keeps_and_rebinds_published_ports(

@@ -8,8 +8,7 @@ import pytest
 from cnm.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.runtime.model import EndpointRequest, PortBinding
 from cnm.runtime.runtime import HOST_IMAGE, Runtime
-
-from .conftest import config, host, make_network, output
+from tests.support.runtime import config, host, make_network, output
 
 
 def _snapshot(runtime: Runtime) -> tuple[set[str], set[str], set[str], set[str]]:

@@ -17,8 +17,7 @@ from cnm.errors import Conflict
 from cnm.runtime import pidwatch
 from cnm.runtime.model import EndpointRequest
 from cnm.runtime.runtime import HOST_IMAGE, NotModified, Runtime
-
-from .conftest import config, host, host_run, make_network, output, run_exec
+from tests.support.runtime import config, host, host_run, make_network, output, run_exec
 
 
 def _ip(runtime: Runtime, ref: str, network: str) -> str:

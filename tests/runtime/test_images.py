@@ -12,8 +12,7 @@ import pytest
 
 from cnm.errors import Conflict, InvalidParameter, NotFound
 from cnm.runtime.runtime import Runtime
-
-from .conftest import config, host
+from tests.support.runtime import config, host
 
 
 def _tar(*entries: tuple[str, str, str]) -> bytes:

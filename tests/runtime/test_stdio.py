@@ -11,8 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnm.runtime.runtime import HOST_IMAGE, Runtime
-
-from .conftest import config, host, make_network
+from tests.support.runtime import config, host, make_network
 
 
 def _log(runtime: Runtime, ref: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 from cnm.api.translate import network_to_json, parse_network_create
 from cnm.errors import InvalidParameter
 from cnm.model import Endpoint, IpamRequest, Network, NetworkRequest, PoolRecord, Sandbox
-from tests.docker_shapes import DOCKER_NETWORK_KEYS
+from tests.support.docker_shapes import DOCKER_NETWORK_KEYS
 
 
 def _network(**overrides: object) -> Network:

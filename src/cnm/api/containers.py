@@ -343,9 +343,8 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
             _feed_stdin(b, container, streams.client_input(request), detached)
         )
         if finished is not None:
-            until = asyncio.ensure_future(
-                asyncio.wait({finished, detached}, return_when=asyncio.FIRST_COMPLETED)
-            )
+            either: set[asyncio.Future[Any]] = {finished, detached}
+            until = asyncio.ensure_future(asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED))
     try:
         await streams.follow(tails, streams.stream_writer(response, multiplexed), until, request)
     except ConnectionError:

@@ -77,8 +77,8 @@ async def _import(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(status=200)
     response.content_type = "application/json"
     line = await lines.get()
-    if line is None and job.exception() is not None:
-        raise job.exception()  # type: ignore[misc]
+    if line is None and (failure := job.exception()) is not None:
+        raise failure
     await response.prepare(request)
     while line is not None:
         await response.write(line)

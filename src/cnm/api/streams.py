@@ -26,7 +26,7 @@ import struct
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -83,7 +83,9 @@ async def hijack(request: web.Request, multiplexed: bool) -> HijackedResponse:
     await response.prepare(request)
     transport = request.transport
     if transport is not None:
-        transport.set_protocol(_KeepOpenOnEof(transport.get_protocol()))  # type: ignore[arg-type]
+        protocol = transport.get_protocol()
+        assert isinstance(protocol, asyncio.Protocol)  # aiohttp's RequestHandler
+        transport.set_protocol(_KeepOpenOnEof(protocol))
     return response
 
 
@@ -138,6 +140,7 @@ def client_input(request: web.Request) -> asyncio.Queue[bytes | None]:
     if not isinstance(wrapper, _KeepOpenOnEof) or not wants_upgrade(request):
         queue.put_nowait(None)
         return queue
+    # aiohttp annotates set_parser for its WebSocketReader; what it calls is feed_data/feed_eof.
     request.protocol.set_parser(_InputParser(queue))  # type: ignore[arg-type]
     wrapper.input = queue
     if wrapper.eof:  # the client finished before we listened
@@ -231,20 +234,24 @@ def stream_writer(response: web.StreamResponse, multiplexed: bool) -> Writer:
 async def follow(
     tails: list[LogTail],
     write: Writer,
-    finished: asyncio.Future[object] | None,
+    finished: asyncio.Future[Any] | None,
     request: web.Request,
 ) -> None:
     """Copy what the tails gain to ``write`` until ``finished`` is done (then copy the rest),
     or the client goes away. With ``finished`` None, copy what there is and stop."""
+
+    async def copy() -> None:
+        for tail in tails:
+            while data := tail.read(FOLLOW_CHUNK):
+                await write(tail.stream, data)
+
     try:
-        while True:
-            done = finished is None or finished.done()
-            for tail in tails:
-                while data := tail.read(FOLLOW_CHUNK):
-                    await write(tail.stream, data)
-            if done or client_gone(request):
+        while finished is not None and not finished.done():
+            await copy()
+            if client_gone(request):
                 return
             await asyncio.wait({finished}, timeout=POLL_INTERVAL_S)
+        await copy()
     finally:
         for tail in tails:
             tail.close()

@@ -12,6 +12,7 @@ while it arrives: logs, import progress, a wait that answers when the container 
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import socket
 import struct
@@ -192,12 +193,12 @@ class Client:
         return self.request("GET", f"/networks/{quote(ref, safe='')}")
 
 
-def frames(reader: IO[bytes], multiplexed: bool) -> Iterator[tuple[int, bytes]]:
+def frames(reader: io.BufferedIOBase, multiplexed: bool) -> Iterator[tuple[int, bytes]]:
     """(stream, data) read from Docker's multiplexed framing until the end; stream 1 is
     stdout, 2 stderr. A raw (TTY) stream is all stdout."""
     while True:
         if not multiplexed:
-            data = reader.read1(1 << 16)  # type: ignore[attr-defined]
+            data = reader.read1(1 << 16)
             if not data:
                 return
             yield 1, data
@@ -213,7 +214,7 @@ class Hijacked:
     """A connection taken over after the HTTP exchange: Docker's frames from the daemon,
     the user's input to it."""
 
-    def __init__(self, sock: socket.socket, reader: IO[bytes]) -> None:
+    def __init__(self, sock: socket.socket, reader: io.BufferedIOBase) -> None:
         self.sock = sock
         self.reader = reader
 

@@ -102,7 +102,7 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
     image, command = split_image(args.words)
     networks = args.network or ["default"]
     mode = networks[0]
-    exposed = {normalize_port(p): {} for p in args.expose}
+    exposed: dict[str, dict[str, Any]] = {normalize_port(p): {} for p in args.expose}
     bindings: dict[str, list[dict[str, str]]] = {}
     for spec in args.publish:
         port, binding = parse_publish(spec)

@@ -292,8 +292,8 @@ class BridgeDriver(NetworkDriver):
         ipv6 = next((a for a in endpoint.addresses if a.version == 6), None)
         mappings = self.ports.map(
             ports,
-            ipv4=ipv4,  # type: ignore[arg-type]
-            ipv6=ipv6,  # type: ignore[arg-type]
+            ipv4=ipv4,
+            ipv6=ipv6,
             default_host_ip=network.spec.options.get(OPT_HOST_BINDING) or self.default_host_ip,
         )
         try:
@@ -351,25 +351,27 @@ class BridgeDriver(NetworkDriver):
                 self._add_to_firewall(self._bridge_name(spec), spec)
                 continue
             self.create_network(spec)
-            bridge = self._networks[network_id].bridge_index
+            bridge_index = self._networks[network_id].bridge_index
             for endpoint in endpoints:
                 if endpoint.network_id == network_id and endpoint.joined:
                     veth = self.host.links.index_of(host_veth_name(endpoint.endpoint_id))
                     if veth is not None:
-                        self.host.links.set_master(veth, bridge)
-        for spec in endpoints:
-            if spec.network_id not in self._networks:
-                raise CnmError(f"endpoint {spec.endpoint_id[:12]} names an unknown network")
-            self._endpoints[spec.endpoint_id] = _BridgeEndpoint(
-                spec.network_id,
-                spec.mac_address or random_mac(),
-                joined=spec.joined,
-                addresses=_addresses(spec),
+                        self.host.links.set_master(veth, bridge_index)
+        for endpoint in endpoints:
+            if endpoint.network_id not in self._networks:
+                raise CnmError(f"endpoint {endpoint.endpoint_id[:12]} names an unknown network")
+            self._endpoints[endpoint.endpoint_id] = _BridgeEndpoint(
+                endpoint.network_id,
+                endpoint.mac_address or random_mac(),
+                joined=endpoint.joined,
+                addresses=_addresses(endpoint),
             )
-            if spec.joined:
-                bridge = self._networks[spec.network_id].bridge_name
+            if endpoint.joined:
+                bridge_name = self._networks[endpoint.network_id].bridge_name
                 self.firewall.add_endpoint(
-                    EndpointRules(bridge, host_veth_name(spec.endpoint_id), _addresses(spec))
+                    EndpointRules(
+                        bridge_name, host_veth_name(endpoint.endpoint_id), _addresses(endpoint)
+                    )
                 )
 
 

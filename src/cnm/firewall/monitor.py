@@ -75,7 +75,7 @@ class NftMonitor:
     def _loop(self) -> None:
         touched: set[tuple[str, str]] = set()
         while True:
-            ready, _, _ = select.select([self._sock, self._stop_r], [], [])
+            ready, _, _ = select.select([self._sock.fileno(), self._stop_r], [], [])
             if self._stop_r in ready:
                 return
             try:

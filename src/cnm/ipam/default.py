@@ -114,6 +114,15 @@ def _parse_cidr(text: str, what: str) -> IPNetwork:
         ) from None
 
 
+def _within(inner: IPNetwork, outer: IPNetwork) -> bool:
+    """Whether ``inner`` lies within ``outer`` (never across address families)."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
 def _assignable_bounds(net: IPNetwork) -> tuple[int, int]:
     """First and last address of ``net`` that may be handed out, as integers.
 
@@ -204,7 +213,7 @@ class DefaultIpam(IpamDriver):
         pool_id = f"{address_space}/{subnet}"
         if sub_pool is not None:
             ip_range = _parse_cidr(sub_pool, "ip-range")
-            if ip_range.version != subnet.version or not ip_range.subnet_of(subnet):
+            if not _within(ip_range, subnet):
                 raise InvalidParameter(f"ip-range {ip_range} is not within subnet {subnet}")
             pool_id += f"/{ip_range}"
         with self._lock:

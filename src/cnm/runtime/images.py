@@ -15,6 +15,7 @@ as they are: they are resolved inside the container's root, never by the daemon.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import hashlib
 import logging
@@ -23,7 +24,7 @@ import secrets
 import shutil
 import tarfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -245,8 +246,8 @@ class ImageStore:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def remove(
-        self, ref: str, force: bool, users: Callable[[str], list[tuple[str, bool]]]
-    ) -> list[str]:
+        self, ref: str, force: bool, users: Callable[[str], Sequence[tuple[str, bool]]]
+    ) -> builtins.list[str]:
         """Untag or delete, as ``docker rmi``. ``users(image_id)`` lists the (container id,
         running) pairs using an image. Returns "Untagged: <tag>" and "Deleted: <id>" lines."""
         with self._lock:

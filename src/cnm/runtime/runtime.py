@@ -1528,7 +1528,7 @@ def _kill_group(pgid: int, signum: int = signal.SIGKILL) -> None:
 
 
 def _read_until_eof(fd: int, timeout: float) -> str:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         ready, _, _ = select.select([fd], [], [], timeout)
         if not ready:

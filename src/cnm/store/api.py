@@ -11,6 +11,11 @@ implement this contract directly and compare-and-swap works the same on both:
 
 A mismatch raises StoreConflict and writes nothing. ``commit`` applies several puts and deletes
 atomically, so a crash never leaves half of a multi-record change behind.
+
+Scopes: the local store (SQLite) holds one host's objects; the global store (etcd) holds the
+objects every host of a cluster shares. Only the global store has leases (a ``Put`` with
+``lease`` set disappears when the lease expires; the local store rejects it), and only it can
+be unreachable (StoreUnavailable).
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cnm.errors import Conflict
+from cnm.errors import Conflict, Unavailable
 
 
 class StoreConflict(Conflict):
     """A compare-and-swap precondition did not hold."""
+
+
+class StoreUnavailable(Unavailable):
+    """No endpoint of the store answered, or a write's outcome is unknown (HTTP 503)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class Put:
     key: str
     value: bytes
     expect_revision: int | None = None
+    lease: int | None = None  # global store only: the key is deleted when the lease expires
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,10 @@ class Store(ABC):
     scope: str  # "local" or "global"
 
     @abstractmethod
+    def revision(self) -> int:
+        """The current store revision (the revision of the last change)."""
+
+    @abstractmethod
     def get(self, key: str) -> Entry | None: ...
 
     @abstractmethod
@@ -83,8 +97,14 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def put(self, key: str, value: bytes, expect_revision: int | None = None) -> int:
-        return self.commit([Put(key, value, expect_revision)])
+    def put(
+        self,
+        key: str,
+        value: bytes,
+        expect_revision: int | None = None,
+        lease: int | None = None,
+    ) -> int:
+        return self.commit([Put(key, value, expect_revision, lease)])
 
     def delete(self, key: str, expect_revision: int | None = None) -> int:
         return self.commit([Delete(key, expect_revision)])

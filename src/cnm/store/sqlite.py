@@ -143,6 +143,10 @@ class SqliteStore(Store):
             conn.execute("ROLLBACK")
             raise
 
+    def revision(self) -> int:
+        with self._lock:
+            return int(self._conn.execute(_SELECT_REVISION).fetchone()[0])
+
     def get(self, key: str) -> Entry | None:
         with self._lock:
             row = self._conn.execute(_SELECT_KEY, (key,)).fetchone()
@@ -162,11 +166,18 @@ class SqliteStore(Store):
 
         Preconditions are checked against the state before the commit, and a key may appear
         only once per commit (as in an etcd transaction). A commit that changes nothing (no ops,
-        or only deletes of missing keys) does not bump the revision.
+        or only deletes of missing keys) does not bump the revision. Leases are rejected: a
+        local record that was meant to expire must not silently live forever.
         """
         keys = {op.key for op in ops}
         if len(keys) != len(ops):
             raise InvalidParameter("a store commit may not name the same key twice")
+        leased = [op.key for op in ops if isinstance(op, Put) and op.lease is not None]
+        if leased:
+            raise InvalidParameter(
+                f"the local store has no leases (key {leased[0]!r}); leases need the "
+                "global store (etcd)"
+            )
         with self._lock:
             revision, events = self._commit_locked(ops)
             watchers = self._watchers
@@ -174,7 +185,7 @@ class SqliteStore(Store):
             self._notify(watchers, events)
         return revision
 
-    def _commit_locked(self, ops: Sequence[Put | Delete]) -> tuple[int, list[WatchEvent]]:
+    def _commit_locked(self, ops: Sequence[Put | Delete]) -> tuple[int, Sequence[WatchEvent]]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -208,7 +219,7 @@ class SqliteStore(Store):
         return revision, events
 
     @staticmethod
-    def _notify(watchers: tuple[_Watcher, ...], events: list[WatchEvent]) -> None:
+    def _notify(watchers: tuple[_Watcher, ...], events: Sequence[WatchEvent]) -> None:
         for event in events:
             for watcher in watchers:
                 if event.key.startswith(watcher.prefix):
