@@ -2,7 +2,7 @@
 driver, speaking libnetwork's remote protocol over a Unix socket, written without cnm.
 
     sample_plugin.py --socket PATH --log FILE [--state FILE] [--implements A,B]
-                     [--prefix eth] [--choose-mac] [--ipam-base 10.210.0.0/16]
+                     [--prefix eth] [--scope local] [--choose-mac] [--ipam-base 10.210.0.0/16]
                      [--misbehave Method=BEHAVIOUR ...]
 
 Network driver: CreateNetwork makes a bridge ``tb<10 hex of the network id>`` holding the
@@ -79,7 +79,7 @@ class Plugin:
     def network_driver(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         networks, endpoints = self.state["networks"], self.state["endpoints"]
         if method == "GetCapabilities":
-            return {"Scope": "local", "ConnectivityScope": "local"}
+            return {"Scope": self.args.scope, "ConnectivityScope": self.args.scope}
         if method == "CreateNetwork":
             bridge = "tb" + body["NetworkID"][:10]
             ip("link", "add", bridge, "type", "bridge")
@@ -255,6 +255,7 @@ def main() -> None:
     parser.add_argument("--state")
     parser.add_argument("--implements", default="NetworkDriver")
     parser.add_argument("--prefix", default="eth")
+    parser.add_argument("--scope", default="local")
     parser.add_argument("--choose-mac", action="store_true")
     parser.add_argument("--static-route")
     parser.add_argument("--ipam-base", default="10.210.0.0/16")

@@ -2,7 +2,7 @@
 <plugin> --ipam-driver <plugin>`` without a restart, containers on the plugin's network reaching
 each other by name, clear errors for unknown and hanging plugins, and a daemon restart.
 
-The daemon runs in a namespace of its own (tests/clients/conftest.py) with its plugin
+The daemon runs in a namespace of its own (tests/support/daemon.py) with its plugin
 directories in the test's tmp directory; the sample plugins run in that namespace too.
 """
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import BUSYBOX_TAR, DOCKER_CLIS, Daemon, DockerCli, running_daemon
+from tests.support.daemon import DOCKER_CLIS, Daemon, DockerCli, running_daemon
+from tests.support.runtime import BUSYBOX_TAR
 
-from .conftest import SamplePlugin
+from .processes import SamplePlugin
 
 PLUGIN_TIMEOUT = "2"
 

@@ -16,7 +16,7 @@ from cnm.errors import InvalidParameter, NotFound, Unavailable
 from cnm.plugins.client import PluginClient
 from cnm.plugins.discovery import PluginConfig, PluginManager, locate
 
-from .conftest import SamplePlugin
+from .processes import SamplePlugin
 
 
 def test_sockets_come_before_spec_files(

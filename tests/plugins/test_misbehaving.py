@@ -16,7 +16,7 @@ from cnm.model import EndpointOptions, IpamRequest, NetworkRequest
 from cnm.plugins.client import PluginRefused
 from tests.kernel.probes import links, snapshot
 
-from .conftest import SamplePlugin
+from .processes import SamplePlugin
 
 # A /30: one address besides the gateway, so a leaked address would be seen at once.
 SUBNET = "10.130.0.0/30"

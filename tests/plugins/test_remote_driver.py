@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from cnm.controller import Controller
-from cnm.errors import InvalidParameter, NotFound
+from cnm.errors import CnmError, InvalidParameter, NotFound
 from cnm.model import EndpointOptions, IpamRequest, NetworkRequest, PortRequest
 from tests.kernel.probes import (
     EchoServer,
@@ -21,7 +21,7 @@ from tests.kernel.probes import (
     tcp_echo,
 )
 
-from .conftest import SamplePlugin
+from .processes import SamplePlugin
 
 PLUGIN_MIME = "application/vnd.docker.plugins.v1.2+json"
 
@@ -242,3 +242,15 @@ def test_unknown_driver_names_are_not_found(
     with pytest.raises(NotFound):
         controller.create_network(NetworkRequest(name="n", driver="../plugins/ipamonly"))
     assert [n.name for n in controller.networks()] == ["none", "host", "bridge"]
+
+
+def test_plugins_with_scopes_cnm_cannot_keep_are_refused(
+    controller: Controller, start_plugin: Callable[..., SamplePlugin]
+) -> None:
+    start_plugin("overlayish", "--scope", "global")
+    start_plugin("confused", "--scope", "galactic")
+    with pytest.raises(CnmError, match="global-scope network driver: cnm runs local-scope"):
+        _network(controller, "overlayish")
+    with pytest.raises(CnmError, match="expecting 'local' or 'global', got 'galactic'"):
+        _network(controller, "confused")
+    assert sorted(n.name for n in controller.networks()) == ["bridge", "host", "none"]

@@ -12,7 +12,7 @@ from cnm.errors import CnmError
 from cnm.model import EndpointOptions, IpamRequest, NetworkRequest
 from tests.kernel.probes import addresses, snapshot
 
-from .conftest import SamplePlugin
+from .processes import SamplePlugin
 
 
 def test_pools_and_addresses_come_from_the_plugin(

@@ -13,7 +13,7 @@ from cnm.errors import Unavailable
 from cnm.model import EndpointOptions, NetworkRequest
 from tests.kernel.probes import default_routes, links, stop
 
-from .conftest import SamplePlugin
+from .processes import SamplePlugin
 
 
 def test_networks_come_back_through_their_plugins(

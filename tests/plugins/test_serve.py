@@ -12,10 +12,10 @@ import pytest
 
 from cnm.osl.namespace import NetNamespace, delete_netns
 from cnm.plugins.client import MethodNotImplemented, PluginClient, PluginRefused
-from tests.conftest import make_test_netns
 from tests.kernel.probes import EchoServer, addresses, link, links, run, tcp_echo
+from tests.support.netns import make_test_netns
 
-from .conftest import ServedPlugin
+from .processes import ServedPlugin
 
 GATEWAY_REQUEST = {"RequestAddressType": "com.docker.network.gateway"}
 

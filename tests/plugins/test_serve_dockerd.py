@@ -37,10 +37,10 @@ from pathlib import Path
 import pytest
 
 from cnm.osl.namespace import NetNamespace, delete_netns
-from tests.clients.conftest import BUSYBOX_TAR
-from tests.conftest import make_test_netns
+from tests.support.netns import make_test_netns
+from tests.support.runtime import BUSYBOX_TAR
 
-from .conftest import ServedPlugin
+from .processes import ServedPlugin
 
 DOCKERD = Path("/usr/sbin/dockerd")
 DOCKER = Path("/usr/bin/docker")  # the 20.10 CLI, dockerd's own

@@ -24,8 +24,8 @@ plugin owns its kernel objects, and this proxy does the part libnetwork does for
 
 Not done, and why: cnm has no ``docker_gwbridge`` (libnetwork adds one to a sandbox whose
 remote endpoint brings no gateway): such an endpoint gives no default route, which is what
-``DisableGatewayService`` asks for anyway. Global-scope plugins are refused: they need the
-cluster store cnm does not have. DiscoverNew/DiscoverDelete are never sent: cnm has no node
+``DisableGatewayService`` asks for anyway. Global-scope plugins are refused: their networks
+live in a cluster store, which the controller does not keep for plugins' networks. DiscoverNew/DiscoverDelete are never sent: cnm has no node
 discovery. State kept here (endpoint MACs, where a link went) is memory only and comes back
 through ``restore`` from the controller's records.
 """
@@ -95,8 +95,8 @@ class RemoteDriver(NetworkDriver):
             )
         if scope is Scope.GLOBAL:
             raise CnmError(
-                f"plugin {name} is a global-scope network driver: cnm has no cluster store, "
-                "only local-scope plugins are supported"
+                f"plugin {name} is a global-scope network driver: cnm runs local-scope "
+                "network plugins only"
             )
         connectivity = reader.string("ConnectivityScope")
         if connectivity and connectivity not in scopes:

@@ -179,8 +179,9 @@ def _error_text(data: bytes) -> str:
         decoded = json.loads(data)
     except ValueError:
         decoded = None
-    if isinstance(decoded, dict) and isinstance(decoded.get("Err"), str) and decoded["Err"]:
-        return decoded["Err"]
+    message = decoded.get("Err") if isinstance(decoded, dict) else None
+    if isinstance(message, str) and message:
+        return message
     return data.decode(errors="replace").strip()
 
 

@@ -269,11 +269,11 @@ def _parse_interface(reader: Reader | None) -> EndpointInterface:
         return EndpointInterface()
     address = reader.interface("Address")
     address_v6 = reader.interface("AddressIPv6")
-    if address is not None and address.version != 4:
+    if address is not None and not isinstance(address, ipaddress.IPv4Interface):
         raise reader.error(f"{reader.what}: Address must be an IPv4 address/prefix")
-    if address_v6 is not None and address_v6.version != 6:
+    if address_v6 is not None and not isinstance(address_v6, ipaddress.IPv6Interface):
         raise reader.error(f"{reader.what}: AddressIPv6 must be an IPv6 address/prefix")
-    return EndpointInterface(address, address_v6, reader.mac("MacAddress"))  # type: ignore[arg-type]
+    return EndpointInterface(address, address_v6, reader.mac("MacAddress"))
 
 
 def create_endpoint_request(spec: EndpointSpec) -> dict[str, Any]:
