@@ -5,7 +5,7 @@ test's host namespace, and controllers that look for plugins in the test's own d
 A plugin is started with ``start_plugin(name, *options)``; it listens on
 ``<tmp>/plugins/<name>.sock`` and logs every request it gets, which ``calls()`` reads back.
 Every plugin started is stopped (by PID) at teardown, and its kernel objects go with the test's
-host namespace; the session fails if a plugin process or a daemon of this suite outlived it.
+host namespace; the session fails if a plugin process of this suite outlived it.
 The processes themselves are in ``processes.py``.
 """
 
@@ -21,7 +21,6 @@ from cnm.osl.namespace import NetNamespace
 from cnm.plugins.discovery import PluginConfig
 from cnm.store.sqlite import SqliteStore
 from cnm.wiring import build_controller
-from tests.support.daemon import stop_leftover_daemons
 from tests.support.runtime import HOST_RESOLV_CONF
 
 from .processes import SamplePlugin, ServedPlugin, stop_leftover_processes
@@ -104,10 +103,10 @@ def served(host_netns: NetNamespace, tmp_path: Path) -> Iterator[ServedPlugin]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_process_left(_nothing_left_behind: None) -> Iterator[None]:
-    """Fail the session if plugin processes or daemons of this suite are still running (they
-    are killed first). It asks for the top-level check so that it ends before that one."""
+    """Fail the session if plugin processes of this suite are still running (they are killed
+    first). Daemons are the client tests' check: the suite's own are context managers. It asks
+    for the top-level check so that it ends before that one."""
     yield
     plugins = stop_leftover_processes()
-    daemons = stop_leftover_daemons()
-    if plugins or daemons:
-        pytest.fail(f"the plugin tests left behind plugin processes {plugins}, daemons {daemons}")
+    if plugins:
+        pytest.fail(f"the plugin tests left behind plugin processes {plugins}")
