@@ -221,6 +221,8 @@ class PluginBackend:
         reader = protocol.Reader(body, "ProgramExternalConnectivity", InvalidParameter)
         options = reader.mapping("Options")
         requests = protocol.parse_port_requests(options)
+        if not requests:  # dockerd programs every gateway endpoint, most with nothing to publish
+            return self.revoke_ports(body)
         mappings = self.bridge.program_external_connectivity(network_id, endpoint_id, requests)
         if record:
             try:
