@@ -2,11 +2,12 @@
 
 The controller imports only contracts (the driver, IPAM, store and firewall APIs); this module
 is where the implementations are chosen: the host namespace's netlink handle, the nftables
-firewall, the host-port mapper, the bridge, host and null drivers, the default IPAM with
-Docker's pools, and, given a ``PluginConfig``, the finder that turns other driver names into
-remote drivers and IPAM drivers (Docker's plugin discovery). The daemon calls it, and so does
-in-process use (tests, benchmarks, the library); either can build a ``Controller`` from other
-parts instead. Without a ``PluginConfig`` no plugin is ever looked for.
+firewall, the host-port mapper, the bridge, host, null, macvlan and ipvlan (a refusal)
+drivers, the default IPAM with Docker's pools, and, given a ``PluginConfig``, the finder that
+turns other driver names into remote drivers and IPAM drivers (Docker's plugin discovery). The
+daemon calls it, and so does in-process use (tests, benchmarks, the library); either can build
+a ``Controller`` from other parts instead. Without a ``PluginConfig`` no plugin is ever looked
+for.
 
 The host namespace is the calling thread's when this runs: build the controller inside the
 namespace that plays the host.
@@ -23,6 +24,8 @@ from cnm.controller import Controller, ControllerConfig
 from cnm.controller.controller import Parts
 from cnm.drivers.bridge import BridgeDriver
 from cnm.drivers.host import HostDriver
+from cnm.drivers.ipvlan import IpvlanDriver
+from cnm.drivers.macvlan import MacvlanDriver
 from cnm.drivers.null import NullDriver
 from cnm.drivers.remote import RemoteDriver
 from cnm.firewall.nftables import NftablesFirewall
@@ -74,7 +77,7 @@ def build_controller(
         host=host,
         firewall=firewall,
         port_mapper=port_mapper,
-        drivers=[bridge, HostDriver(), NullDriver()],
+        drivers=[bridge, HostDriver(), NullDriver(), MacvlanDriver(host), IpvlanDriver(host)],
         ipams=[ipam],
         finder=PluginFinder(PluginManager(plugins), host) if plugins is not None else None,
     )

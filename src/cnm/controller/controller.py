@@ -154,7 +154,8 @@ class Controller:
     def _adopt_driver(self, driver: NetworkDriver) -> None:
         """A driver found after start (a plugin back, or named for the first time) gets the
         records of its networks, as the drivers present at start got them."""
-        adopt(driver, self._networks.all(), self._endpoints.all())
+        keys = {s.id: s.key for s in self._sandboxes.all()}
+        adopt(driver, self._networks.all(), self._endpoints.all(), keys)
 
     def _adopt_ipam(self, ipam: IpamDriver) -> None:
         if not ipam.capabilities().requires_request_replay:

@@ -36,9 +36,16 @@ from cnm.transaction import Transaction, transaction
 
 log = logging.getLogger(__name__)
 
+LEGACY_LINKS = (
+    "links on the default bridge network (legacy links) are not supported by cnm: on a "
+    "user-defined network --link makes an alias the linking container resolves"
+)
 
-def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
-    """What a driver is told of an endpoint."""
+
+def endpoint_spec(
+    endpoint: Endpoint, joined: bool = False, sandbox_key: str | None = None
+) -> EndpointSpec:
+    """What a driver is told of an endpoint (where it is joined only at restore)."""
     return EndpointSpec(
         network_id=endpoint.network_id,
         endpoint_id=endpoint.id,
@@ -48,6 +55,8 @@ def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
         ),
         mac_address=endpoint.mac_address,
         joined=joined,
+        sandbox_key=sandbox_key if joined else None,
+        ifname=endpoint.ifname if joined else None,
     )
 
 
@@ -159,6 +168,8 @@ class Endpoints:
             raise InvalidParameter(
                 "network-scoped alias is supported only for containers in user defined networks"
             )
+        if network.predefined and options.links:
+            raise InvalidParameter(LEGACY_LINKS)
         mac_address = None
         if options.mac_address is not None:
             mac_address = validate.mac_address(options.mac_address)
@@ -172,6 +183,7 @@ class Endpoints:
             mac_address=mac_address,
             aliases=list(options.aliases),
             gateway_priority=options.gateway_priority,
+            links=dict(options.links),
         )
         with transaction() as txn:
             self._allocate_addresses(network, endpoint, txn)

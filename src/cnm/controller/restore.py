@@ -11,13 +11,20 @@ Drivers and IPAM drivers that are not built in (remote plugins) are looked for f
 activates their plugins again. One that cannot be found or activated is logged and skipped:
 its networks stay listed, and each use of them fails with a clear error until the plugin is
 back (the registry finds it then, and the controller hands it its records; ``adopt``).
+
+Inside each restored sandbox, an ``ethN`` link that no joined endpoint names is a join that
+crashed before its record was committed, and is removed: the interface names are the
+controller's (``joins.py``), so this needs no driver's help. A bridge veth's peer is gone by
+then with its host end, but a macvlan child lives only inside the sandbox and nothing else
+would find it; left there, it would take the name the next join wants.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +37,13 @@ from cnm.driverapi import NetworkDriver
 from cnm.errors import CnmError
 from cnm.ipamapi import IpamDriver
 from cnm.model import Endpoint, Network, Sandbox
+from cnm.osl.links import sandbox_network
 from cnm.osl.namespace import delete_netns, is_netns_mount
 from cnm.store.api import Delete, Store
 
 log = logging.getLogger(__name__)
+
+ENDPOINT_IFNAME = re.compile(r"^eth\d+$")
 
 
 @dataclass
@@ -69,6 +79,10 @@ def restore(store: Store, registry: Registry, netns_dir: Path, files: SandboxFil
             log.warning("removing orphaned namespace %s", path)
             delete_netns(path)
     files.remove_unknown(set(sandboxes))
+    for sandbox in sandboxes.values():
+        if not sandbox.use_host_network:
+            names = {e.ifname for e in endpoints.values() if e.sandbox_id == sandbox.id}
+            _remove_unjoined_interfaces(sandbox, names)
     _find_drivers(registry, networks.values())
     for network in networks.values():
         ipam = registry.ipam_or_none(network.ipam_driver)
@@ -76,8 +90,9 @@ def restore(store: Store, registry: Registry, netns_dir: Path, files: SandboxFil
             replay_ipam(
                 ipam, network, [e for e in endpoints.values() if e.network_id == network.id]
             )
+    sandbox_keys = {s.id: s.key for s in sandboxes.values()}
     for driver in registry.drivers():
-        adopt(driver, list(networks.values()), list(endpoints.values()))
+        adopt(driver, list(networks.values()), list(endpoints.values()), sandbox_keys)
     return Restored(networks, endpoints, sandboxes)
 
 
@@ -103,17 +118,39 @@ def _find_drivers(registry: Registry, networks: Collection[Network]) -> None:
                 )
 
 
-def adopt(driver: NetworkDriver, networks: list[Network], endpoints: list[Endpoint]) -> None:
-    """Hand a driver the records of its networks and their endpoints (``restore``)."""
+def adopt(
+    driver: NetworkDriver,
+    networks: list[Network],
+    endpoints: list[Endpoint],
+    sandbox_keys: Mapping[str, str],
+) -> None:
+    """Hand a driver the records of its networks and their endpoints (``restore``), with
+    where each joined endpoint is (``sandbox_keys``: sandbox id to namespace path)."""
     mine = {n.id: n for n in networks if n.driver == driver.name}
     driver.restore(
         [network_spec(n) for n in mine.values()],
         [
-            endpoint_spec(e, joined=e.sandbox_id is not None)
+            endpoint_spec(
+                e,
+                joined=e.sandbox_id is not None,
+                sandbox_key=sandbox_keys.get(e.sandbox_id) if e.sandbox_id else None,
+            )
             for e in endpoints
             if e.network_id in mine
         ],
     )
+
+
+def _remove_unjoined_interfaces(sandbox: Sandbox, joined: set[str | None]) -> None:
+    with sandbox_network(sandbox.key) as sandbox_net:
+        for link in list(sandbox_net.links.summaries()):
+            if ENDPOINT_IFNAME.match(link.name) and link.name not in joined:
+                log.warning(
+                    "removing %s from sandbox %s: no joined endpoint names it",
+                    link.name,
+                    sandbox.id[:12],
+                )
+                sandbox_net.links.delete(link.index)
 
 
 def _values(store: Store, prefix: str) -> list[bytes]:
