@@ -1,5 +1,5 @@
 """A small Docker network plugin for the tests: a bridge-like network driver and a simple IPAM
-driver, speaking libnetwork's remote protocol over a Unix socket, written without cnm.
+driver, speaking libnetwork's remote protocol over a Unix socket, written without cnm (its kernel work through pyroute2).
 
     sample_plugin.py --socket PATH --log FILE [--state FILE] [--implements A,B]
                      [--prefix eth] [--scope local] [--choose-mac] [--ipam-base 10.210.0.0/16]
@@ -26,6 +26,7 @@ it listens and runs until SIGTERM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import ipaddress
 import json
@@ -33,27 +34,50 @@ import os
 import secrets
 import signal
 import socketserver
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
 SLOW_S = 30.0
 ADDRESS_SPACE = "SampleSpace"
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
+class Links:
+    """The plugin's kernel work, through one netlink socket (pyroute2) in its namespace."""
 
+    def __init__(self) -> None:
+        self.ipr = IPRoute()
 
-def ip_quiet(*args: str) -> None:
-    subprocess.run(["ip", *args], check=False, capture_output=True)
+    def index(self, name: str) -> int | None:
+        found = self.ipr.link_lookup(ifname=name)
+        return found[0] if found else None
 
+    def exists(self, name: str) -> bool:
+        return self.index(name) is not None
 
-def link_exists(name: str) -> bool:
-    return subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0
+    def add_bridge(self, name: str, gateways: list[str]) -> None:
+        self.ipr.link("add", ifname=name, kind="bridge")
+        index = self.index(name)
+        for gateway in gateways:
+            address, prefix = gateway.split("/")
+            self.ipr.addr("add", index=index, address=address, prefixlen=int(prefix))
+        self.ipr.link("set", index=index, state="up")
+
+    def add_veth(self, host_end: str, other_end: str, bridge: str) -> None:
+        self.ipr.link("add", ifname=host_end, kind="veth", peer={"ifname": other_end})
+        index = self.index(host_end)
+        self.ipr.link("set", index=index, master=self.index(bridge), state="up")
+
+    def delete(self, name: str) -> None:
+        index = self.index(name)
+        if index is not None:
+            with contextlib.suppress(NetlinkError):
+                self.ipr.link("del", index=index)
 
 
 class Plugin:
@@ -65,6 +89,7 @@ class Plugin:
         if args.state and Path(args.state).exists():
             self.state = json.loads(Path(args.state).read_text())
         self.misbehave = dict(item.split("=", 1) for item in args.misbehave)
+        self.links = Links()
 
     def save(self) -> None:
         if self.args.state:
@@ -82,19 +107,15 @@ class Plugin:
             return {"Scope": self.args.scope, "ConnectivityScope": self.args.scope}
         if method == "CreateNetwork":
             bridge = "tb" + body["NetworkID"][:10]
-            ip("link", "add", bridge, "type", "bridge")
-            gateway = ""
-            for data in body.get("IPv4Data") or []:
-                if data.get("Gateway"):
-                    ip("addr", "add", data["Gateway"], "dev", bridge)
-                    gateway = gateway or data["Gateway"].split("/")[0]
-            ip("link", "set", bridge, "up")
+            gateways = [d["Gateway"] for d in body.get("IPv4Data") or [] if d.get("Gateway")]
+            self.links.add_bridge(bridge, gateways)
+            gateway = gateways[0].split("/")[0] if gateways else ""
             networks[body["NetworkID"]] = {"bridge": bridge, "gateway": gateway}
             return {}
         if method == "DeleteNetwork":
             network = networks.pop(body["NetworkID"], None)
             if network is not None:
-                ip_quiet("link", "del", network["bridge"])
+                self.links.delete(network["bridge"])
             return {}
         if method == "CreateEndpoint":
             interface = body.get("Interface") or {}
@@ -109,13 +130,12 @@ class Plugin:
             return answer
         if method == "DeleteEndpoint":
             endpoints.pop(body["EndpointID"], None)
-            ip_quiet("link", "del", "tv" + body["EndpointID"][:10])
+            self.links.delete("tv" + body["EndpointID"][:10])
             return {}
         if method == "Join":
             network = networks[body["NetworkID"]]
             eid = body["EndpointID"][:10]
-            ip("link", "add", "tv" + eid, "type", "veth", "peer", "name", "tc" + eid)
-            ip("link", "set", "tv" + eid, "master", network["bridge"], "up")
+            self.links.add_veth("tv" + eid, "tc" + eid, network["bridge"])
             answer = {
                 "InterfaceName": {"SrcName": "tc" + eid, "DstPrefix": self.args.prefix},
                 "Gateway": network["gateway"],
@@ -126,7 +146,7 @@ class Plugin:
                 ]
             return answer
         if method == "Leave":
-            ip_quiet("link", "del", "tv" + body["EndpointID"][:10])
+            self.links.delete("tv" + body["EndpointID"][:10])
             return {}
         if method == "EndpointOperInfo":
             return {"Value": {"host_interface": "tv" + body["EndpointID"][:10]}}
@@ -205,7 +225,8 @@ def make_handler(plugin: Plugin) -> type[http.server.BaseHTTPRequestHandler]:
             subsystem, _, name = method.partition(".")
             entry = {"method": method, "body": body, "accept": self.headers.get("Accept")}
             if name == "Leave":
-                entry["src_in_host"] = link_exists("tc" + body["EndpointID"][:10])
+                with plugin.lock:
+                    entry["src_in_host"] = plugin.links.exists("tc" + body["EndpointID"][:10])
             plugin.log(entry)
             behaviour = plugin.misbehave.get(name) or plugin.misbehave.get(method)
             if behaviour == "slow":
@@ -234,11 +255,8 @@ def make_handler(plugin: Plugin) -> type[http.server.BaseHTTPRequestHandler]:
                     plugin.save()
             except LookupError:
                 return self.reply(404, b"404 page not found\n")
-            except (subprocess.CalledProcessError, KeyError) as err:
-                detail = (
-                    err.stderr.decode() if isinstance(err, subprocess.CalledProcessError) else err
-                )
-                return self.reply(500, json.dumps({"Err": f"{name}: {detail}"}).encode())
+            except (NetlinkError, KeyError) as err:
+                return self.reply(500, json.dumps({"Err": f"{name}: {err}"}).encode())
             self.reply(200, json.dumps(answer).encode())
 
     return Handler

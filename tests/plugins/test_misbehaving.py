@@ -2,7 +2,8 @@
 clear error, and the operation leaves nothing behind (no network, endpoint, address, record or
 link of cnm's; what the plugin did is undone through the plugin where it may have acted).
 
-The plugin timeout is PLUGIN_TIMEOUT_S (1 s) here; the slow plugin answers after 30 s."""
+The plugin timeout is 1 s here (the ``plugin_timeout`` fixture); the slow plugin answers after
+30 s."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ from cnm.plugins.client import PluginRefused
 from tests.kernel.probes import links, snapshot
 
 from .processes import SamplePlugin
+
+
+@pytest.fixture
+def plugin_timeout() -> float:
+    """Short, so that a hanging plugin costs a test one second."""
+    return 1.0
+
 
 # A /30: one address besides the gateway, so a leaked address would be seen at once.
 SUBNET = "10.130.0.0/30"
