@@ -3,10 +3,12 @@
 The controller imports only contracts (the driver, IPAM, store and firewall APIs); this module
 is where the implementations are chosen: the host namespace's netlink handle, the nftables
 firewall, the host-port mapper, the bridge, host, null, macvlan, ipvlan (a refusal) and overlay
-drivers, and the default IPAM with Docker's pools. The daemon calls it, and so does in-process
-use (tests, benchmarks, the library); either can build a ``Controller`` from other parts
-instead. The overlay driver is always registered; without an advertise address (no cluster
-store) it refuses to make networks, saying how to give one.
+drivers, the default IPAM with Docker's pools, and, given a ``PluginConfig``, the finder that
+turns other driver names into remote drivers and IPAM drivers (Docker's plugin discovery). The
+daemon calls it, and so does in-process use (tests, benchmarks, the library); either can build
+a ``Controller`` from other parts instead. Without a ``PluginConfig`` no plugin is ever looked
+for. The overlay driver is always registered; without an advertise address (no cluster store)
+it refuses to make networks, saying how to give one.
 
 The host namespace is the calling thread's when this runs: build the controller inside the
 namespace that plays the host.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnm.controller import Controller, ControllerConfig
@@ -26,13 +29,36 @@ from cnm.drivers.ipvlan import IpvlanDriver
 from cnm.drivers.macvlan import MacvlanDriver
 from cnm.drivers.null import NullDriver
 from cnm.drivers.overlay import OverlayDriver
+from cnm.drivers.remote import RemoteDriver
 from cnm.firewall.nftables import NftablesFirewall
 from cnm.ipam.default import DefaultIpam, PoolSpec
+from cnm.ipam.remote import RemoteIpam
 from cnm.ipamapi import IPNetwork
 from cnm.osl.links import HostNetwork
 from cnm.osl.vxlan import MAX_VNI
+from cnm.plugins.discovery import PluginConfig, PluginManager
+from cnm.plugins.protocol import IPAM_DRIVER, NETWORK_DRIVER
 from cnm.portmap.mapper import PortMapper
 from cnm.store.api import Store
+
+
+class PluginFinder:
+    """Driver names the controller does not know, looked for among Docker's plugins."""
+
+    def __init__(self, plugins: PluginManager, host: HostNetwork) -> None:
+        self._plugins = plugins
+        self._host = host
+
+    def find_driver(self, name: str) -> RemoteDriver | None:
+        plugin = self._plugins.get(name, NETWORK_DRIVER)
+        return None if plugin is None else RemoteDriver.activate(name, plugin.client, self._host)
+
+    def find_ipam(self, name: str) -> RemoteIpam | None:
+        plugin = self._plugins.get(name, IPAM_DRIVER)
+        return None if plugin is None else RemoteIpam.activate(name, plugin.client)
+
+    def close(self) -> None:
+        self._plugins.close()
 
 
 def build_controller(
@@ -40,13 +66,15 @@ def build_controller(
     store: Store,
     *,
     address_pools: Sequence[PoolSpec] | None = None,
+    plugins: PluginConfig | None = None,
     advertise_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
     max_vni: int = MAX_VNI,
 ) -> Controller:
     """A controller with the default parts; ``address_pools`` replaces Docker's default
-    pools for automatic subnets. ``advertise_address`` is this host's underlay address
-    (``--cluster-advertise``, the overlay's tunnel endpoint) and ``max_vni`` the highest VNI
-    overlay networks get automatically. Call ``start()`` on it before use."""
+    pools for automatic subnets; ``plugins`` says where remote drivers are looked for;
+    ``advertise_address`` is this host's underlay address (``--cluster-advertise``, the
+    overlay's tunnel endpoint) and ``max_vni`` the highest VNI overlay networks get
+    automatically. Call ``start()`` on it before use."""
     host = HostNetwork()
     firewall = NftablesFirewall()
     port_mapper = PortMapper(host)
@@ -73,8 +101,43 @@ def build_controller(
             overlay,
         ],
         ipams=[ipam],
+        finder=PluginFinder(PluginManager(plugins), host) if plugins is not None else None,
     )
     return Controller(config, store, parts)
+
+
+@dataclass
+class ServedDrivers:
+    """cnm's bridge driver and default IPAM with what they stand on, for ``cnm plugin serve``
+    (no controller: there, dockerd plays the controller)."""
+
+    host: HostNetwork
+    firewall: NftablesFirewall
+    port_mapper: PortMapper
+    bridge: BridgeDriver
+    ipam: DefaultIpam
+
+    def close(self) -> None:
+        self.firewall.close()
+        self.port_mapper.close()
+        self.host.close()
+
+
+def build_served_drivers(
+    *,
+    default_host_ip: str = "0.0.0.0",
+    address_pools: Sequence[PoolSpec] | None = None,
+    resolv_conf: Path = Path("/etc/resolv.conf"),
+) -> ServedDrivers:
+    """The bridge driver and default IPAM in the calling thread's namespace; start the
+    firewall (``firewall.start()``) once the driver has restored its networks."""
+    host = HostNetwork()
+    firewall = NftablesFirewall()
+    port_mapper = PortMapper(host)
+    bridge = BridgeDriver(host, firewall, port_mapper, default_host_ip)
+    bridge.configure({})
+    ipam = DefaultIpam(address_pools, lambda: reserved_networks(host, resolv_conf))
+    return ServedDrivers(host, firewall, port_mapper, bridge, ipam)
 
 
 def reserved_networks(host: HostNetwork, resolv_conf: Path) -> list[IPNetwork]:

@@ -31,6 +31,7 @@ from cnm.driverapi import (
     NetworkDriver,
     NetworkSpec,
     Scope,
+    random_mac,
 )
 from cnm.drivers.bridging import (
     OPT_MTU,
@@ -46,7 +47,6 @@ from cnm.drivers.bridging import (
     parse_bool,
     parse_mtu,
     publish,
-    random_mac,
     report_network,
     unpublish,
 )
@@ -204,12 +204,12 @@ class BridgeDriver(NetworkDriver):
     def join(
         self, network_id: str, endpoint_id: str, sandbox_key: str | None, ifname: str
     ) -> JoinInfo:
-        if sandbox_key is None:
-            raise InvalidParameter("the bridge driver needs a sandbox namespace to join")
         network = self._network(network_id)
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None:
             raise NotFound(f"endpoint {endpoint_id[:12]} not found on bridge {network.bridge_name}")
+        # No sandbox: the peer is made in the host namespace, for someone else to move (a
+        # dockerd using this driver through ``cnm plugin serve``).
         attachment = Attachment(
             endpoint_id,
             ifname,

@@ -20,7 +20,6 @@ host has a joined endpoint).
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,11 +58,6 @@ def parse_mtu(value: str) -> int:
 
 def host_veth_name(endpoint_id: str) -> str:
     return "veth" + endpoint_id[:11]
-
-
-def random_mac() -> str:
-    """A locally administered unicast MAC with Docker's 02:42 prefix."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
 
 
 def endpoint_addresses(spec: EndpointSpec) -> tuple[IPAddress, ...]:
@@ -131,7 +125,7 @@ class Attachment:
 
     endpoint_id: str
     ifname: str  # inside the sandbox
-    sandbox_key: str
+    sandbox_key: str | None  # None: the peer stays in the host namespace, for another to move
     mac: str
     addresses: tuple[IPAddress, ...]
     mtu: int | None
@@ -144,19 +138,20 @@ def attach(
     """Make the endpoint's veth (the peer born in the sandbox as ``ifname``, the host end a
     port of the bridge) and report it to the firewall; on failure nothing is left."""
     veth = host_veth_name(what.endpoint_id)
-    sandbox = NetNamespace(what.sandbox_key)
+    sandbox = NetNamespace(what.sandbox_key) if what.sandbox_key is not None else None
     try:
         index = host.create_veth(
             veth,
             what.ifname,
-            sandbox,
+            sandbox or host.namespace,
             master=bridge_index,
             mtu=what.mtu,
             peer_mac=what.mac,
             ipv6=what.ipv6,
         )
     finally:
-        sandbox.close()
+        if sandbox is not None:
+            sandbox.close()
     try:
         firewall.add_endpoint(EndpointRules(bridge, veth, what.addresses))
     except Exception:

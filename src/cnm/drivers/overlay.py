@@ -75,6 +75,7 @@ from cnm.driverapi import (
     NetworkSpec,
     Peer,
     Scope,
+    random_mac,
 )
 from cnm.drivers.bridging import (
     BRIDGE_NAME_OPTION,
@@ -90,7 +91,6 @@ from cnm.drivers.bridging import (
     network_rules,
     parse_mtu,
     publish,
-    random_mac,
     report_network,
     unpublish,
 )
