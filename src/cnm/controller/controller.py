@@ -159,6 +159,13 @@ class Controller:
         network = self._networks.find(network_id)
         return dict(self._registry.driver(network.driver).network_info(network.id))
 
+    def endpoint_info(self, endpoint_id: str) -> dict[str, str]:
+        """The driver's operational data of an endpoint (the bridge driver: the host-side
+        veth as ``host_interface`` once joined)."""
+        endpoint = self._endpoints.find(endpoint_id)
+        network = self._networks.find(endpoint.network_id)
+        return dict(self._registry.driver(network.driver).endpoint_info(network.id, endpoint.id))
+
     def endpoints(
         self, network_id: str | None = None, sandbox_id: str | None = None
     ) -> list[Endpoint]:

@@ -41,12 +41,14 @@ table was edited does the same.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import nftables
 
@@ -253,6 +255,7 @@ class NftablesFirewall(Firewall):
         self._started = False
         self._docker = DockerUser(self._namespace)
         self._monitor: NftMonitor | None = None
+        self._reader: nftables.Nftables | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -404,6 +407,25 @@ class NftablesFirewall(Firewall):
                 lambda: [self._ports.pop(key, None) for key in removed],
                 lambda: self._ports.update(removed),
             )
+
+    def ruleset(self) -> list[dict[str, Any]]:
+        """Both tables read back from the kernel through a context of its own (JSON output,
+        handles on), so the writing context's settings never change."""
+        with self._lock:
+            if self._closed:
+                raise CnmError("the firewall is closed")
+            with self._namespace.entered():
+                if self._reader is None:
+                    self._reader = nftables.Nftables()
+                    self._reader.set_json_output(True)
+                    self._reader.set_handle_output(True)
+                found: list[dict[str, Any]] = []
+                for family in ("inet", "bridge"):
+                    rc, output, error = self._reader.cmd(f"list table {family} {TABLE}")
+                    if rc != 0:
+                        raise NftError(f"nftables: {error.strip()}")
+                    found += [o for o in json.loads(output)["nftables"] if "metainfo" not in o]
+        return found
 
     # ----------------------------------------------------------------- transactions
 

@@ -1,0 +1,1 @@
+"""pytest fixtures for cnm labs (filled in below)."""
