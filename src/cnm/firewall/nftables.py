@@ -47,7 +47,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import nftables
@@ -56,6 +57,7 @@ from cnm.errors import CnmError, Conflict, InvalidParameter
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
 from cnm.firewall.docker import DockerUser
 from cnm.firewall.monitor import NftMonitor
+from cnm.metrics import FIREWALL_UPDATES
 from cnm.model import PortMapping
 from cnm.osl.namespace import NetNamespace, current_thread_namespace
 from cnm.portmap.spec import PROTOCOLS
@@ -441,6 +443,7 @@ class NftablesFirewall(Firewall):
         try:
             self._run(commands)
         except NftError as err:
+            FIREWALL_UPDATES.labels("change", "refused").inc()
             update()
             try:
                 self._write_all()
@@ -449,21 +452,23 @@ class NftablesFirewall(Firewall):
                 raise err from None
             log.warning("firewall change refused (%s); rewrote the whole ruleset", err)
             return
+        FIREWALL_UPDATES.labels("change", "ok").inc()
         update()
 
     def _write_all(self) -> None:
         """Replace both tables with the full ruleset, in one transaction."""
-        self._run(
-            "\n".join(
-                [
-                    f"add table inet {TABLE}",
-                    f"delete table inet {TABLE}",
-                    f"add table bridge {TABLE}",
-                    f"delete table bridge {TABLE}",
-                    self.render(),
-                ]
+        with _counted("rewrite"):
+            self._run(
+                "\n".join(
+                    [
+                        f"add table inet {TABLE}",
+                        f"delete table inet {TABLE}",
+                        f"add table bridge {TABLE}",
+                        f"delete table bridge {TABLE}",
+                        self.render(),
+                    ]
+                )
             )
-        )
 
     def render(self) -> str:
         """The whole ruleset as an nft script."""
@@ -489,6 +494,16 @@ class NftablesFirewall(Firewall):
             rc, _, error = self._nft.cmd(commands)
         if rc != 0:
             raise NftError(f"nftables: {error.strip()}")
+
+
+@contextmanager
+def _counted(kind: str) -> Iterator[None]:
+    try:
+        yield
+    except NftError:
+        FIREWALL_UPDATES.labels(kind, "refused").inc()
+        raise
+    FIREWALL_UPDATES.labels(kind, "ok").inc()
 
 
 def _netfilter_port_ids(namespace: NetNamespace) -> set[int]:

@@ -60,7 +60,7 @@ def graph(topology: Topology) -> graphviz.Digraph:
         style = "filled,dashed" if network.internal else "filled"
         colour = "#c62828" if not network.icc else "#1565c0"
         dot.node(
-            f"net-{network.id}",
+            f"net-{network.id[:12]}",
             _network_label(network),
             shape="box",
             style=f"rounded,{style}",
@@ -69,12 +69,12 @@ def graph(topology: Topology) -> graphviz.Digraph:
         )
         dot.edge(
             "host",
-            f"net-{network.id}",
+            f"net-{network.id[:12]}",
             label=network.device,
             style="dashed" if network.internal else "solid",
         )
     for sandbox in topology.sandboxes:
-        node = f"sb-{sandbox.id}"
+        node = f"sb-{sandbox.id[:12]}"
         dot.node(node, _sandbox_label(sandbox), shape="box", style="filled", fillcolor="#fff8e1")
         if sandbox.host_network:
             dot.edge("host", node, label="host network", style="dotted")
@@ -85,7 +85,7 @@ def graph(topology: Topology) -> graphviz.Digraph:
             default = interface.gateway4 or interface.gateway6
             label = interface.ifname + (" (default route)" if default else "")
             dot.edge(
-                f"net-{joined.id}",
+                f"net-{joined.id[:12]}",
                 node,
                 label=label,
                 penwidth="2.5" if default else "1",
