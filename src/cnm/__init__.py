@@ -10,7 +10,7 @@ import importlib as _importlib
 from typing import Any as _Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "Lab", "LabError", "Network", "Sandbox"]
+__all__ = ["Lab", "LabError", "Network", "Sandbox", "__version__"]
 _LAZY = frozenset({"Lab", "LabError", "Network", "Sandbox"})
 
 

@@ -5,4 +5,4 @@ from cnm.lab import Network as Network
 from cnm.lab import Sandbox as Sandbox
 
 __version__: str
-__all__ = ["__version__", "Lab", "LabError", "Network", "Sandbox"]
+__all__ = ["Lab", "LabError", "Network", "Sandbox", "__version__"]

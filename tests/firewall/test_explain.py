@@ -151,6 +151,12 @@ def test_the_answer_names_rule_path_and_what_would_change_it(controller: Control
     into = explain(controller, None, "host", "db:5432")
     assert into.reachable and into.delivered_to == "db"
 
+    network(controller, "vault", "10.54.0.0/24", internal=True)
+    sandbox_on(controller, "locked", "vault")
+    out = explain(controller, None, "locked", "198.18.0.2:443")
+    assert not out.reachable and out.reason == "locked has no route to 198.18.0.2"
+    assert any("not internal" in s for s in out.suggestions), out.suggestions
+
 
 def test_bad_questions_are_refused(controller: Controller) -> None:
     with pytest.raises(NotFound, match="No such container: ghost"):

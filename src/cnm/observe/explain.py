@@ -361,6 +361,11 @@ class Explainer:
             self._fail(result, source.name, f"{source.name} has no route to {address}")
             if network is not None:
                 result.suggestions.append(f"connect {source.name} to {network.name}")
+            elif not any(i.gateway4 or i.gateway6 for i in source.interfaces):
+                result.suggestions.append(
+                    f"{source.name} has no default route (its networks are internal, or it has "
+                    "none): connect it to a network that is not internal"
+                )
             return
         interface = next((i for i in source.interfaces if i.ifname == route.device), None)
         network = self.networks.get(interface.network_id) if interface else None
