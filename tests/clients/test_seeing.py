@@ -4,19 +4,22 @@ read-only loopback listener."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from cnm.osl.namespace import delete_netns
 from tests.support.browser import chromium
-from tests.support.daemon import Daemon, make_netns, running_daemon
+from tests.support.daemon import CNM, Daemon, make_netns, running_daemon
 from tests.support.runtime import BUSYBOX, BUSYBOX_TAR
 
 LISTEN = ("127.0.0.1", 17979)
@@ -261,3 +264,30 @@ def test_a_listener_off_loopback_is_refused(tmp_path: Path) -> None:
         delete_netns(netns.path)
     assert result.returncode == 1
     assert "loopback address only" in result.stderr, result.stderr
+
+
+def test_a_long_prune_shows_progress_on_a_terminal(seen: Daemon) -> None:
+    tag = "batch=" + seen.root.name
+    made = [f"prune-{i}" for i in range(12)]
+    for name in made:
+        _ok(seen, "network", "create", "--label", tag, name)
+    none = quote(json.dumps({"label": ["batch=none"]}))
+    reply = seen.request("POST", f"/networks/prune?progress=1&filters={none}")
+    assert reply.status == 200 and reply.body == b'{"NetworksDeleted":null}\n'
+    master, slave = os.openpty()
+    try:
+        done = subprocess.run(
+            [CNM, "-H", seen.host, "network", "prune", "-f", "--filter", f"label={tag}"],
+            stdout=subprocess.PIPE, stderr=slave, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        os.close(slave)
+        terminal = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 65536):
+                terminal += chunk
+    finally:
+        os.close(master)
+    assert done.returncode == 0
+    assert sorted(done.stdout.split()[2:]) == sorted(made), done.stdout
+    assert b"deleting networks: 12 deleted" in terminal, terminal
+    assert all(f"({name})".encode() in terminal for name in made)
