@@ -158,6 +158,15 @@ def test_the_answer_names_rule_path_and_what_would_change_it(controller: Control
     assert any("not internal" in s for s in out.suggestions), out.suggestions
 
 
+def test_a_macvlan_network_is_refused_not_guessed(controller: Controller) -> None:
+    network(controller, "mv", "10.88.0.0/24", driver="macvlan")
+    sandbox_on(controller, "m1", "mv")
+    sandbox_on(controller, "m2", "mv")
+    with pytest.raises(InvalidParameter, match="bridge driver's networks.*a macvlan network"):
+        explain(controller, None, "m1", "m2:80")
+    assert not explain(controller, None, "host", "m1:80").reachable
+
+
 def test_bad_questions_are_refused(controller: Controller) -> None:
     with pytest.raises(NotFound, match="No such container: ghost"):
         explain(controller, None, "ghost", "host")

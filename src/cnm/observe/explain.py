@@ -38,8 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cnm.errors import InvalidParameter, NotFound
-from cnm.observe.nftrules import RuleRef, Ruleset, Verdict
+from cnm.errors import CnmError, InvalidParameter, NotFound
+from cnm.observe.nftrules import RuleRef, Ruleset, UnknownExpression, Verdict
 from cnm.observe.topology import Interface, NetworkNode, SandboxNode, Topology, build_topology
 from cnm.osl.namespace import NetNamespace
 from cnm.osl.routes import RouteLookup, lookup_route
@@ -376,6 +376,12 @@ class Explainer:
                 f"{source.name} would send through {route.device}, which no cnm network owns",
             )
             return
+        if network.driver != "bridge":
+            raise InvalidParameter(
+                f"explain follows the bridge driver's networks; {source.name} would send "
+                f"through network {network.name}, a {network.driver} network, whose frames "
+                "leave through its parent interface before netfilter sees them"
+            )
         source_ip = _ip(interface.ipv4 if address.version == 4 else interface.ipv6)
         if source_ip is None:
             self._fail(
@@ -529,6 +535,17 @@ class Explainer:
         owner = self._owner(destination)
         if owner is None or owner[1].network_id != network.id:
             self._fail(result, route.device, f"nothing on network {network.name} has {destination}")
+            return
+        if network.driver == "macvlan":
+            self._fail(
+                result,
+                route.device,
+                f"{owner[0].name} is a macvlan child of {network.device}: the kernel never "
+                "loops frames between a macvlan child and its parent's own addresses",
+            )
+            result.suggestions.append(
+                f"give the host a macvlan child of {network.device} too (README: macvlan)"
+            )
             return
         self._deliver(
             result,
@@ -704,4 +721,7 @@ def explain(
     explainer = Explainer(
         topology, ruleset, router, resolve, embedded, _bridge_netfilter(controller)
     )
-    return explainer.explain(source, target, version)
+    try:
+        return explainer.explain(source, target, version)
+    except UnknownExpression as err:
+        raise CnmError(f"explain cannot read cnm's ruleset: {err}") from None
