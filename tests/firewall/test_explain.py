@@ -162,7 +162,7 @@ def test_a_macvlan_network_is_refused_not_guessed(controller: Controller) -> Non
     network(controller, "mv", "10.88.0.0/24", driver="macvlan")
     sandbox_on(controller, "m1", "mv")
     sandbox_on(controller, "m2", "mv")
-    with pytest.raises(InvalidParameter, match="bridge driver's networks.*a macvlan network"):
+    with pytest.raises(InvalidParameter, match=r"bridge driver's networks.*a macvlan network"):
         explain(controller, None, "m1", "m2:80")
     assert not explain(controller, None, "host", "m1:80").reachable
 
