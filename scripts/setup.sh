@@ -11,8 +11,10 @@ extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
     # docker.io brings the Docker 20.10 CLI the client tests drive; etcd-server brings the etcd
     # (3.4) the cluster-store tests start on their own ports. Neither service is ever started.
-    # chromium and chromium-driver are the headless browser the topology page is tested in.
-    packages+=(docker.io busybox-static iptables iperf3 etcd-server etcd-client chromium chromium-driver)
+    # containernetworking-plugins brings the reference CNI plugins (bridge, loopback, tuning)
+    # that the CNI tests and bench/cni.py run beside cnm-cni; chromium and chromium-driver are
+    # the headless browser the topology page is tested in.
+    packages+=(docker.io busybox-static iptables iperf3 etcd-server etcd-client containernetworking-plugins chromium chromium-driver)
 else
     extras="."
 fi

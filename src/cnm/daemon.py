@@ -5,7 +5,8 @@ root); claim the socket path (a stale socket file is replaced, a live one means 
 serving and start-up stops); become a child subreaper (containers' orphans come back to us, not
 to init); open the store and start the controller (restore and reconcile), then the embedded DNS
 resolver (its listeners come back for the sandboxes that kept running), then the container
-runtime (which watches the containers still running again), then serve. The controller is
+runtime (which watches the containers still running again), then the CNI attachments (their
+records checked against the controller's), then serve. The controller is
 started on the main thread before the event loop exists, because pyroute2 runs an event loop of
 its own and refuses to run inside a running one.
 
@@ -378,11 +379,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cnm.api import cni as cni_api
     from cnm.api import dns as dns_api
     from cnm.api import metrics as metrics_api
     from cnm.api.common import DaemonInfo
     from cnm.api.server import make_app, make_read_only_app
     from cnm.api.ui import parse_listen
+    from cnm.cni.attachments import CniAttachments
     from cnm.controller import ControllerConfig
     from cnm.dns.resolver import Resolver
     from cnm.errors import CnmError
@@ -452,6 +455,11 @@ def _run(args: argparse.Namespace) -> int:
         except CnmError as err:
             raise DaemonError(f"cannot start the container runtime: {err}") from None
         stack.callback(runtime.close)
+        attachments = CniAttachments(controller, store)
+        try:
+            attachments.start()
+        except CnmError as err:
+            raise DaemonError(f"cannot restore the CNI attachments: {err}") from None
         log.info(
             "cnm daemon started",
             extra={
@@ -470,6 +478,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         app = make_app(controller, info, runtime)
         dns_api.add_routes(app, resolver)
+        cni_api.add_routes(app, attachments)
         metrics_api.watch_resolver(app, resolver)
         listen = None
         if listen_address is not None:

@@ -160,8 +160,7 @@ class Controller:
         return dict(self._registry.driver(network.driver).network_info(network.id))
 
     def endpoint_info(self, endpoint_id: str) -> dict[str, str]:
-        """The driver's operational data of an endpoint (the bridge driver: the host-side
-        veth as ``host_interface`` once joined)."""
+        """The driver's operational data of an endpoint (the bridge's host-side veth name)."""
         endpoint = self._endpoints.find(endpoint_id)
         network = self._networks.find(endpoint.network_id)
         return dict(self._registry.driver(network.driver).endpoint_info(network.id, endpoint.id))

@@ -10,7 +10,12 @@ route over, and rewrites hosts.
 
 A sandbox's teardown removes its namespace before its endpoints' kernel objects: the kernel then
 drops all its links at once (a veth delete alone waits for an RCU grace period), and the
-drivers only forget what they knew.
+drivers only forget what they knew. An adopted namespace (``sandboxes.py``) outlives the
+sandbox, so there the drivers remove their interfaces first, and only cnm's mount goes after.
+
+An endpoint may ask for its interface's name (CNI_IFNAME); otherwise it gets the lowest free
+``ethN``. A name that another endpoint of the sandbox, or any link already in the namespace
+(another runtime's, in an adopted one), holds is refused before the driver makes anything.
 
 Locks: a sandbox's lock, then a network's lock, never the other way round.
 """
@@ -21,6 +26,7 @@ import logging
 from contextlib import ExitStack
 from dataclasses import replace
 
+from cnm import validate
 from cnm.controller.endpoints import Endpoints
 from cnm.controller.gateway import (
     configure_interface,
@@ -34,6 +40,7 @@ from cnm.controller.sandboxes import Sandboxes
 from cnm.errors import CnmError, Conflict, Forbidden, NotFound
 from cnm.events import Event, EventBus
 from cnm.model import Endpoint, EndpointOptions, Network, PortMapping, PortRequest, Sandbox
+from cnm.osl.links import sandbox_network
 from cnm.store.api import Delete, Put, Store
 from cnm.transaction import transaction
 
@@ -84,9 +91,13 @@ class Joins:
         sandbox = self._sandboxes.find(sandbox_id)
         network = self._networks.find(network_ref)
         with self._sandboxes.lock(sandbox.id), self._networks.lock(network.id):
+            if options.ifname is not None:
+                validate.interface_name(options.ifname)
             endpoint = self._endpoints.create(network, options, persist=False)
             try:
-                return self._join(network, endpoint, self._sandboxes.find(sandbox.id))
+                return self._join(
+                    network, endpoint, self._sandboxes.find(sandbox.id), options.ifname
+                )
             except BaseException:
                 self._endpoints.delete(network, endpoint)
                 raise
@@ -107,7 +118,9 @@ class Joins:
             self._leave(network, endpoint, self._sandboxes.find(sandbox.id))
             self._endpoints.delete(network, self._endpoints.find(endpoint.id))
 
-    def _join(self, network: Network, endpoint: Endpoint, sandbox: Sandbox) -> Endpoint:
+    def _join(
+        self, network: Network, endpoint: Endpoint, sandbox: Sandbox, ifname: str | None = None
+    ) -> Endpoint:
         if endpoint.sandbox_id is not None:
             raise Forbidden(f"endpoint {endpoint.name} is already joined to a sandbox")
         joined = self._endpoints.joined_to(sandbox.id)
@@ -120,8 +133,11 @@ class Joins:
         if sandbox.use_host_network and network.driver != "host":
             raise Forbidden(f"a host-network sandbox cannot join network {network.name}")
         used = {e.ifname for e in joined}
-        ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
         key = None if sandbox.use_host_network else sandbox.key
+        if ifname is None:
+            ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
+        else:
+            self._check_free_name(sandbox, key, ifname, used)
         updated = replace(endpoint, sandbox_id=sandbox.id, ifname=ifname, join_order=sandbox.joins)
         with transaction() as txn:
             info = driver.join(network.id, endpoint.id, key, ifname)
@@ -148,6 +164,19 @@ class Joins:
             Event("endpoint-join", replace(network), replace(updated), replace(new_sandbox))
         )
         return updated
+
+    def _check_free_name(
+        self, sandbox: Sandbox, key: str | None, ifname: str, used: set[str | None]
+    ) -> None:
+        taken = ifname in used
+        if not taken and key is not None:
+            with sandbox_network(key) as sandbox_net:
+                taken = sandbox_net.links.index_of(ifname) is not None
+        if taken:
+            raise Conflict(
+                f"interface {ifname} already exists in sandbox {sandbox.id[:12]} "
+                f"(container {sandbox.container_id[:12]})"
+            )
 
     def _check_exclusive(self, network: Network, joined: list[Endpoint], uses: bool) -> None:
         """host and none networks do not mix with others in one sandbox."""
@@ -238,15 +267,24 @@ class Joins:
             for endpoint in joined:
                 self._endpoints.drop(endpoint.id)
             self._events.emit(Event("sandbox-delete", None, sandbox=replace(sandbox)))
-            self._sandboxes.delete_namespace(sandbox)
-            for endpoint in joined:
-                self._release(endpoint, sandbox)
+            if sandbox.adopted_from:
+                for endpoint in joined:
+                    self._release(endpoint, sandbox, namespace_deleted=False)
+                self._sandboxes.delete_namespace(sandbox)
+            else:
+                self._sandboxes.delete_namespace(sandbox)
+                for endpoint in joined:
+                    self._release(endpoint, sandbox)
             self._sandboxes.files.remove(sandbox.id)
         self._sandboxes.forget_lock(sandbox.id)
         self._endpoints.forget_sandbox(sandbox.id)
 
-    def _release(self, endpoint: Endpoint, sandbox: Sandbox) -> None:
-        """The driver's and IPAM's part of an endpoint whose namespace is gone."""
+    def _release(
+        self, endpoint: Endpoint, sandbox: Sandbox, *, namespace_deleted: bool = True
+    ) -> None:
+        """The driver's and IPAM's part of an endpoint whose namespace is gone (with
+        ``namespace_deleted`` False, of one whose namespace stays: the driver removes its
+        interface)."""
         network = self._networks.get(endpoint.network_id)
         if network is None:
             return
@@ -254,7 +292,7 @@ class Joins:
             driver = self._registry.driver(network.driver)
             try:
                 driver.revoke_external_connectivity(network.id, endpoint.id)
-                driver.leave(network.id, endpoint.id, namespace_deleted=True)
+                driver.leave(network.id, endpoint.id, namespace_deleted=namespace_deleted)
                 driver.delete_endpoint(network.id, endpoint.id)
             except CnmError:
                 log.exception("driver cleanup of endpoint %s", endpoint.id[:12])

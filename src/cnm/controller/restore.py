@@ -11,7 +11,8 @@ Inside each restored sandbox, an ``ethN`` link that no joined endpoint names is 
 crashed before its record was committed, and is removed: the interface names are the
 controller's (``joins.py``), so this needs no driver's help. A bridge veth's peer is gone by
 then with its host end, but a macvlan child lives only inside the sandbox and nothing else
-would find it; left there, it would take the name the next join wants.
+would find it; left there, it would take the name the next join wants. A namespace a sandbox
+adopted from another runtime is not searched: its other links are that runtime's.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def restore(store: Store, registry: Registry, netns_dir: Path, files: SandboxFil
             delete_netns(path)
     files.remove_unknown(set(sandboxes))
     for sandbox in sandboxes.values():
-        if not sandbox.use_host_network:
+        if not sandbox.use_host_network and not sandbox.adopted_from:
             names = {e.ifname for e in endpoints.values() if e.sandbox_id == sandbox.id}
             _remove_unjoined_interfaces(sandbox, names)
     for network in networks.values():

@@ -83,6 +83,7 @@ class LinkDetails:
     loopback: bool
 
 
+IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 MACVLAN_MODES = ("private", "vepa", "bridge", "passthru")
 
@@ -197,6 +198,32 @@ class _Links:
         except NetlinkError as err:
             if err.code not in (errno.ESRCH, errno.ENOENT):  # IPv4 says ESRCH, IPv6 ENOENT
                 raise _translate(err, f"delete route to {destination}") from err
+
+    def addresses(self, index: int) -> list[IPInterface]:
+        """The addresses on link ``index`` (link-local ones included)."""
+        found: list[IPInterface] = []
+        for msg in self.ipr.addr("dump", index=index):
+            if msg["index"] != index:
+                continue
+            address = msg.get_attr("IFA_ADDRESS")
+            found.append(ipaddress.ip_interface(f"{address}/{msg['prefixlen']}"))
+        return found
+
+    def is_up(self, index: int) -> bool:
+        msgs = self.ipr.link("get", index=index)
+        return bool(msgs and msgs[0]["flags"] & IFF_UP)
+
+    def default_gateway(self, version: int) -> tuple[IPAddress, int] | None:
+        """The main table's default route for IP ``version``: its next hop and output link."""
+        family = 10 if version == 6 else 2
+        for msg in self.ipr.route("dump", family=family):
+            if msg["dst_len"] != 0 or msg.get_attr("RTA_TABLE") != 254:
+                continue
+            gateway = msg.get_attr("RTA_GATEWAY")
+            oif = msg.get_attr("RTA_OIF")
+            if gateway is not None and oif is not None:
+                return ipaddress.ip_address(gateway), oif
+        return None
 
     def summaries(self) -> Iterator[LinkSummary]:
         for msg in self.ipr.link("dump"):
