@@ -385,7 +385,9 @@ def test_del_after_the_runtime_removed_the_namespace(
         runtime.add(attachment)
     # the runtime unmounted its namespace first; cnm's own mount kept it (and the veth) alive
     runtime.delete(attachment, with_netns=False)
-    assert _host_links(daemon) == before
+    # Nothing new is left (the veth went); a bridge of an earlier test's network may still be
+    # on its way out (bridges are deleted in the background), so a subset, not equality.
+    assert _host_links(daemon) <= before
     assert _attached(daemon, net) == {}
 
 
