@@ -7,7 +7,7 @@
         server = lab.sandbox("server", net, target=serve, args=(8000,))
         client = lab.sandbox("client", net)
         server.wait_for_port(8000)
-        print(client.exec("wget", "-qO-", "http://server:8000/").stdout)
+        print(client.exec("python3", "-c", FETCH_SERVER).stdout)  # names resolve by DNS
 
 Two ways to run, one API:
 

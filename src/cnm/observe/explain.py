@@ -105,7 +105,7 @@ class Explanation:
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class Side:
     """One side of the question: a sandbox, the host, or an address outside."""
 
     kind: str  # "sandbox", "host", "outside"
@@ -187,28 +187,28 @@ class Explainer:
                     return sandbox, interface
         return None
 
-    def endpoint(self, ref: str) -> Endpoint:
+    def side(self, ref: str) -> Side:
         if ref == "host":
-            return Endpoint("host", "the host")
+            return Side("host", "the host")
         address = _ip(ref)
         if address is not None:
             owner = self._owner(address)
             if owner is not None:
-                return Endpoint("sandbox", owner[0].name, owner[0], address)
-            return Endpoint("outside", str(address), None, address)
+                return Side("sandbox", owner[0].name, owner[0], address)
+            return Side("outside", str(address), None, address)
         sandbox = self._sandbox(ref)
         if sandbox is None:
             raise NotFound(f"No such container: {ref}")
         if sandbox.host_network:
-            return Endpoint("host", f"{sandbox.name} (host network)")
-        return Endpoint("sandbox", sandbox.name, sandbox)
+            return Side("host", f"{sandbox.name} (host network)")
+        return Side("sandbox", sandbox.name, sandbox)
 
     # ----------------------------------------------------------------- the question
 
     def explain(self, source_ref: str, target: str, version: int | None = None) -> Explanation:
         ref, port, proto = parse_target(target)
-        source = self.endpoint(source_ref)
-        destination = self.endpoint(ref)
+        source = self.side(source_ref)
+        destination = self.side(ref)
         result = Explanation(source.label, destination.label, "", proto, port)
         address = self._destination_address(source, destination, ref, version, result)
         if address is None:
@@ -235,8 +235,8 @@ class Explainer:
 
     def _destination_address(
         self,
-        source: Endpoint,
-        destination: Endpoint,
+        source: Side,
+        destination: Side,
         ref: str,
         version: int | None,
         result: Explanation,
@@ -295,7 +295,7 @@ class Explainer:
             found.sort(key=lambda a: a.version)
         return found
 
-    def _host_address(self, source: Endpoint, version: int | None) -> IPAddress | None:
+    def _host_address(self, source: Side, version: int | None) -> IPAddress | None:
         """The host as a sandbox sees it: its gateway; from outside or the host: loopback."""
         if source.kind == "sandbox" and source.sandbox is not None:
             for interface in source.sandbox.interfaces:
