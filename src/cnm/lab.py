@@ -19,11 +19,15 @@ Two ways to run, one API:
   sandboxes (a namespace joined to networks: the attach cost and nothing more); a sandbox with
   a ``command`` or a ``target`` runs that process on the host's filesystem with the sandbox's
   network view and its hosts/resolv.conf (through ``cnm.runtime.hostinit``, as ``cnm run --``
-  does), so names of other sandboxes resolve through the embedded DNS. Images need runc and
-  the container runtime: in-process labs refuse ``image=`` (use a daemon).
+  does), so names of other sandboxes resolve through the embedded DNS. An image
+  (``lab.image(tarball, "busybox:local")``, a root filesystem as ``docker import`` takes it)
+  is unpacked for each sandbox that runs it, and its commands run chrooted there with the
+  sandbox's hosts/resolv.conf bound over the image's: a busybox "container" without runc
+  (no cgroups, no other namespaces than network, mount, UTS and IPC).
 * **Against a daemon** (``Lab(daemon="unix:///run/cnm/cnm.sock")``): every object is made
   through the Engine API. Sandboxes are containers: ``cnm/host`` (the host's filesystem) or
-  ``image=`` (e.g. ``busybox:local``); a sandbox without a command sleeps. Names on the daemon
+  ``image=`` (e.g. ``busybox:local``, which ``lab.image`` imports); a sandbox without a
+  command sleeps. Names on the daemon
   carry a prefix of this lab (``lab-<6 hex>-``), so labs in parallel (pytest-xdist workers)
   never collide; each sandbox gets its short name as a network alias, so ``server`` resolves
   from its neighbours as it does in-process.
@@ -202,6 +206,8 @@ class _Backend(Protocol):
 
     def logs(self, sandbox: Sandbox) -> str: ...
 
+    def image(self, tarball: Path, name: str) -> None: ...
+
     def remove_sandbox(self, sandbox: Sandbox) -> None: ...
 
     def remove_network(self, network: Network) -> None: ...
@@ -233,6 +239,8 @@ class _InProcess:
             max_workers=1, thread_name_prefix="cnm-lab", initializer=self._enter_host
         )
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._images: dict[str, Path] = {}  # name -> root filesystem tarball
+        self._rootfs: dict[str, Path] = {}  # sandbox id -> its unpacked image
         self._ports: dict[str, dict[tuple[int, str], Any]] = {}
         self.controller: Any = None
         self.resolver: Any = None
@@ -308,11 +316,8 @@ class _InProcess:
     ) -> Sandbox:
         from cnm.model import EndpointOptions, SandboxOptions
 
-        if image is not None:
-            raise LabError(
-                f"sandbox {name}: images run under runc in the container runtime, which an "
-                "in-process lab does not start; use a daemon (Lab(daemon=...)) for image="
-            )
+        if image is not None and image not in self._images:
+            raise LabError(f"no image {image} in this lab: lab.image(tarball, {image!r}) first")
         made = self._call(
             self.controller.create_sandbox,
             SandboxOptions(container_id=name, hostname=name, embedded_dns=True),
@@ -330,6 +335,8 @@ class _InProcess:
                     handle.ips.setdefault(network.name, handle.ipv6[network.name])
             for port in publish:
                 self.publish(handle, port, "tcp")
+            if image is not None:
+                self._rootfs[made.id] = self._unpack(self._images[image], made.id)
             if command:
                 self._processes[made.id] = self._spawn(made, command)
         except BaseException:
@@ -337,12 +344,35 @@ class _InProcess:
             raise
         return handle
 
+    def image(self, tarball: Path, name: str) -> None:
+        if not tarball.is_file():
+            raise LabError(f"no image tarball at {tarball}")
+        self._images[name] = tarball
+
+    def _unpack(self, tarball: Path, sandbox_id: str) -> Path:
+        from cnm.errors import CnmError
+        from cnm.runtime.images import extract_rootfs
+
+        rootfs = self.root / "rootfs" / sandbox_id
+        try:
+            extract_rootfs(tarball, rootfs)
+        except CnmError as err:
+            raise LabError(f"cannot unpack {tarball}: {err}") from None
+        for name in ("hosts", "resolv.conf", "hostname"):  # where the sandbox's files go
+            (rootfs / "etc").mkdir(exist_ok=True)
+            (rootfs / "etc" / name).touch()
+        return rootfs
+
     def _hostinit(self, sandbox_id: str, command: list[str]) -> list[str]:
         sandbox = self.controller.sandbox(sandbox_id)
+        rootfs = self._rootfs.get(sandbox_id)
+        etc = f"{rootfs}/etc" if rootfs else "/etc"
         binds = [
-            f"--bind={self.controller.sandbox_file(sandbox_id, name)}:/etc/{name}"
+            f"--bind={self.controller.sandbox_file(sandbox_id, name)}:{etc}/{name}"
             for name in ("hosts", "resolv.conf", "hostname")
         ]
+        if rootfs is not None:
+            command = ["chroot", str(rootfs), *command]
         return [
             sys.executable,
             "-m",
@@ -350,7 +380,7 @@ class _InProcess:
             f"--netns={sandbox.key}",
             f"--hostname={sandbox.hostname}",
             f"--unmount-under={self.root}",
-            f"--cwd={os.getcwd()}",
+            f"--cwd={'/' if rootfs else os.getcwd()}",
             *binds,
             "--",
             *command,
@@ -404,6 +434,9 @@ class _InProcess:
 
         with suppress(NotFound):
             self._call(self.controller.delete_sandbox, sandbox.id)
+        rootfs = self._rootfs.pop(sandbox.id, None)
+        if rootfs is not None:
+            shutil.rmtree(rootfs, ignore_errors=True)
 
     def remove_network(self, network: Network) -> None:
         from cnm.errors import NotFound
@@ -611,6 +644,30 @@ class _Daemon:
         finally:
             response.close()
 
+    def image(self, tarball: Path, name: str) -> None:
+        from cnm.cli.client import CliError
+
+        repo, _, tag = name.partition(":")
+        try:
+            with open(tarball, "rb") as upload:
+                response = self.client.open(
+                    "POST",
+                    "/images/create",
+                    query={"fromSrc": "-", "repo": repo, "tag": tag or "latest"},
+                    upload=upload,
+                    upload_size=os.fstat(upload.fileno()).st_size,
+                    forever=True,
+                )
+                lines = response.read().decode().splitlines()
+                response.close()
+        except OSError as err:
+            raise LabError(f"cannot read {tarball}: {err.strerror}") from None
+        except CliError as err:
+            raise LabError(str(err)) from None
+        for line in lines:
+            if "error" in line:
+                raise LabError(f"importing {tarball}: {line}")
+
     def remove_sandbox(self, sandbox: Sandbox) -> None:
         from cnm.cli.client import ApiError
 
@@ -706,6 +763,14 @@ class Lab:
         with self._lock:
             self._sandboxes.append(sandbox)
         return sandbox
+
+    def image(self, tarball: str | os.PathLike[str], name: str) -> str:
+        """Make ``name`` (e.g. ``busybox:local``) an image of this lab from a root-filesystem
+        tarball, as ``docker import`` takes one; returns the name, for ``sandbox(image=...)``.
+        On a daemon it is imported there (and stays, as images do)."""
+        self._check_open()
+        self._backend.image(Path(tarball), name)
+        return name
 
     def remove(self, item: Sandbox | Network) -> None:
         """Remove one sandbox or network now (a network's sandboxes first)."""

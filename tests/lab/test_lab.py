@@ -95,23 +95,41 @@ def test_bad_requests_are_refused(tmp_path: Path) -> None:
             lab.sandbox("two", net, command=["true"], target=serve_echo)
         with pytest.raises(LabError, match="importable module"):
             lab.sandbox("three", net, target=lambda: None)
-        with pytest.raises(LabError, match="use a daemon"):
+        with pytest.raises(LabError, match=r"lab.image\(tarball, 'busybox:local'\) first"):
             lab.sandbox("four", net, image="busybox:local")
+        with pytest.raises(LabError, match="no image tarball"):
+            lab.image(tmp_path / "missing.tar", "x:y")
         assert [s.name for s in lab.sandboxes] == ["one"]
+
+
+def test_busybox_sandboxes_in_process(tmp_path: Path) -> None:
+    if not BUSYBOX_TAR.exists():
+        pytest.skip(f"no busybox fixture at {BUSYBOX_TAR}")
+    root = tmp_path / "lab"
+    with cnm.Lab(root=root) as lab:
+        image = lab.image(BUSYBOX_TAR, "busybox:local")
+        net = lab.network("n", subnet="10.78.0.0/24")
+        server = lab.sandbox("server", net, target=serve_echo, args=(7000,))
+        box = lab.sandbox(
+            "box", net, image=image, command=["sh", "-c", "echo made > /made; sleep 600"]
+        )
+        other = lab.sandbox("other", net, image=image)
+        server.wait_for_port(7000)
+        assert box.exec("cat", "/made").stdout == "made\n"
+        assert other.exec("cat", "/made", check=False).returncode != 0  # a tree of its own
+        assert "10.78.0.2" in box.exec("nslookup", "server").stdout
+        assert box.exec("sh", "-c", "echo hey | nc server 7000").stdout == "HEY\n"
+        assert box.exec("cat", "/etc/hostname").stdout == "box\n"
+        assert (root / "rootfs").exists()
+    assert not root.exists()
 
 
 def test_a_lab_on_a_daemon(tmp_path: Path) -> None:
     if not BUSYBOX_TAR.exists():
         pytest.skip(f"no busybox fixture at {BUSYBOX_TAR}")
     with running_daemon(tmp_path / "daemon") as daemon:
-        reply = daemon.request(
-            "POST",
-            "/images/create?fromSrc=-&repo=busybox&tag=local",
-            BUSYBOX_TAR.read_bytes(),
-            {"Content-Type": "application/x-tar"},
-        )
-        assert reply.status == 200
         with daemon.netns.entered(), cnm.Lab(daemon.host) as lab:
+            lab.image(BUSYBOX_TAR, "busybox:local")
             front, back = lab.network("front"), lab.network("back")
             server = lab.sandbox(
                 "server", front, back, target=serve_echo, args=(7000,), publish=[7000]
@@ -156,15 +174,17 @@ def test_the_fixtures_run_the_examples_in_parallel() -> None:
 
 
 def test_the_library_page_examples_run() -> None:
-    """Each ``python`` block of docs/library.md that makes a lab runs as a script and prints
-    what the comments beside its print calls say."""
+    """Each ``python`` block of docs/library.md that makes a lab runs as a script from the
+    repository's root and prints what the comments beside its print calls say."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "library.md").read_text(), re.S)
     runnable = [b for b in blocks if "with cnm.Lab()" in b]
-    assert len(runnable) >= 2
+    assert len(runnable) >= 3
     for block in runnable:
+        if "busybox-rootfs.tar" in block and not BUSYBOX_TAR.exists():
+            continue
         done = subprocess.run(
             [sys.executable, "-c", block],
-            capture_output=True, text=True, timeout=120, cwd=EXAMPLES, check=False,
+            capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
             env={"PYTHONPATH": str(EXAMPLES), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
         )  # fmt: skip
         assert done.returncode == 0, block + done.stderr

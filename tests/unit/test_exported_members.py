@@ -16,7 +16,7 @@ from cnm import pytest_plugin
 STUB = Path(cnm.__file__).with_suffix(".pyi")
 
 SURFACE = {
-    "Lab": {"close", "entered", "network", "networks", "remove", "sandbox", "sandboxes"},
+    "Lab": {"close", "entered", "image", "network", "networks", "remove", "sandbox", "sandboxes"},
     "LabError": set(),
     "Network": {"id", "internal", "ipv6_subnet", "name", "subnet"},
     "Sandbox": {
