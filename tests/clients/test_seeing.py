@@ -253,6 +253,10 @@ def test_the_loopback_listener_serves_only_what_reads(scene: Daemon) -> None:
     assert get("/networks/create", "POST")[0] == 404
     assert get("/containers/web/stop", "POST")[0] == 404
     assert get("/ui/../../etc/passwd")[0] == 404
+    # The API socket serves the page too (for curl --unix-socket, or a forwarded socket).
+    page = scene.request("GET", "/ui/")
+    assert page.status == 200 and b'<script src="cytoscape.min.js">' in page.body
+    assert scene.request("GET", "/ui/nothing.js").status == 404
 
 
 def test_a_listener_off_loopback_is_refused(tmp_path: Path) -> None:
