@@ -57,6 +57,8 @@ from cnm import __version__
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from cnm.plugins.discovery import PluginConfig
+
 log = logging.getLogger("cnm.daemon")
 
 DEFAULT_EXEC_ROOT = "/run/cnm"
@@ -64,6 +66,7 @@ DEFAULT_DATA_ROOT = "/var/lib/cnm"
 DEFAULT_SOCKET = "/run/cnm/cnm.sock"
 PR_SET_CHILD_SUBREAPER = 36
 SHUTDOWN_TIMEOUT_S = 10.0
+DEFAULT_PLUGIN_TIMEOUT_S = 30.0  # Docker's plugin client gives up after 30 s as well
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -127,6 +130,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a DNS server for containers, instead of the host's (repeatable)",
     )
     parser.add_argument(
+        "--plugin-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of plugin sockets (repeatable; default /run/docker/plugins)",
+    )
+    parser.add_argument(
+        "--plugin-spec-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of plugin .spec/.json files (repeatable; default /etc/docker/plugins "
+        "and /usr/lib/docker/plugins)",
+    )
+    parser.add_argument(
+        "--plugin-timeout",
+        type=float,
+        default=DEFAULT_PLUGIN_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long a remote driver or IPAM plugin may take to answer one call; the "
+        f"operation is rolled back after that (default {DEFAULT_PLUGIN_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=sorted(LOG_LEVELS), help="log level (info)"
     )
     parser.add_argument(
@@ -141,6 +167,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="127.0.0.1:PORT",
         help="also serve the topology page (/ui/) and /metrics on this loopback TCP address "
         "(read-only routes only; off by default)",
+    )
+
+
+def plugin_config(args: argparse.Namespace) -> PluginConfig:
+    """Where plugins are looked for (Docker's places unless told), and the call timeout."""
+    from cnm.plugins.discovery import SOCKET_DIRS, SPEC_DIRS, PluginConfig
+
+    if not 0 < args.plugin_timeout <= 3600:
+        raise DaemonError(
+            f"invalid --plugin-timeout {args.plugin_timeout:g}: it must be between 0 and 3600 "
+            "seconds"
+        )
+    for directory in (*args.plugin_dir, *args.plugin_spec_dir):
+        if not directory.startswith("/"):
+            raise DaemonError(f"invalid plugin directory {directory!r}: it must be absolute")
+    return PluginConfig(
+        socket_dirs=tuple(Path(d) for d in args.plugin_dir) or SOCKET_DIRS,
+        spec_dirs=tuple(Path(d) for d in args.plugin_spec_dir) or SPEC_DIRS,
+        timeout=args.plugin_timeout,
     )
 
 
@@ -221,7 +266,7 @@ def configure_logging(level_name: str, log_format: str = "logfmt") -> None:
 
 
 @contextmanager
-def _locked_file(path: Path, what: str, content: str) -> Iterator[None]:
+def locked_file(path: Path, what: str, content: str) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (with ``content`` written) while the daemon runs."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -414,6 +459,7 @@ def _run(args: argparse.Namespace) -> int:
         ipaddress.ip_address(args.ip)
     except ValueError:
         raise DaemonError(f"invalid --ip {args.ip!r}: not an IP address") from None
+    plugins = plugin_config(args)
     listen_address = None
     if args.observe_listen is not None:
         try:
@@ -423,8 +469,8 @@ def _run(args: argparse.Namespace) -> int:
     for root in (exec_root, data_root, path.parent):
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with ExitStack() as stack:
-        stack.enter_context(_locked_file(exec_root / "cnm.pid", "exec root", f"{owner_pid}\n"))
-        stack.enter_context(_locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
+        stack.enter_context(locked_file(exec_root / "cnm.pid", "exec root", f"{owner_pid}\n"))
+        stack.enter_context(locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
         claim_socket(path)
         become_subreaper()
         raise_open_files_limit()
@@ -437,7 +483,7 @@ def _run(args: argparse.Namespace) -> int:
             dns=list(args.dns),
             default_host_ip=args.ip,
         )
-        controller = build_controller(config, store, address_pools=pools or None)
+        controller = build_controller(config, store, address_pools=pools or None, plugins=plugins)
         try:
             controller.start()
         except CnmError as err:

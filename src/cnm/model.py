@@ -35,6 +35,7 @@ class PoolRecord:
     ip_range: str | None = None
     gateway: str | None = None  # "10.10.0.1/24"; None for networks without a gateway
     aux_addresses: dict[str, str] = field(default_factory=dict)
+    address_space: str = "LocalDefault"  # the IPAM's local address space when granted
 
 
 @dataclass

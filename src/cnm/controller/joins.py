@@ -1,12 +1,13 @@
 """Joining endpoints to sandboxes, and leaving them: the one place sandboxes, endpoints and
 networks meet.
 
-Join, in order: the driver makes the interface inside the sandbox (the lowest free ``ethN``);
-the controller addresses it and applies the default-route rule; published ports move to the
-gateway endpoint if that changed; the hosts file is rewritten; then the endpoint and the
+Join, in order: the driver makes the interface inside the sandbox (the lowest free ``ethN``, or
+the name a remote plugin's prefix gave it); the controller addresses it and applies the
+default-route rule; published ports move to the gateway endpoint if that changed; the hosts file is rewritten; then the endpoint and the
 sandbox (its join counter) are recorded in one store commit. Every step has its undo. Leave
 records first, then moves the ports, has the driver remove the interface, hands the default
-route over, and rewrites hosts.
+route over, and rewrites hosts; once the record says the endpoint left, a driver that fails to
+leave (a plugin gone) is logged and the leave goes on, as Docker's does.
 
 A sandbox's teardown removes its namespace before its endpoints' kernel objects: the kernel then
 drops all its links at once (a veth delete alone waits for an RCU grace period), and the
@@ -99,7 +100,10 @@ class Joins:
                     network, endpoint, self._sandboxes.find(sandbox.id), options.ifname
                 )
             except BaseException:
-                self._endpoints.delete(network, endpoint)
+                try:
+                    self._endpoints.delete(network, endpoint)
+                except CnmError:
+                    log.exception("rolling back endpoint %s", endpoint.name)
                 raise
 
     def disconnect(self, network_ref: str, sandbox_id: str) -> None:
@@ -126,7 +130,7 @@ class Joins:
         joined = self._endpoints.joined_to(sandbox.id)
         if any(e.network_id == network.id for e in joined):
             raise Forbidden(f"sandbox is already connected to network {network.name}")
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         self._check_exclusive(network, joined, driver.capabilities().uses_addresses)
         if network.driver == "host" and not sandbox.use_host_network:
             raise Forbidden("only a sandbox made for the host network can join the host network")
@@ -142,6 +146,8 @@ class Joins:
         with transaction() as txn:
             info = driver.join(network.id, endpoint.id, key, ifname)
             txn.on_failure("driver join", lambda: driver.leave(network.id, endpoint.id))
+            if info.interface_name is not None:
+                updated.ifname = info.interface_name
             if info.configure_interface and key is not None:
                 moved = configure_interface(key, updated, info, joined)
                 txn.on_failure("default route", lambda: set_default_routes(key, joined, moved))
@@ -185,9 +191,8 @@ class Joins:
         exclusive = not uses
         for endpoint in joined:
             other = self._networks.get(endpoint.network_id)
-            if other is not None and not (
-                self._registry.driver(other.driver).capabilities().uses_addresses
-            ):
+            driver = self._registry.known_driver(other.driver) if other is not None else None
+            if driver is not None and not driver.capabilities().uses_addresses:
                 exclusive = True
         if exclusive:
             raise Forbidden(
@@ -196,7 +201,7 @@ class Joins:
             )
 
     def _leave(self, network: Network, endpoint: Endpoint, sandbox: Sandbox) -> None:
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         left = replace(endpoint, sandbox_id=None, ifname=None, gateway_v4=None, gateway_v6=None)
         remaining = [e for e in self._endpoints.joined_to(sandbox.id) if e.id != endpoint.id]
         self._store.put(f"endpoint/{endpoint.id}", left.to_json())
@@ -205,7 +210,10 @@ class Joins:
             self._ports.place(sandbox.id, remaining)
         except CnmError:
             log.exception("moving the published ports of sandbox %s", sandbox.id[:12])
-        driver.leave(network.id, endpoint.id)
+        try:
+            driver.leave(network.id, endpoint.id)
+        except CnmError as err:
+            log.warning("driver error disconnecting endpoint %s: %s", endpoint.name, err)
         if not sandbox.use_host_network:
             hand_over_default_routes(sandbox.key, endpoint, remaining)
         self._sandboxes.files.write_hosts(sandbox, remaining)
@@ -289,8 +297,8 @@ class Joins:
         if network is None:
             return
         with self._networks.lock(network.id):
-            driver = self._registry.driver(network.driver)
             try:
+                driver = self._registry.network_driver(network)
                 driver.revoke_external_connectivity(network.id, endpoint.id)
                 driver.leave(network.id, endpoint.id, namespace_deleted=namespace_deleted)
                 driver.delete_endpoint(network.id, endpoint.id)
