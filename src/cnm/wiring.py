@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from cnm.controller import Controller, ControllerConfig
@@ -22,11 +23,12 @@ from cnm.drivers.bridge import BridgeDriver
 from cnm.drivers.host import HostDriver
 from cnm.drivers.null import NullDriver
 from cnm.firewall.nftables import NftablesFirewall
+from cnm.ipam.cluster import ClusterIpam
 from cnm.ipam.default import DefaultIpam, PoolSpec
 from cnm.ipamapi import IPNetwork
 from cnm.osl.links import HostNetwork
 from cnm.portmap.mapper import PortMapper
-from cnm.store.api import Store
+from cnm.store.api import GlobalStore, Store, StoreUnavailable
 
 
 def build_controller(
@@ -34,13 +36,31 @@ def build_controller(
     store: Store,
     *,
     address_pools: Sequence[PoolSpec] | None = None,
+    cluster_store: GlobalStore | None = None,
+    vni_range: tuple[int, int] = (4096, 16777215),
 ) -> Controller:
     """A controller with the default parts; ``address_pools`` replaces Docker's default
-    pools for automatic subnets. Call ``start()`` on it before use."""
+    pools for automatic subnets. With a ``cluster_store`` (and ``config.cluster``) the host
+    joins a cluster: global networks, and the global address space in that store; overlay
+    VNIs are taken from ``vni_range``. Call ``start()`` on it before use."""
     host = HostNetwork()
     firewall = NftablesFirewall()
     port_mapper = PortMapper(host)
-    ipam = DefaultIpam(address_pools, lambda: reserved_networks(host, config.host_resolv_conf))
+    cluster_ipam = None
+    if cluster_store is not None:
+        cluster_ipam = ClusterIpam(
+            cluster_store,
+            reserved_networks=lambda: reserved_networks(host, config.host_resolv_conf),
+        )
+
+    def local_reserved() -> list[IPNetwork]:
+        reserved = reserved_networks(host, config.host_resolv_conf)
+        if cluster_ipam is not None:
+            with suppress(StoreUnavailable):  # out of reach: the controller's check remains
+                reserved += cluster_ipam.pools()
+        return reserved
+
+    ipam = DefaultIpam(address_pools, local_reserved, global_space=cluster_ipam)
     bridge = BridgeDriver(host, firewall, port_mapper, config.default_host_ip)
     parts = Parts(
         host=host,
@@ -48,6 +68,7 @@ def build_controller(
         port_mapper=port_mapper,
         drivers=[bridge, HostDriver(), NullDriver()],
         ipams=[ipam],
+        cluster_store=cluster_store,
     )
     return Controller(config, store, parts)
 

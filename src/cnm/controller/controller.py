@@ -7,24 +7,28 @@ firewall writes the restored ruleset in one transaction, then the predefined net
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from cnm.controller.endpoints import Endpoints
+from cnm.controller.cluster import Cluster, ClusterConfig, ClusterStatus
+from cnm.controller.endpoints import Endpoints, endpoint_name_prefix
 from cnm.controller.files import SandboxFiles
+from cnm.controller.ids import StoreIds
 from cnm.controller.joins import Joins
 from cnm.controller.networks import Networks
 from cnm.controller.ports import PublishedPorts
 from cnm.controller.registry import Registry
 from cnm.controller.restore import restore
 from cnm.controller.sandboxes import Sandboxes
-from cnm.driverapi import NetworkDriver
+from cnm.controller.scopes import Stores
+from cnm.driverapi import NetworkDriver, Scope
 from cnm.errors import Forbidden, NotFound
 from cnm.events import Event, EventBus
 from cnm.firewall.api import Firewall
-from cnm.ipamapi import IpamDriver
+from cnm.ipamapi import IpamDriver, IPNetwork
 from cnm.model import (
     Endpoint,
     EndpointOptions,
@@ -36,7 +40,7 @@ from cnm.model import (
     SandboxOptions,
 )
 from cnm.osl.links import HostNetwork
-from cnm.store.api import Store
+from cnm.store.api import GlobalStore, Store
 
 
 @dataclass
@@ -50,6 +54,7 @@ class ControllerConfig:
     host_resolv_conf: Path = Path("/etc/resolv.conf")
     default_host_ip: str = "0.0.0.0"  # published ports' host address when none is given
     dns: list[str] = field(default_factory=list)  # the daemon's --dns: resolvers for sandboxes
+    cluster: ClusterConfig | None = None  # with a cluster store: this host's membership
 
 
 class Closable(Protocol):
@@ -67,6 +72,7 @@ class Parts:
     port_mapper: Closable  # the host ports its drivers hold
     drivers: Sequence[NetworkDriver]
     ipams: Sequence[IpamDriver]
+    cluster_store: GlobalStore | None = None  # the global scope (etcd), if the host has one
 
 
 class Controller:
@@ -83,12 +89,33 @@ class Controller:
         for ipam in parts.ipams:
             self._registry.add_ipam(ipam)
         files = SandboxFiles(config.exec_root / "sandboxes", config)
-        self._networks = Networks(store, self._registry, self.events)
-        self._endpoints = Endpoints(store, self._registry, self._networks)
+        self._stores = Stores(store, parts.cluster_store)
+        node = config.cluster
+        self._networks = Networks(self._stores, self._registry, StoreIds(self._stores), self.events)
+        self._endpoints = Endpoints(
+            self._stores,
+            self._registry,
+            self._networks,
+            node.node_id if node else "",
+            node.advertise_address if node else "",
+        )
         self._sandboxes = Sandboxes(store, self.host, files, self.netns_dir, self.events)
         self._ports = PublishedPorts(store, self._registry, self._networks)
+        self._cluster: Cluster | None = None
+        if parts.cluster_store is not None and node is not None:
+            self._cluster = Cluster(
+                parts.cluster_store,
+                node,
+                self._registry,
+                self._networks,
+                self._endpoints,
+                self._sandboxes,
+                self.events,
+                self._local_subnets,
+                self._replace_ports,
+            )
         self._joins = Joins(
-            store,
+            self._stores,
             self._registry,
             self._networks,
             self._endpoints,
@@ -132,6 +159,11 @@ class Controller:
         self._sandboxes.load(restored.sandboxes.values())
         self._ports.restore({s: self._endpoints.joined_to(s) for s in restored.sandboxes})
         self.firewall.start()
+        self._ensure_predefined()
+        if self._cluster is not None:
+            self._cluster.start()
+
+    def _ensure_predefined(self) -> None:
         self._networks.ensure_predefined(
             {
                 "com.docker.network.bridge.enable_icc": "true",
@@ -142,7 +174,24 @@ class Controller:
             }
         )
 
+    def _local_subnets(self) -> list[IPNetwork]:
+        return [
+            ipaddress.ip_network(pool.subnet)
+            for network in self._networks.all()
+            if network.scope != Scope.GLOBAL
+            for pool in (*network.ipv4_pools, *network.ipv6_pools)
+        ]
+
+    def _replace_ports(self, sandbox_ids: list[str]) -> None:
+        """Published ports of sandboxes whose global endpoints came back from the cluster's
+        store may belong on one of those: place them again."""
+        for sandbox_id in sandbox_ids:
+            with self._sandboxes.lock(sandbox_id):
+                self._ports.place(sandbox_id, self._endpoints.joined_to(sandbox_id))
+
     def close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
         self.firewall.close()
         self._port_mapper.close()
         self.host.close()
@@ -185,6 +234,19 @@ class Controller:
         """Path of a sandbox's generated ``hosts``, ``resolv.conf`` or ``hostname`` file."""
         return self._sandboxes.files.path(sandbox_id, name)
 
+    def cluster_status(self) -> ClusterStatus | None:
+        """The cluster store, this host's address in it and whether it is reachable; None
+        without a cluster store."""
+        return self._cluster.status() if self._cluster is not None else None
+
+    def peers(self) -> list[tuple[Network, Endpoint]]:
+        """Endpoints on other hosts this host reaches now, with their networks."""
+        return self._cluster.peers() if self._cluster is not None else []
+
+    def network_hosts(self, network_id: str) -> list[tuple[str, str]]:
+        """(name, address) of the hosts with endpoints on a global network."""
+        return self._cluster.hosts_on(network_id) if self._cluster is not None else []
+
     def published(self, sandbox_id: str) -> list[PortMapping]:
         """The sandbox's ports as bound now."""
         return self._ports.published(sandbox_id)
@@ -201,13 +263,18 @@ class Controller:
         with self._networks.create_delete_lock, self._networks.lock(network.id):
             if self._networks.get(network.id) is None:
                 raise NotFound(f"network {ref} not found")
-            if self._endpoints.on_network(network.id):
+            if self._endpoints.on_network(network.id) or self._has_remote_endpoints(network):
                 raise Forbidden(
                     f"error while removing network: network {network.name} id "
                     f"{network.id} has active endpoints"
                 )
             self._networks.delete(network)
             self._endpoints.forget_network(network.id)
+
+    def _has_remote_endpoints(self, network: Network) -> bool:
+        if network.scope != Scope.GLOBAL:
+            return False
+        return bool(self._stores.of(network).list(endpoint_name_prefix(network.id)))
 
     def prune_networks(self, should_prune: Callable[[Network], bool]) -> list[Network]:
         pruned = []

@@ -5,6 +5,12 @@ makes what it keeps of it (the bridge driver chooses its MAC), then the record i
 connect commits it later, together with its join. Removal: the record first, then the driver's
 part, then the addresses go back to IPAM (Docker gives them back at a container's stop).
 
+An endpoint of a global-scope network is recorded in the cluster's store as soon as it is
+made, with its name claimed there (``names/endpoint/<network id>/<name>``: endpoint names are
+unique network-wide, on every host at once) and with what the other hosts need to reach it and
+to answer for its names: its host, that host's tunnel endpoint, its container's id and
+hostname. The table holds this host's endpoints only; the others are peers (``cluster.py``).
+
 The table keeps three indexes beside it (by network and name, by network, by sandbox), so that
 no per-attach lookup grows with the number of endpoints.
 """
@@ -24,11 +30,22 @@ from cnm.controller.networks import (
     request_address,
 )
 from cnm.controller.registry import Registry
-from cnm.driverapi import EndpointSpec
+from cnm.controller.scopes import Op, Stores
+from cnm.driverapi import EndpointSpec, Scope
 from cnm.errors import Conflict, InvalidParameter, NotFound
 from cnm.model import Endpoint, EndpointOptions, Network
-from cnm.store.api import Store
+from cnm.store.api import Delete, Put, Store, StoreConflict
 from cnm.transaction import Transaction, transaction
+
+
+def endpoint_name_prefix(network_id: str) -> str:
+    """Under which a global network's endpoint names are claimed, on every host."""
+    return f"names/endpoint/{network_id}/"
+
+
+def endpoint_name_key(network_id: str, name: str) -> str:
+    """Where a global endpoint's name is claimed in the cluster's store."""
+    return endpoint_name_prefix(network_id) + name
 
 
 def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
@@ -46,10 +63,19 @@ def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
 
 
 class Endpoints:
-    def __init__(self, store: Store, registry: Registry, networks: Networks) -> None:
-        self._store = store
+    def __init__(
+        self,
+        stores: Stores,
+        registry: Registry,
+        networks: Networks,
+        node_id: str = "",
+        vtep: str = "",
+    ) -> None:
+        self._stores = stores
         self._registry = registry
         self._networks = networks
+        self._node_id = node_id
+        self._vtep = vtep
         self._table: dict[str, Endpoint] = {}
         self._by_name: dict[tuple[str, str], str] = {}  # (network id, name) -> id
         self._by_network: dict[str, set[str]] = {}
@@ -137,7 +163,8 @@ class Endpoints:
         self, network: Network, options: EndpointOptions, *, persist: bool = True
     ) -> Endpoint:
         """Allocate and create an endpoint (the caller holds the network's lock). With
-        ``persist`` False the caller records it in the same store commit as its join."""
+        ``persist`` False the caller records it in the same store commit as its join (a
+        global endpoint is recorded at once all the same: its name is claimed then)."""
         endpoint_id = secrets.token_hex(32)
         name = options.name or endpoint_id[:12]
         if self._networks.get(network.id) is None:
@@ -167,6 +194,10 @@ class Endpoints:
             aliases=list(options.aliases),
             gateway_priority=options.gateway_priority,
         )
+        is_global = network.scope == Scope.GLOBAL
+        if is_global:
+            endpoint.host, endpoint.vtep = self._node_id, self._vtep
+        store = self._stores.of(network)
         with transaction() as txn:
             self._allocate_addresses(network, endpoint, txn)
             info = driver.create_endpoint(endpoint_spec(endpoint))
@@ -174,8 +205,10 @@ class Endpoints:
                 "driver endpoint", lambda: driver.delete_endpoint(network.id, endpoint.id)
             )
             endpoint.mac_address = info.mac_address or endpoint.mac_address
-            if persist:
-                self._store.put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0)
+            if is_global:
+                self._claim(store, network, endpoint)
+            elif persist:
+                store.put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0)
             self.put(endpoint)
         return endpoint
 
@@ -202,10 +235,32 @@ class Endpoints:
                 f"network {network.name} has no pool for {endpoint.requested_ipv6}"
             )
 
+    def _claim(self, store: Store, network: Network, endpoint: Endpoint) -> None:
+        """Record a global endpoint with its name, or fail if another host holds the name."""
+        try:
+            store.commit(
+                [
+                    Put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0),
+                    Put(endpoint_name_key(network.id, endpoint.name), endpoint.id.encode(), 0),
+                ]
+            )
+        except StoreConflict:
+            raise Conflict(
+                f"endpoint with name {endpoint.name} already exists in network {network.name}"
+            ) from None
+
+    def removal(self, network: Network, endpoint: Endpoint) -> list[tuple[Store, Op]]:
+        """The store writes that remove an endpoint's records."""
+        store = self._stores.of(network)
+        writes: list[tuple[Store, Op]] = [(store, Delete(f"endpoint/{endpoint.id}"))]
+        if network.scope == Scope.GLOBAL:
+            writes.append((store, Delete(endpoint_name_key(network.id, endpoint.name))))
+        return writes
+
     def delete(self, network: Network, endpoint: Endpoint) -> None:
         """Remove an endpoint that is not joined (the caller holds the network's lock)."""
         driver = self._registry.driver(network.driver)
-        self._store.delete(f"endpoint/{endpoint.id}")
+        self._stores.commit(self.removal(network, endpoint))
         self.drop(endpoint.id)
         driver.delete_endpoint(network.id, endpoint.id)
         self.release_addresses(network, endpoint)

@@ -4,7 +4,8 @@ Records whose kernel objects vanished are dropped (a sandbox whose namespace mou
 the endpoints of missing networks or sandboxes); kernel objects no record names are removed
 (namespaces and file directories here, tagged bridges and veths by their drivers); IPAM is
 replayed with every recorded pool and address (it keeps no state of its own); then each driver
-adopts its networks and endpoints, recreating what is missing. libnetwork's sandbox_store.go
+adopts its networks and endpoints, recreating what is missing. Global-scope records live in
+the cluster's store and are restored when the host connects to it (``cluster.py``). libnetwork's sandbox_store.go
 does the same job.
 """
 
@@ -20,6 +21,7 @@ from cnm.controller.files import SandboxFiles
 from cnm.controller.networks import network_spec
 from cnm.controller.registry import Registry
 from cnm.controller.sandboxes import HOST_NAMESPACE_KEY
+from cnm.driverapi import Scope
 from cnm.ipamapi import LOCAL_ADDRESS_SPACE
 from cnm.model import Endpoint, Network, Sandbox
 from cnm.osl.namespace import delete_netns, is_netns_mount
@@ -66,6 +68,8 @@ def restore(store: Store, registry: Registry, netns_dir: Path, files: SandboxFil
             registry, network, [e for e in endpoints.values() if e.network_id == network.id]
         )
     for driver in registry.drivers():
+        if driver.capabilities().data_scope == Scope.GLOBAL:
+            continue  # their records are in the cluster's store: restored on connection
         driver.restore(
             [network_spec(n) for n in networks.values() if n.driver == driver.name],
             [
