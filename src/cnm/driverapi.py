@@ -83,7 +83,12 @@ class EndpointSpec:
     address_v6: IPv6Interface | None = None
     mac_address: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    joined: bool = False  # only meaningful in ``restore``
+    # Only meaningful in ``restore``: whether the endpoint is joined, and if so where (the
+    # sandbox's namespace path and the interface's name there), for drivers whose interface
+    # lives only inside the sandbox (macvlan) and must find it again to remove it at leave.
+    joined: bool = False
+    sandbox_key: str | None = None
+    ifname: str | None = None
 
 
 @dataclass(frozen=True)

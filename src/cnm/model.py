@@ -101,6 +101,9 @@ class EndpointOptions:
     mac_address: str | None = None
     aliases: list[str] = field(default_factory=list)
     gateway_priority: int = 0
+    # --link on a user-defined network: alias -> container name, names the embedded DNS
+    # answers for this endpoint's sandbox only (Docker's links outside the default bridge).
+    links: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +118,7 @@ class Endpoint:
     requested_ipv6: str | None = None
     aliases: list[str] = field(default_factory=list)
     gateway_priority: int = 0
+    links: dict[str, str] = field(default_factory=dict)  # alias -> container name (--link)
     sandbox_id: str | None = None
     ifname: str | None = None  # "eth0" inside the sandbox once joined
     join_order: int = 0  # the sandbox's join counter when this endpoint joined

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 
 from cnm.errors import InvalidParameter
 
@@ -72,6 +73,18 @@ def ip_address_of_version(text: str, version: int) -> IPAddress:
     return address
 
 
+def static_address(text: str, version: int, subnets: Iterable[str]) -> IPAddress:
+    """An endpoint's static address on a network: of the family asked for, inside one of the
+    network's ``subnets``."""
+    address = ip_address_of_version(text, version)
+    if not any(address in ipaddress.ip_network(subnet) for subnet in subnets):
+        raise InvalidParameter(
+            "invalid endpoint settings:\n"
+            f"no configured subnet or ip-range contain the IP address {text}"
+        )
+    return address
+
+
 def extra_host(entry: str) -> tuple[str, IPAddress]:
     """``--add-host name:ip`` as (name, address)."""
     name, sep, address = entry.partition(":")
@@ -81,6 +94,22 @@ def extra_host(entry: str) -> tuple[str, IPAddress]:
         return name, ipaddress.ip_address(address)
     except ValueError:
         raise InvalidParameter(f"invalid IP address in add-host: {entry!r}") from None
+
+
+def link(text: str) -> tuple[str, str]:
+    """``--link name:alias`` (or ``name``, or Docker's stored ``/name:/container/alias``) as
+    (name, alias), by Docker's ParseLink."""
+    if not text:
+        raise InvalidParameter("empty string specified for links")
+    parts = text.split(":")
+    if len(parts) > 2 or not all(parts):
+        raise InvalidParameter(f"bad format for links: {text}")
+    if len(parts) == 1:
+        return text, text
+    name, alias = parts
+    if name.startswith("/"):
+        return name[1:], alias.rsplit("/", 1)[-1]
+    return name, alias
 
 
 def dns_server(text: str) -> IPAddress:

@@ -2,9 +2,10 @@
 
 The controller imports only contracts (the driver, IPAM, store and firewall APIs); this module
 is where the implementations are chosen: the host namespace's netlink handle, the nftables
-firewall, the host-port mapper, the bridge, host and null drivers, and the default IPAM with
-Docker's pools. The daemon calls it, and so does in-process use (tests, benchmarks, the
-library); either can build a ``Controller`` from other parts instead.
+firewall, the host-port mapper, the bridge, host, null, macvlan and ipvlan (a refusal)
+drivers, and the default IPAM with Docker's pools. The daemon calls it, and so does in-process
+use (tests, benchmarks, the library); either can build a ``Controller`` from other parts
+instead.
 
 The host namespace is the calling thread's when this runs: build the controller inside the
 namespace that plays the host.
@@ -21,6 +22,8 @@ from cnm.controller import Controller, ControllerConfig
 from cnm.controller.controller import Parts
 from cnm.drivers.bridge import BridgeDriver
 from cnm.drivers.host import HostDriver
+from cnm.drivers.ipvlan import IpvlanDriver
+from cnm.drivers.macvlan import MacvlanDriver
 from cnm.drivers.null import NullDriver
 from cnm.firewall.nftables import NftablesFirewall
 from cnm.ipam.cluster import ClusterIpam
@@ -66,7 +69,7 @@ def build_controller(
         host=host,
         firewall=firewall,
         port_mapper=port_mapper,
-        drivers=[bridge, HostDriver(), NullDriver()],
+        drivers=[bridge, HostDriver(), NullDriver(), MacvlanDriver(host), IpvlanDriver(host)],
         ipams=[ipam],
         cluster_store=cluster_store,
     )

@@ -34,7 +34,7 @@ def test_version_and_info(docker: DockerCli) -> None:
     assert "API version:      1.47 (minimum version 1.24)" in version
     assert docker("version", "--format", "{{.Server.APIVersion}}").stdout.strip() == "1.47"
     info = docker("info", "--format", "{{.ServerVersion}} {{.OSType}} {{.Plugins.Network}}")
-    assert info.stdout.split(" ", 1)[1].strip() == "linux [bridge host null]"
+    assert info.stdout.split(" ", 1)[1].strip() == "linux [bridge host ipvlan macvlan null]"
     assert docker("info").returncode == 0
 
 

@@ -16,7 +16,7 @@ from cnm.dns.resolver import Resolver, ResolverConfig
 from cnm.model import Sandbox
 from cnm.runtime.model import EndpointRequest
 from cnm.runtime.runtime import Runtime
-from tests.support.runtime import config, host, make_network, output, run_exec
+from tests.support.runtime import config, host, ipv4_of, make_network, output, run_exec
 
 from .queries import UPSTREAM_TIMEOUT_S, Stubs, addresses, ask, send_raw
 
@@ -61,11 +61,6 @@ def sandbox_of(runtime: Runtime, name: str) -> Sandbox:
     return runtime.controller.sandbox(sandbox_id)
 
 
-def ip_of(runtime: Runtime, name: str, network: str) -> str:
-    settings = runtime.network_settings(runtime.container(name))
-    return str(settings["Networks"][network]["IPAddress"])
-
-
 def nslookup(runtime: Runtime, ref: str, name: str) -> tuple[int, str]:
     code, out, err = run_exec(runtime, ref, "timeout", "10", "nslookup", name)
     return code, out + err
@@ -80,7 +75,7 @@ def test_containers_find_each_other_with_nslookup(
     run(runtime, "web", "app", aliases=["www"], hostname="webhost")
     run(runtime, "client", "app")
     run(runtime, "stranger", "elsewhere")
-    web_ip = ip_of(runtime, "web", "app")
+    web_ip = ipv4_of(runtime, "web", "app")
     short_id = runtime.container("web").id[:12]
     for name in ("web", "WWW", short_id, "webhost", "web.app"):
         code, out = nslookup(runtime, "client", name)
@@ -134,19 +129,19 @@ def test_names_follow_connect_disconnect_rename_stop_start_and_rm(runtime: Runti
     client = sandbox_of(runtime, "client")
     assert ask(client, "svc").rcode() == dns.rcode.NXDOMAIN
     runtime.connect("svc", "life", EndpointRequest(aliases=["api"]))
-    assert addresses(ask(client, "api")) == [ip_of(runtime, "svc", "life")]
+    assert addresses(ask(client, "api")) == [ipv4_of(runtime, "svc", "life")]
     runtime.disconnect("svc", "life")
     assert ask(client, "api").rcode() == dns.rcode.NXDOMAIN
     runtime.connect("svc", "life", EndpointRequest())
     runtime.rename_container("svc", "svc2")
     assert ask(client, "svc").rcode() == dns.rcode.NXDOMAIN
-    assert addresses(ask(client, "svc2")) == [ip_of(runtime, "svc2", "life")]
+    assert addresses(ask(client, "svc2")) == [ipv4_of(runtime, "svc2", "life")]
     code, out = nslookup(runtime, "client", "svc2")
-    assert code == 0 and ip_of(runtime, "svc2", "life") in out, out
+    assert code == 0 and ipv4_of(runtime, "svc2", "life") in out, out
     runtime.stop_container("svc2", timeout=0)
     assert ask(client, "svc2").rcode() == dns.rcode.NXDOMAIN
     runtime.rename_container("svc2", "svc3")  # stopped: nothing to rename in DNS
     runtime.start_container("svc3")
-    assert addresses(ask(client, "svc3")) == [ip_of(runtime, "svc3", "life")]
+    assert addresses(ask(client, "svc3")) == [ipv4_of(runtime, "svc3", "life")]
     runtime.remove_container("svc3", force=True)
     assert ask(client, "svc3").rcode() == dns.rcode.NXDOMAIN

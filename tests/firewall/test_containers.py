@@ -53,14 +53,12 @@ def test_published_ports_of_a_container(outside: Outside, runtime: Runtime, busy
         "web", config(busybox, "sh", "-c", SERVE, exposed_ports=["80/tcp", "53/udp"]), published, {}
     )
     runtime.start_container("web")
-    settings = runtime.network_settings(runtime.container("web"))
-    assert settings["Ports"] == {
-        "80/tcp": [
-            {"HostIp": "0.0.0.0", "HostPort": "8080"},
-            {"HostIp": "::", "HostPort": "8080"},
-        ],
-        "53/udp": None,  # exposed, not published
-    }
+    state = runtime.network_state(runtime.container("web"))
+    assert state.ports == ["80/tcp", "53/udp"]  # 53/udp: exposed, not published
+    assert [(m.key, str(m.host_ip), m.host_port) for m in state.published] == [
+        ("80/tcp", "0.0.0.0", 8080),
+        ("80/tcp", "::", 8080),
+    ]
     assert _get(outside.path, f"http://{outside.host4}:8080/") == "hello"
     assert _get(outside.path, f"http://[{outside.host6}]:8080/") == "hello"
     assert _get(None, "http://127.0.0.1:8080/") == "hello"
@@ -69,7 +67,7 @@ def test_published_ports_of_a_container(outside: Outside, runtime: Runtime, busy
         "client", config(busybox, "sleep", "1000"), host(network_mode="other"), {}
     )
     runtime.start_container("client")
-    client = runtime.network_settings(runtime.container("client"))["SandboxKey"]
+    client = runtime.network_state(runtime.container("client")).sandbox_key
     assert _get(client, f"http://{outside.host4}:8080/") == "hello"
 
     # The same host port again: the start fails and leaves nothing behind.
@@ -82,7 +80,8 @@ def test_published_ports_of_a_container(outside: Outside, runtime: Runtime, busy
     assert nft_list("inet") == rules
 
     runtime.stop_container("web", timeout=1)
-    assert runtime.network_settings(runtime.container("web"))["Ports"] == {}
+    stopped = runtime.network_state(runtime.container("web"))
+    assert (stopped.ports, stopped.published) == ([], [])
     assert "8080" not in nft_list("inet")
     runtime.start_container("twin")  # the port is free again
     assert _get(None, "http://127.0.0.1:8080/") == "hello"
@@ -98,10 +97,10 @@ def test_publish_all_and_refusals_at_create(runtime: Runtime, busybox: str) -> N
         {},
     )
     runtime.start_container("all")
-    binding = runtime.network_settings(runtime.container("all"))["Ports"]["80/tcp"][0]
+    mapping = runtime.network_state(runtime.container("all")).published[0]
     low, high = (int(v) for v in read_sysctl("net.ipv4.ip_local_port_range").split())
-    assert low <= int(binding["HostPort"]) <= high
-    assert _get(None, f"http://127.0.0.1:{binding['HostPort']}/") == "hello"
+    assert mapping.key == "80/tcp" and low <= mapping.host_port <= high
+    assert _get(None, f"http://127.0.0.1:{mapping.host_port}/") == "hello"
     refusals = [
         (host(network_mode="pub", port_bindings={"http/tcp": [PortBinding()]}), "container port"),
         (host(network_mode="pub", port_bindings={"80/icmp": [PortBinding()]}), "protocol"),

@@ -17,7 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from cnm.controller import Controller
+from cnm.errors import CnmError
 
 PYTHON = sys.executable
 HOST_RESOLV_CONF = (
@@ -218,6 +221,19 @@ def snapshot(ctl: Controller) -> dict[str, Any]:
         "endpoints": sorted(e.id for e in ctl.endpoints()),
         "sandboxes": sorted(s.id for s in ctl.sandboxes()),
     }
+
+
+def fails_cleanly(
+    ctl: Controller, call: Callable[[], object], error: type[CnmError], match: str | None = None
+) -> CnmError:
+    """Run ``call``, expect ``error`` (exactly that class) and no change of any state."""
+    before = snapshot(ctl)
+    with pytest.raises(CnmError, match=match) as info:
+        call()
+    assert type(info.value) is error, f"{type(info.value).__name__}: {info.value}"
+    assert info.value.status == error.status
+    assert snapshot(ctl) == before
+    return info.value
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 3, what: str = "condition") -> None:

@@ -3,32 +3,17 @@ store keys, namespaces, sandbox files, controller tables and IPAM pools are comp
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.model import EndpointOptions, IpamRequest, NetworkRequest, SandboxOptions
 
-from .probes import links, snapshot
+from .probes import fails_cleanly, links
 
 
 def _subnet(subnet: str, **kwargs: object) -> list[IpamRequest]:
     return [IpamRequest(subnet=subnet, **kwargs)]
-
-
-def _fails(
-    ctl: Controller, call: Callable[[], object], error: type[CnmError], match: str | None = None
-) -> CnmError:
-    """Run ``call``, expect ``error`` (exactly that class) and no change of any state."""
-    before = snapshot(ctl)
-    with pytest.raises(CnmError, match=match) as info:
-        call()
-    assert type(info.value) is error, f"{type(info.value).__name__}: {info.value}"
-    assert info.value.status == error.status
-    assert snapshot(ctl) == before
-    return info.value
 
 
 NETWORK_CASES = {
@@ -145,7 +130,7 @@ NETWORK_CASES = {
 @pytest.mark.parametrize("case", list(NETWORK_CASES))
 def test_bad_network_request_fails_cleanly(controller: Controller, case: str) -> None:
     request, error = NETWORK_CASES[case]
-    _fails(controller, lambda: controller.create_network(request), error)
+    fails_cleanly(controller, lambda: controller.create_network(request), error)
     # the pool and the name are free: a good network on the same subnet can be made now
     controller.create_network(NetworkRequest("n", ipam_config=_subnet("10.90.0.0/24")))
     auto = controller.create_network(NetworkRequest("auto"))
@@ -155,24 +140,26 @@ def test_bad_network_request_fails_cleanly(controller: Controller, case: str) ->
 def test_overlapping_subnet_is_a_conflict(controller: Controller) -> None:
     controller.create_network(NetworkRequest("first", ipam_config=_subnet("10.91.0.0/24")))
     second = NetworkRequest("second", ipam_config=_subnet("10.91.0.128/25"))
-    _fails(controller, lambda: controller.create_network(second), Conflict, "overlap")
+    fails_cleanly(controller, lambda: controller.create_network(second), Conflict, "overlap")
     same = NetworkRequest("same", ipam_config=_subnet("10.91.0.0/24"))
-    _fails(controller, lambda: controller.create_network(same), Conflict)
+    fails_cleanly(controller, lambda: controller.create_network(same), Conflict)
     wider = NetworkRequest("wider", ipam_config=_subnet("10.91.0.0/16"))
-    _fails(controller, lambda: controller.create_network(wider), Conflict)
+    fails_cleanly(controller, lambda: controller.create_network(wider), Conflict)
 
 
 def test_explicit_subnet_overlapping_the_default_bridge_is_a_conflict(
     controller: Controller,
 ) -> None:
     request = NetworkRequest("clash", ipam_config=_subnet("172.17.5.0/24"))
-    _fails(controller, lambda: controller.create_network(request), Conflict)
+    fails_cleanly(controller, lambda: controller.create_network(request), Conflict)
 
 
 def test_duplicate_name_is_a_conflict(controller: Controller) -> None:
     controller.create_network(NetworkRequest("dup", ipam_config=_subnet("10.92.0.0/24")))
     again = NetworkRequest("dup", ipam_config=_subnet("10.93.0.0/24"))
-    error = _fails(controller, lambda: controller.create_network(again), Conflict, "already exists")
+    error = fails_cleanly(
+        controller, lambda: controller.create_network(again), Conflict, "already exists"
+    )
     assert error.status == 409
     # 10.93.0.0/24 was not kept by the failed request
     controller.create_network(NetworkRequest("other", ipam_config=_subnet("10.93.0.0/24")))
@@ -205,8 +192,8 @@ def test_bad_static_address_fails_cleanly(
         if ":" in address
         else EndpointOptions(ipv4_address=address)
     )
-    _fails(controller, lambda: controller.connect("user", sandbox.id, option), error)
-    _fails(controller, lambda: controller.create_endpoint("user", option), error)
+    fails_cleanly(controller, lambda: controller.connect("user", sandbox.id, option), error)
+    fails_cleanly(controller, lambda: controller.create_endpoint("user", option), error)
     assert sorted(links(sandbox.key)) == ["lo"]
 
 
@@ -226,7 +213,7 @@ def test_static_address_in_use_is_a_conflict(controller: Controller, user_net) -
     first = controller.create_sandbox()
     second = controller.create_sandbox()
     controller.connect("user", first.id, EndpointOptions(ipv4_address="10.94.0.20"))
-    _fails(
+    fails_cleanly(
         controller,
         lambda: controller.connect("user", second.id, EndpointOptions(ipv4_address="10.94.0.20")),
         Conflict,
@@ -239,8 +226,10 @@ def test_static_address_in_use_is_a_conflict(controller: Controller, user_net) -
 def test_bad_mac_address_fails_cleanly(controller: Controller, user_net, mac: str) -> None:
     sandbox = controller.create_sandbox()
     option = EndpointOptions(mac_address=mac)
-    _fails(controller, lambda: controller.connect("user", sandbox.id, option), InvalidParameter)
-    _fails(controller, lambda: controller.create_endpoint("user", option), InvalidParameter)
+    fails_cleanly(
+        controller, lambda: controller.connect("user", sandbox.id, option), InvalidParameter
+    )
+    fails_cleanly(controller, lambda: controller.create_endpoint("user", option), InvalidParameter)
     assert sorted(links(sandbox.key)) == ["lo"]
 
 
@@ -250,51 +239,53 @@ def test_duplicate_endpoint_name_on_a_network_is_a_conflict(
     controller.create_endpoint("user", EndpointOptions(name="web"))
     sandbox = controller.create_sandbox()
     option = EndpointOptions(name="web")
-    _fails(controller, lambda: controller.connect("user", sandbox.id, option), Conflict)
-    _fails(controller, lambda: controller.create_endpoint("user", option), Conflict)
+    fails_cleanly(controller, lambda: controller.connect("user", sandbox.id, option), Conflict)
+    fails_cleanly(controller, lambda: controller.create_endpoint("user", option), Conflict)
 
 
 def test_static_address_on_the_default_bridge_is_refused(controller: Controller) -> None:
     sandbox = controller.create_sandbox()
     option = EndpointOptions(ipv4_address="172.17.0.50")
-    _fails(controller, lambda: controller.connect("bridge", sandbox.id, option), InvalidParameter)
+    fails_cleanly(
+        controller, lambda: controller.connect("bridge", sandbox.id, option), InvalidParameter
+    )
 
 
 def test_none_cannot_join_with_a_bridge_network(controller: Controller, user_net) -> None:
     in_bridge = controller.create_sandbox()
     controller.connect("user", in_bridge.id)
-    _fails(controller, lambda: controller.connect("none", in_bridge.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.connect("none", in_bridge.id), Forbidden)
     in_none = controller.create_sandbox()
     controller.connect("none", in_none.id)
-    _fails(controller, lambda: controller.connect("user", in_none.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.connect("user", in_none.id), Forbidden)
     assert sorted(links(in_none.key)) == ["lo"]
-    _fails(controller, lambda: controller.connect("bridge", in_none.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.connect("bridge", in_none.id), Forbidden)
 
 
 def test_host_cannot_join_with_a_bridge_network(controller: Controller, user_net) -> None:
     normal = controller.create_sandbox()
     controller.connect("user", normal.id)
-    _fails(controller, lambda: controller.connect("host", normal.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.connect("host", normal.id), Forbidden)
     fresh = controller.create_sandbox()
-    _fails(controller, lambda: controller.connect("host", fresh.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.connect("host", fresh.id), Forbidden)
     host_box = controller.create_sandbox(SandboxOptions(use_host_network=True))
-    _fails(controller, lambda: controller.connect("user", host_box.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.connect("user", host_box.id), Forbidden)
     controller.connect("host", host_box.id)
-    _fails(controller, lambda: controller.connect("user", host_box.id), Forbidden)
-    _fails(controller, lambda: controller.connect("none", host_box.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.connect("user", host_box.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.connect("none", host_box.id), Forbidden)
 
 
 def test_joining_the_same_network_twice_is_refused(controller: Controller, user_net) -> None:
     sandbox = controller.create_sandbox()
     controller.connect("user", sandbox.id, EndpointOptions(ipv4_address="10.94.0.30"))
     option = EndpointOptions(ipv4_address="10.94.0.31")
-    _fails(controller, lambda: controller.connect("user", sandbox.id, option), Forbidden)
+    fails_cleanly(controller, lambda: controller.connect("user", sandbox.id, option), Forbidden)
     assert sorted(links(sandbox.key)) == ["eth0", "lo"]
     # the refused endpoint's address went back to the pool
     controller.connect("user", controller.create_sandbox().id, option)
     # a separately created endpoint joining a second time is refused too
     endpoint = controller.create_endpoint("user")
-    _fails(controller, lambda: controller.join(endpoint.id, sandbox.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.join(endpoint.id, sandbox.id), Forbidden)
 
 
 def test_joining_an_already_joined_endpoint_is_refused(controller: Controller, user_net) -> None:
@@ -302,25 +293,25 @@ def test_joining_an_already_joined_endpoint_is_refused(controller: Controller, u
     second = controller.create_sandbox()
     endpoint = controller.create_endpoint("user")
     controller.join(endpoint.id, first.id)
-    _fails(controller, lambda: controller.join(endpoint.id, second.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.join(endpoint.id, second.id), Forbidden)
     assert sorted(links(second.key)) == ["lo"]
-    _fails(controller, lambda: controller.delete_endpoint(endpoint.id), Forbidden)
+    fails_cleanly(controller, lambda: controller.delete_endpoint(endpoint.id), Forbidden)
 
 
 def test_unknown_objects_are_not_found(controller: Controller, user_net) -> None:
     sandbox = controller.create_sandbox()
     endpoint = controller.create_endpoint("user")
-    _fails(controller, lambda: controller.network("nosuch"), NotFound)
-    _fails(controller, lambda: controller.delete_network("nosuch"), NotFound)
-    _fails(controller, lambda: controller.create_endpoint("nosuch"), NotFound)
-    _fails(controller, lambda: controller.connect("nosuch", sandbox.id), NotFound)
-    _fails(controller, lambda: controller.connect("user", "nosuch"), NotFound)
-    _fails(controller, lambda: controller.join("nosuch", sandbox.id), NotFound)
-    _fails(controller, lambda: controller.join(endpoint.id, "nosuch"), NotFound)
-    _fails(controller, lambda: controller.leave("nosuch"), NotFound)
-    _fails(controller, lambda: controller.delete_endpoint("nosuch"), NotFound)
-    _fails(controller, lambda: controller.delete_sandbox("nosuch"), NotFound)
-    _fails(controller, lambda: controller.disconnect("user", sandbox.id), NotFound)
+    fails_cleanly(controller, lambda: controller.network("nosuch"), NotFound)
+    fails_cleanly(controller, lambda: controller.delete_network("nosuch"), NotFound)
+    fails_cleanly(controller, lambda: controller.create_endpoint("nosuch"), NotFound)
+    fails_cleanly(controller, lambda: controller.connect("nosuch", sandbox.id), NotFound)
+    fails_cleanly(controller, lambda: controller.connect("user", "nosuch"), NotFound)
+    fails_cleanly(controller, lambda: controller.join("nosuch", sandbox.id), NotFound)
+    fails_cleanly(controller, lambda: controller.join(endpoint.id, "nosuch"), NotFound)
+    fails_cleanly(controller, lambda: controller.leave("nosuch"), NotFound)
+    fails_cleanly(controller, lambda: controller.delete_endpoint("nosuch"), NotFound)
+    fails_cleanly(controller, lambda: controller.delete_sandbox("nosuch"), NotFound)
+    fails_cleanly(controller, lambda: controller.disconnect("user", sandbox.id), NotFound)
 
 
 @pytest.mark.parametrize(
@@ -332,4 +323,4 @@ def test_unknown_objects_are_not_found(controller: Controller, user_net) -> None
     ],
 )
 def test_bad_sandbox_options_fail_cleanly(controller: Controller, options) -> None:
-    _fails(controller, lambda: controller.create_sandbox(options), InvalidParameter)
+    fails_cleanly(controller, lambda: controller.create_sandbox(options), InvalidParameter)

@@ -181,8 +181,7 @@ def test_host_and_none_modes_run(runtime: Runtime, busybox: str) -> None:
         "alone", config(busybox, "sleep", "1000"), host(network_mode="none"), {}
     )
     runtime.start_container("alone")
-    settings = runtime.network_settings(runtime.container("alone"))
-    assert list(settings["Networks"]) == ["none"]
+    assert list(runtime.network_state(runtime.container("alone")).networks) == ["none"]
     assert output(runtime, "alone", "ls", "/sys/class/net").split() == ["lo"]
     runtime.create_container(
         "hostnet", config(busybox, "sleep", "1000"), host(network_mode="host"), {}
@@ -190,6 +189,6 @@ def test_host_and_none_modes_run(runtime: Runtime, busybox: str) -> None:
     runtime.start_container("hostnet")
     sandbox = runtime.controller.sandbox(runtime.container("hostnet").sandbox_id or "")
     assert sandbox.use_host_network
-    assert list(runtime.network_settings(runtime.container("hostnet"))["Networks"]) == ["host"]
+    assert list(runtime.network_state(runtime.container("hostnet")).networks) == ["host"]
     # the controller's host namespace (the test's), with its default bridge
     assert "cnm0" in output(runtime, "hostnet", "ls", "/sys/class/net").split()

@@ -13,16 +13,21 @@ from pathlib import Path
 
 import pytest
 
+from cnm.api.container_json import network_settings_json
 from cnm.errors import Conflict
 from cnm.runtime import pidwatch
 from cnm.runtime.model import EndpointRequest
 from cnm.runtime.runtime import HOST_IMAGE, NotModified, Runtime
-from tests.support.runtime import config, host, host_run, make_network, output, run_exec
-
-
-def _ip(runtime: Runtime, ref: str, network: str) -> str:
-    settings = runtime.network_settings(runtime.container(ref))
-    return str(settings["Networks"][network]["IPAddress"])
+from tests.support.runtime import (
+    communicate,
+    config,
+    host,
+    host_run,
+    ipv4_of,
+    make_network,
+    output,
+    run_exec,
+)
 
 
 def _fetch(runtime: Runtime, ref: str, url: str, attempts: int = 50) -> str:
@@ -60,7 +65,7 @@ def test_container_sees_its_network_hosts_resolv_conf_and_hostname(
     assert container.state.running and container.state.pid > 0
     assert container.networks["front"].aliases == ["www"]
 
-    settings = runtime.network_settings(container)
+    settings = network_settings_json(container, runtime.network_state(container))
     front = settings["Networks"]["front"]
     assert front["IPAddress"].startswith("10.77.0.") and front["IPPrefixLen"] == 24
     assert front["Gateway"] == "10.77.0.1"
@@ -95,7 +100,7 @@ def test_two_containers_talk_and_a_sidecar_shares_the_sandbox(
         "client", config(busybox, "sleep", "1000"), host(network_mode="app"), {}
     )
     runtime.start_container("client")
-    web_ip = _ip(runtime, "web", "app")
+    web_ip = ipv4_of(runtime, "web", "app")
     assert "dev eth0" in output(runtime, "client", "ip", "route", "get", web_ip)
     assert _fetch(runtime, "client", f"http://{web_ip}/") == "hello\n"
 
@@ -106,7 +111,7 @@ def test_two_containers_talk_and_a_sidecar_shares_the_sandbox(
     runtime.start_container("side")
     assert _fetch(runtime, "side", "http://127.0.0.1:80/") == "hello\n"
     assert runtime.container("side").sandbox_id == runtime.container("web").sandbox_id
-    assert runtime.network_settings(runtime.container("side"))["Networks"] == {}
+    assert runtime.network_state(runtime.container("side")).networks == {}
 
     # the sidecar ends without touching the sandbox it borrowed
     runtime.stop_container("side", timeout=0)
@@ -132,7 +137,7 @@ def test_live_connect_and_disconnect_are_seen_inside(runtime: Runtime, busybox: 
     assert _interfaces(runtime, "cc") == {"lo", "eth0", "eth1"}
     assert "10.80.0.9/24" in output(runtime, "cc", "ip", "-o", "-4", "addr", "show", "eth1")
     assert "10.80.0.9" in output(runtime, "cc", "cat", "/etc/hosts")  # rewritten in place
-    assert _ip(runtime, "cc", "two") == "10.80.0.9"
+    assert ipv4_of(runtime, "cc", "two") == "10.80.0.9"
 
     runtime.disconnect("cc", "two")
     assert _interfaces(runtime, "cc") == {"lo", "eth0"}
@@ -146,7 +151,7 @@ def test_live_connect_and_disconnect_are_seen_inside(runtime: Runtime, busybox: 
     assert _interfaces(runtime, "cc") == {"lo", "eth0", "eth1"}
 
 
-def test_stop_releases_addresses_and_start_reattaches_the_static_ip(
+def test_stop_releases_addresses_and_start_reattaches_the_staticipv4_of(
     runtime: Runtime, busybox: str
 ) -> None:
     network = make_network(runtime, "fixed", "10.81.0.0/24")
@@ -163,13 +168,10 @@ def test_stop_releases_addresses_and_start_reattaches_the_static_ip(
     runtime.stop_container("ss", timeout=0)
     assert runtime.controller.endpoints(network.id) == []
     assert sandbox_id not in {s.id for s in runtime.controller.sandboxes()}
-    stopped = runtime.network_settings(runtime.container("ss"))
-    assert stopped["Networks"]["fixed"]["IPAddress"] == ""
-    assert stopped["Networks"]["fixed"]["IPAMConfig"] == {
-        "IPv4Address": "10.81.0.50",
-        "IPv6Address": "",
-    }
-    assert stopped["SandboxKey"] == ""
+    stopped = runtime.network_state(runtime.container("ss"))
+    assert stopped.networks["fixed"].endpoint is None
+    assert stopped.networks["fixed"].request.ipv4_address == "10.81.0.50"
+    assert (stopped.sandbox_id, stopped.sandbox_key, stopped.ports) == ("", "", [])
     with pytest.raises(NotModified):
         runtime.stop_container("ss")
 
@@ -179,7 +181,7 @@ def test_stop_releases_addresses_and_start_reattaches_the_static_ip(
         runtime.start_container("ss")
     runtime.restart_container("ss", timeout=0)
     assert runtime.container("ss").state.running
-    assert _ip(runtime, "ss", "fixed") == "10.81.0.50"
+    assert ipv4_of(runtime, "ss", "fixed") == "10.81.0.50"
 
 
 def test_stop_escalates_to_sigkill_and_kill_sends_signals(runtime: Runtime, busybox: str) -> None:
@@ -228,24 +230,17 @@ def test_logs_exec_and_wait(runtime: Runtime, busybox: str) -> None:
     assert (code, out, err) == (3, "hi\n", "oops\n")
     exec_id = runtime.exec_create("box", ["sh", "-c", "pwd; echo $A"], ["A=1"], False, "/etc")
     process = runtime.exec_start(exec_id)
-    assert process.communicate(timeout=10)[0] == b"/etc\n1\n"
+    assert communicate(process, timeout=10)[0] == b"/etc\n1\n"
+    assert process.wait(10) == 0
     info = runtime.exec_inspect(exec_id)
-    assert (
-        info["ExitCode"] == 0
-        and not info["Running"]
-        and info["ContainerID"] == runtime.container("box").id
-    )
-    assert info["ProcessConfig"] == {
-        "tty": False,
-        "entrypoint": "sh",
-        "arguments": ["-c", "pwd; echo $A"],
-        "privileged": False,
-        "user": "",
-    }
+    assert info.exit_code == 0 and not info.running and info.pid == process.pid
+    assert info.container_id == runtime.container("box").id
+    assert (info.cmd, info.tty, info.open_stdin) == (["sh", "-c", "pwd; echo $A"], False, False)
     tty_exec = runtime.exec_create("box", ["sh", "-c", "tty; exit 4"], [], True)
     process = runtime.exec_start(tty_exec)
     assert process.wait(timeout=10) == 4
-    assert process.stdout is not None and b"/dev/pts/" in process.stdout.read(64)
+    assert process.stderr is None and b"/dev/pts/" in process.stdout.read(64)
+    assert runtime.exec_inspect(tty_exec).tty
 
     result: list[int] = []
 
@@ -314,7 +309,7 @@ def test_live_restore_keeps_a_container_running_and_notices_its_exit_later(
     assert after.state.running and after.state.pid == before.state.pid
     assert after.sandbox_id == before.sandbox_id
     assert "10.83.0." in output(second, "survivor", "ip", "-o", "-4", "addr", "show", "eth0")
-    assert _ip(second, "survivor", "keep").startswith("10.83.0.")
+    assert ipv4_of(second, "survivor", "keep").startswith("10.83.0.")
 
     output(second, "survivor", "touch", "/tmp/go")
     assert second.wait_container("survivor", timeout=10) == 5
@@ -340,7 +335,10 @@ def test_host_filesystem_container_serves_a_busybox_client(
     assert "10.84.0." in output(runtime, "py", "cat", "/etc/hosts")
     runtime.create_container("cl", config(busybox, "sleep", "1000"), host(network_mode="pynet"), {})
     runtime.start_container("cl")
-    assert _fetch(runtime, "cl", f"http://{_ip(runtime, 'py', 'pynet')}:8000/") == "from the host\n"
+    assert (
+        _fetch(runtime, "cl", f"http://{ipv4_of(runtime, 'py', 'pynet')}:8000/")
+        == "from the host\n"
+    )
     runtime.stop_container("py")
     assert runtime.container("py").state.exit_code in (0, 143, 130)  # SIGTERM ends it
 
@@ -369,4 +367,18 @@ def test_a_container_that_died_while_the_runtime_was_down_is_torn_down_at_start(
     assert second.controller.endpoints() == [] and second.controller.sandboxes() == []
     assert not (second.config.exec_root / "runc" / second.container("victim").id).exists()
     second.start_container("victim")  # and it starts again from there
-    assert _ip(second, "victim", "gone").startswith("10.85.0.")
+    assert ipv4_of(second, "victim", "gone").startswith("10.85.0.")
+
+
+def test_a_hyphenated_mac_address_is_given_to_eth0(runtime: Runtime, busybox: str) -> None:
+    """``--mac-address 02-42-ac-11-00-02``: accepted at create, and the interface's at start."""
+    runtime.create_container(
+        "hyphens",
+        config(busybox, "sleep", "1000"),
+        host(),
+        {"bridge": EndpointRequest(mac_address="02-42-ac-11-00-02")},
+    )
+    runtime.start_container("hyphens")
+    assert output(runtime, "hyphens", "cat", "/sys/class/net/eth0/address") == "02:42:ac:11:00:02\n"
+    endpoint = runtime.network_state(runtime.container("hyphens")).networks["bridge"].endpoint
+    assert endpoint is not None and endpoint.mac_address == "02:42:ac:11:00:02"

@@ -7,11 +7,16 @@ tests/conftest.py: the runtime, DNS and firewall tests all use them.
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import selectors
+import time
 from pathlib import Path
 from typing import Any
 
 from cnm.model import IpamRequest, Network, NetworkRequest
 from cnm.osl.reaper import REAPER
+from cnm.runtime.execs import ExecProcess
 from cnm.runtime.model import ContainerConfig, HostConfig
 from cnm.runtime.runtime import Runtime
 
@@ -41,14 +46,49 @@ def host(**kwargs: Any) -> HostConfig:
     return HostConfig(**kwargs)
 
 
+def communicate(process: ExecProcess, timeout: float) -> tuple[bytes, bytes]:
+    """As Popen.communicate: close the exec's stdin, read its stdout and stderr to their ends."""
+    process.stdin.close()
+    deadline = time.monotonic() + timeout
+    read: dict[int, list[bytes]] = {}
+    with selectors.DefaultSelector() as selector:
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                selector.register(stream.fileno(), selectors.EVENT_READ)
+                read[stream.fileno()] = []
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the exec's output did not end in {timeout} s")
+            for key, _ in selector.select(remaining):
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    read[key.fd].append(chunk)
+                else:
+                    selector.unregister(key.fd)
+    out = b"".join(read[process.stdout.fileno()])
+    err = b"".join(read[process.stderr.fileno()]) if process.stderr is not None else b""
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+    return out, err
+
+
 def run_exec(runtime: Runtime, ref: str, *cmd: str, timeout: float = 15) -> tuple[int, str, str]:
     """Run a command in a container; (exit code, stdout, stderr)."""
     exec_id = runtime.exec_create(ref, list(cmd), [], False)
     process = runtime.exec_start(exec_id)
-    out, err = process.communicate(timeout=timeout)
-    code = runtime.exec_inspect(exec_id)["ExitCode"]
-    assert code == process.returncode
+    out, err = communicate(process, timeout)
+    code = process.wait(timeout)
+    assert runtime.exec_inspect(exec_id).exit_code == code
     return code, out.decode(), err.decode()
+
+
+def ipv4_of(runtime: Runtime, ref: str, network: str) -> str:
+    """The address of a running container on a network, without its prefix length."""
+    endpoint = runtime.network_state(runtime.container(ref)).networks[network].endpoint
+    assert endpoint is not None and endpoint.ipv4_address is not None
+    return str(ipaddress.ip_interface(endpoint.ipv4_address).ip)
 
 
 def output(runtime: Runtime, ref: str, *cmd: str) -> str:

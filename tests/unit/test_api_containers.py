@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,10 @@ from cnm.api.container_json import (
     ContainerPaths,
     container_inspect_json,
     container_summary_json,
+    exec_inspect_json,
     image_inspect_json,
     image_summary_json,
+    network_settings_json,
     normalize_port,
     parse_container_create,
     status_text,
@@ -21,13 +24,17 @@ from cnm.api.exits import Exits
 from cnm.api.streams import LogTail, frame, last_lines
 from cnm.api.timefmt import human_duration, unix_time
 from cnm.errors import InvalidParameter
+from cnm.model import Endpoint, Network, PortMapping
 from cnm.runtime.model import (
     Container,
     ContainerConfig,
+    ContainerNetworkState,
     ContainerState,
     EndpointRequest,
+    ExecInfo,
     HostConfig,
     Image,
+    NetworkAttachment,
     PortBinding,
 )
 
@@ -233,6 +240,127 @@ def test_list_and_inspect_shapes() -> None:
     assert data["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}
     assert data["NetworkSettings"] is settings
     assert data["LogPath"] == "/x/stdout.log"
+
+
+def _network(name: str, predefined: bool = False) -> Network:
+    return Network(
+        id=name[0] * 64,
+        name=name,
+        driver="bridge",
+        scope="local",
+        created="",
+        predefined=predefined,
+    )
+
+
+def test_network_settings_of_a_running_container() -> None:
+    endpoint = Endpoint(
+        id="e" * 64,
+        name="web",
+        network_id="b" * 64,
+        ipv4_address="172.17.0.2/16",
+        ipv6_address="fd00::2/64",
+        mac_address="02:42:ac:11:00:02",
+        gateway_v4="172.17.0.1/16",
+        gateway_v6="fd00::1/64",
+    )
+    own = Endpoint(id="f" * 64, name="web", network_id="m" * 64, ipv4_address="10.1.0.5/24")
+    state = ContainerNetworkState(
+        sandbox_id="s" * 64,
+        sandbox_key="/run/cnm/netns/" + "s" * 64,
+        networks={
+            "bridge": NetworkAttachment(
+                "bridge", EndpointRequest(), _network("bridge", True), endpoint
+            ),
+            "my-net": NetworkAttachment(
+                "my-net",
+                EndpointRequest(aliases=["www"], ipv4_address="10.1.0.5"),
+                _network("my-net"),
+                own,
+            ),
+        },
+        ports=["80/tcp", "53/udp"],
+        published=[
+            PortMapping(
+                "tcp", ipaddress.ip_address("0.0.0.0"), 8080, ipaddress.ip_address("172.17.0.2"), 80
+            ),
+            PortMapping(
+                "tcp", ipaddress.ip_address("::"), 8080, ipaddress.ip_address("172.17.0.2"), 80
+            ),
+        ],
+    )
+    settings = network_settings_json(_container(status="running"), state)
+    assert settings["Ports"] == {
+        "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}],
+        "53/udp": None,
+    }
+    assert (settings["SandboxID"], settings["SandboxKey"]) == (state.sandbox_id, state.sandbox_key)
+    # the legacy top-level fields are the bridge network's
+    assert (settings["IPAddress"], settings["IPPrefixLen"], settings["Gateway"]) == (
+        "172.17.0.2",
+        16,
+        "172.17.0.1",
+    )
+    assert (settings["GlobalIPv6Address"], settings["IPv6Gateway"]) == ("fd00::2", "fd00::1")
+    assert settings["MacAddress"] == "02:42:ac:11:00:02"
+    bridge, mine = settings["Networks"]["bridge"], settings["Networks"]["my-net"]
+    assert bridge["DNSNames"] is None and bridge["IPAMConfig"] is None  # a predefined network
+    assert mine == {
+        "IPAMConfig": {"IPv4Address": "10.1.0.5", "IPv6Address": ""},
+        "Links": None,
+        "Aliases": ["www"],
+        "MacAddress": "",
+        "DriverOpts": None,
+        "NetworkID": "m" * 64,
+        "EndpointID": "f" * 64,
+        "Gateway": "",
+        "IPAddress": "10.1.0.5",
+        "IPPrefixLen": 24,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": ["web", "www", "c" * 12],
+    }
+
+
+def test_network_settings_of_a_stopped_container_keep_its_requests_only() -> None:
+    request = EndpointRequest(ipv4_address="10.1.0.5")
+    gone = NetworkAttachment("gone", EndpointRequest(), None, None)
+    state = ContainerNetworkState(
+        networks={
+            "my-net": NetworkAttachment("my-net", request, _network("my-net"), None),
+            "gone": gone,
+        }
+    )
+    settings = network_settings_json(_container(status="exited"), state)
+    assert (settings["SandboxKey"], settings["IPAddress"], settings["Ports"]) == ("", "", {})
+    mine = settings["Networks"]["my-net"]
+    assert (mine["IPAddress"], mine["EndpointID"], mine["DNSNames"]) == ("", "", None)
+    assert mine["IPAMConfig"] == {"IPv4Address": "10.1.0.5", "IPv6Address": ""}
+    assert mine["NetworkID"] == "m" * 64 and settings["Networks"]["gone"]["NetworkID"] == ""
+
+
+def test_exec_inspect_shape() -> None:
+    info = ExecInfo("x" * 64, "c" * 64, ["sh", "-c", "exit 3"], True, True, False, 3, 99)
+    assert exec_inspect_json(info) == {
+        "ID": "x" * 64,
+        "Running": False,
+        "ExitCode": 3,
+        "ProcessConfig": {
+            "tty": True,
+            "entrypoint": "sh",
+            "arguments": ["-c", "exit 3"],
+            "privileged": False,
+            "user": "",
+        },
+        "OpenStdin": True,
+        "OpenStderr": True,
+        "OpenStdout": True,
+        "CanRemove": False,
+        "ContainerID": "c" * 64,
+        "DetachKeys": "",
+        "Pid": 99,
+    }
 
 
 def test_image_shapes() -> None:

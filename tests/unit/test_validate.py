@@ -66,3 +66,24 @@ def test_static_addresses_must_be_of_their_family() -> None:
         validate.ip_address_of_version("fd00::2", 4)
     with pytest.raises(InvalidParameter, match="invalid IPv6 address"):
         validate.ip_address_of_version("nope", 6)
+
+
+def test_links_as_dockers_parse_link() -> None:
+    assert validate.link("web:www") == ("web", "www")
+    assert validate.link("web") == ("web", "web")
+    assert validate.link("/web:/client/www") == ("web", "www")  # the form Docker stores
+    with pytest.raises(InvalidParameter, match="empty string specified for links"):
+        validate.link("")
+    for bad in ("a:b:c", "web:", ":www"):
+        with pytest.raises(InvalidParameter, match="bad format for links"):
+            validate.link(bad)
+
+
+def test_static_addresses_must_lie_in_a_subnet_of_the_network() -> None:
+    subnets = ["10.0.0.0/24", "fd00::/64"]
+    assert validate.static_address("10.0.0.9", 4, subnets) == ipaddress.ip_address("10.0.0.9")
+    assert validate.static_address("fd00::9", 6, subnets) == ipaddress.ip_address("fd00::9")
+    with pytest.raises(InvalidParameter, match="no configured subnet or ip-range contain"):
+        validate.static_address("10.0.1.9", 4, subnets)
+    with pytest.raises(InvalidParameter, match="invalid IPv6 address"):
+        validate.static_address("10.0.0.9", 6, subnets)

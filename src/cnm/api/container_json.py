@@ -1,4 +1,4 @@
-"""Docker's container and image JSON <-> the runtime's records, as pure functions.
+"""Docker's container, exec and image JSON <-> the runtime's records, as pure functions.
 
 Bodies are read with the rules of ``translate`` (Go's decoder: case-insensitive names, null is
 absent, unknown fields ignored). Old and new clients differ in where they put things, and both
@@ -12,10 +12,12 @@ CLI and docker-py decode them into fixed types.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from cnm import validate
 from cnm.api.system import go_arch
 from cnm.api.timefmt import human_duration, unix_time
 from cnm.api.translate import JsonObject
@@ -23,9 +25,12 @@ from cnm.errors import InvalidParameter
 from cnm.runtime.model import (
     Container,
     ContainerConfig,
+    ContainerNetworkState,
     EndpointRequest,
+    ExecInfo,
     HostConfig,
     Image,
+    NetworkAttachment,
     PortBinding,
 )
 
@@ -65,7 +70,14 @@ def parse_endpoint_config(data: JsonObject | None) -> EndpointRequest:
         ipv4_address=(ipam.string("IPv4Address") if ipam else "") or None,
         ipv6_address=(ipam.string("IPv6Address") if ipam else "") or None,
         mac_address=data.string("MacAddress") or None,
+        links=_links(data.strings("Links")),
     )
+
+
+def _links(entries: list[str]) -> list[str]:
+    for entry in entries:
+        validate.link(entry)
+    return entries
 
 
 def _port_bindings(host: JsonObject) -> dict[str, list[PortBinding]]:
@@ -132,6 +144,7 @@ def parse_container_create(body: object) -> CreateRequest:
         dns_search=host.strings("DnsSearch"),
         dns_options=host.strings("DnsOptions"),
         extra_hosts=host.strings("ExtraHosts"),
+        links=_links(host.strings("Links")),
         auto_remove=bool(host.boolean("AutoRemove")),
         console_size=_console_size(host),
     )
@@ -270,7 +283,7 @@ def _host_config_json(host: HostConfig) -> dict[str, Any]:
         "GroupAdd": None,
         "IpcMode": "private",
         "Cgroup": "",
-        "Links": None,
+        "Links": list(host.links) or None,
         "OomScoreAdj": 0,
         "PidMode": "",
         "Privileged": False,
@@ -290,6 +303,85 @@ def _host_config_json(host: HostConfig) -> dict[str, Any]:
         "Ulimits": [],
         "MaskedPaths": None,
         "ReadonlyPaths": None,
+    }
+
+
+def _address_and_prefix(text: str | None) -> tuple[str, int]:
+    """``10.0.0.2/24`` -> ("10.0.0.2", 24); nothing -> ("", 0)."""
+    if not text:
+        return "", 0
+    interface = ipaddress.ip_interface(text)
+    return str(interface.ip), interface.network.prefixlen
+
+
+def _gateway(text: str | None) -> str:
+    return str(ipaddress.ip_interface(text).ip) if text else ""
+
+
+def endpoint_settings_json(container: Container, attachment: NetworkAttachment) -> dict[str, Any]:
+    """One entry of ``NetworkSettings.Networks``: Docker's EndpointSettings."""
+    request, network, endpoint = attachment.request, attachment.network, attachment.endpoint
+    ipv4, ipv4_len = _address_and_prefix(endpoint.ipv4_address if endpoint else None)
+    ipv6, ipv6_len = _address_and_prefix(endpoint.ipv6_address if endpoint else None)
+    ipam = None
+    if request.ipv4_address or request.ipv6_address:
+        ipam = {
+            "IPv4Address": request.ipv4_address or "",
+            "IPv6Address": request.ipv6_address or "",
+        }
+    user_defined = network is not None and not network.predefined
+    return {
+        "IPAMConfig": ipam,
+        "Links": list(request.links) or None,
+        "Aliases": list(request.aliases) or None,
+        "MacAddress": (endpoint.mac_address or "") if endpoint else "",
+        "DriverOpts": None,
+        "NetworkID": network.id if network else "",
+        "EndpointID": endpoint.id if endpoint else "",
+        "Gateway": _gateway(endpoint.gateway_v4) if endpoint else "",
+        "IPAddress": ipv4,
+        "IPPrefixLen": ipv4_len,
+        "IPv6Gateway": _gateway(endpoint.gateway_v6) if endpoint else "",
+        "GlobalIPv6Address": ipv6,
+        "GlobalIPv6PrefixLen": ipv6_len,
+        "DNSNames": [container.name, *request.aliases, container.id[:12]]
+        if user_defined and endpoint
+        else None,
+    }
+
+
+def network_settings_json(container: Container, state: ContainerNetworkState) -> dict[str, Any]:
+    """Docker's NetworkSettings: live values while running, empty strings once stopped. The
+    top-level address fields are the legacy ones of the ``bridge`` network."""
+    networks = {
+        name: endpoint_settings_json(container, attachment)
+        for name, attachment in state.networks.items()
+    }
+    ports: dict[str, list[dict[str, str]] | None] = dict.fromkeys(state.ports)
+    for mapping in state.published:
+        bound = ports.get(mapping.key) or []
+        bound.append({"HostIp": str(mapping.host_ip), "HostPort": str(mapping.host_port)})
+        ports[mapping.key] = bound
+    legacy = networks.get("bridge", {})
+    return {
+        "Bridge": "",
+        "SandboxID": state.sandbox_id,
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports,
+        "SandboxKey": state.sandbox_key,
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": legacy.get("EndpointID", ""),
+        "Gateway": legacy.get("Gateway", ""),
+        "GlobalIPv6Address": legacy.get("GlobalIPv6Address", ""),
+        "GlobalIPv6PrefixLen": legacy.get("GlobalIPv6PrefixLen", 0),
+        "IPAddress": legacy.get("IPAddress", ""),
+        "IPPrefixLen": legacy.get("IPPrefixLen", 0),
+        "IPv6Gateway": legacy.get("IPv6Gateway", ""),
+        "MacAddress": legacy.get("MacAddress", ""),
+        "Networks": networks,
     }
 
 
@@ -348,6 +440,29 @@ def container_inspect_json(
         "Mounts": [],
         "Config": _config_json(container, container.config.hostname or container.id[:12]),
         "NetworkSettings": network_settings,
+    }
+
+
+def exec_inspect_json(info: ExecInfo) -> dict[str, Any]:
+    """``GET /exec/{id}/json``."""
+    return {
+        "ID": info.id,
+        "Running": info.running,
+        "ExitCode": info.exit_code,
+        "ProcessConfig": {
+            "tty": info.tty,
+            "entrypoint": info.cmd[0],
+            "arguments": info.cmd[1:],
+            "privileged": False,
+            "user": "",
+        },
+        "OpenStdin": info.open_stdin,
+        "OpenStderr": True,
+        "OpenStdout": True,
+        "CanRemove": False,
+        "ContainerID": info.container_id,
+        "DetachKeys": "",
+        "Pid": info.pid,
     }
 
 

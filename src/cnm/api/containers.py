@@ -38,6 +38,7 @@ from cnm.api.container_json import (
     ContainerPaths,
     container_inspect_json,
     container_summary_json,
+    network_settings_json,
     parse_container_create,
 )
 from cnm.api.exits import EXITS, Exits
@@ -46,7 +47,7 @@ from cnm.errors import InvalidParameter, NotFound
 
 if TYPE_CHECKING:
     from cnm.controller import Controller
-    from cnm.runtime.model import Container
+    from cnm.runtime.model import Container, ContainerNetworkState
     from cnm.runtime.runtime import Runtime
 
 LIST_FILTERS = frozenset({"id", "label", "name", "network", "status"})
@@ -191,7 +192,8 @@ def _inspect(rt: Runtime, controller: Controller, ref: str) -> dict[str, Any]:
         paths.resolv_conf = str(controller.sandbox_file(container.sandbox_id, "resolv.conf"))
         paths.hostname = str(controller.sandbox_file(container.sandbox_id, "hostname"))
         paths.hosts = str(controller.sandbox_file(container.sandbox_id, "hosts"))
-    return container_inspect_json(container, rt.network_settings(container), paths, [])
+    settings = network_settings_json(container, rt.network_state(container))
+    return container_inspect_json(container, settings, paths, [])
 
 
 async def inspect_container(request: web.Request) -> web.Response:
@@ -199,7 +201,7 @@ async def inspect_container(request: web.Request) -> web.Response:
     return json_response(await b.run(_inspect, b.rt, b.controller, _ref(request)))
 
 
-def _selected(container: Container, settings: dict[str, Any], filters: Filters) -> bool:
+def _selected(container: Container, state: ContainerNetworkState, filters: Filters) -> bool:
     if "id" in filters and not any(container.id.startswith(v) for v in filters["id"]):
         return False
     if "name" in filters and not match_values(filters["name"], "/" + container.name):
@@ -209,9 +211,8 @@ def _selected(container: Container, settings: dict[str, Any], filters: Filters) 
     if "label" in filters and not match_labels(filters["label"], container.config.labels):
         return False
     if "network" in filters:
-        networks = settings.get("Networks") or {}
-        ids = {n.get("NetworkID", "") for n in networks.values()}
-        if not any(v in networks or v in ids for v in filters["network"]):
+        ids = {a.network.id if a.network else "" for a in state.networks.values()}
+        if not any(v in state.networks or v in ids for v in filters["network"]):
             return False
     return True
 
@@ -224,8 +225,9 @@ def _list(rt: Runtime, filters: Filters, all_: bool, limit: int | None) -> list[
     everything = all_ or limited or "status" in filters
     found = []
     for container in rt.containers(all=everything):  # newest first
-        settings = rt.network_settings(container)
-        if _selected(container, settings, filters):
+        state = rt.network_state(container)
+        if _selected(container, state, filters):
+            settings = network_settings_json(container, state)
             found.append(container_summary_json(container, settings, now))
             if limited and len(found) == limit:
                 break
@@ -285,7 +287,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     b = backend(request)
     container = await b.run(b.rt.container, _ref(request))
     tails = await _tails(b, container, stdout, stderr, from_start=True)
-    finished = None
+    finished: asyncio.Future[Any] | None = None
     if query_bool(request, "follow") and container.state.running:
         finished = _finished(b, request.app[EXITS], container, tails)
     multiplexed = not container.config.tty

@@ -13,21 +13,18 @@ that a chatty command never blocks on a full pipe.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from typing import IO, TYPE_CHECKING
 
 from aiohttp import web
 
 from cnm.api import streams
 from cnm.api.common import add_route, backend, json_response, query_int, read_json
+from cnm.api.container_json import exec_inspect_json
 from cnm.api.translate import JsonObject
 from cnm.errors import InvalidParameter
 
 if TYPE_CHECKING:
-    from cnm.runtime.runtime import Runtime
-
-RECORD_WAIT_S = 1.0
+    from cnm.runtime.execs import ExecProcess
 
 
 async def create_exec(request: web.Request) -> web.Response:
@@ -90,23 +87,12 @@ async def _copy_input(queue: asyncio.Queue[bytes | None], pipe: IO[bytes]) -> No
         transport.close()
 
 
-def _wait_exit(rt: Runtime, exec_id: str, process: subprocess.Popen[bytes]) -> None:
-    """Until the process ended and the runtime recorded its exit code (the Popen learns of
-    the exit a moment before the record does)."""
-    process.wait()
-    deadline = time.monotonic() + RECORD_WAIT_S
-    while rt.exec_inspect(exec_id)["Running"] and time.monotonic() < deadline:
-        time.sleep(0.002)
-
-
 async def _run(
     request: web.Request,
-    exec_id: str,
-    process: subprocess.Popen[bytes],
+    process: ExecProcess,
     write: streams.Writer | None,
     attach_stdin: bool,
 ) -> None:
-    assert process.stdin is not None and process.stdout is not None
     input_task = None
     if attach_stdin:
         input_task = asyncio.ensure_future(
@@ -118,8 +104,7 @@ async def _run(
         _copy_output(process.stdout, write, streams.STDOUT),
         _copy_output(process.stderr, write, streams.STDERR),
     )
-    b = backend(request)
-    await b.run_blocking(_wait_exit, b.rt, exec_id, process)
+    await backend(request).run_blocking(process.wait)  # the exit code is recorded by then
     if input_task is not None:
         input_task.cancel()
 
@@ -132,16 +117,16 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     b = backend(request)
     exec_id = request.match_info["id"]
     process = await b.run(b.rt.exec_start, exec_id)
-    attach_stdin = (await b.run(b.rt.exec_inspect, exec_id))["OpenStdin"]
+    attach_stdin = (await b.run(b.rt.exec_inspect, exec_id)).open_stdin
     if body.boolean("Detach"):
-        task = asyncio.ensure_future(_run(request, exec_id, process, None, False))
+        task = asyncio.ensure_future(_run(request, process, None, False))
         _DETACHED.add(task)
         task.add_done_callback(_DETACHED.discard)
         return web.Response(status=200)
     multiplexed = not body.boolean("Tty")
     response = await streams.hijack(request, multiplexed)
     writer = streams.stream_writer(response, multiplexed)
-    await _run(request, exec_id, process, writer, attach_stdin)
+    await _run(request, process, writer, attach_stdin)
     return response
 
 
@@ -156,7 +141,9 @@ async def resize_exec(request: web.Request) -> web.Response:
 
 async def inspect_exec(request: web.Request) -> web.Response:
     b = backend(request)
-    return json_response(await b.run(b.rt.exec_inspect, request.match_info["id"]))
+    return json_response(
+        exec_inspect_json(await b.run(b.rt.exec_inspect, request.match_info["id"]))
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -450,7 +450,7 @@ class Cluster:
             driver.restore(
                 [network_spec(n) for n in networks.values() if n.driver == driver.name],
                 [
-                    endpoint_spec(e, joined=e.sandbox_id is not None)
+                    endpoint_spec(e, joined=e.sandbox_id is not None, sandbox_key=self._key(e))
                     for e in own.values()
                     if e.network_id in networks and networks[e.network_id].driver == driver.name
                 ],
@@ -472,6 +472,10 @@ class Cluster:
                 )
         self._restored = True
         self._after_restore(sorted(s for s in sandboxes if s))
+
+    def _key(self, endpoint: Endpoint) -> str | None:
+        sandbox = self._sandboxes.get(endpoint.sandbox_id or "")
+        return sandbox.key if sandbox is not None else None
 
     def _orphaned(self, endpoint: Endpoint) -> bool:
         if endpoint.sandbox_id is None:

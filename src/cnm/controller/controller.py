@@ -21,7 +21,7 @@ from cnm.controller.joins import Joins
 from cnm.controller.networks import Networks
 from cnm.controller.ports import PublishedPorts
 from cnm.controller.registry import Registry
-from cnm.controller.restore import restore
+from cnm.controller.restore import remove_unjoined_interfaces, restore
 from cnm.controller.sandboxes import Sandboxes
 from cnm.controller.scopes import Stores
 from cnm.driverapi import NetworkDriver, Scope
@@ -112,7 +112,7 @@ class Controller:
                 self._sandboxes,
                 self.events,
                 self._local_subnets,
-                self._replace_ports,
+                self._after_cluster_restore,
             )
         self._joins = Joins(
             self._stores,
@@ -153,7 +153,13 @@ class Controller:
         make the predefined networks."""
         self.netns_dir.mkdir(parents=True, exist_ok=True)
         self.sandbox_dir.mkdir(parents=True, exist_ok=True)
-        restored = restore(self.store, self._registry, self.netns_dir, self._sandboxes.files)
+        restored = restore(
+            self.store,
+            self._registry,
+            self.netns_dir,
+            self._sandboxes.files,
+            sweep_interfaces=self._cluster is None,
+        )
         self._networks.load(restored.networks)
         self._endpoints.load(restored.endpoints.values())
         self._sandboxes.load(restored.sandboxes.values())
@@ -182,12 +188,16 @@ class Controller:
             for pool in (*network.ipv4_pools, *network.ipv6_pools)
         ]
 
-    def _replace_ports(self, sandbox_ids: list[str]) -> None:
-        """Published ports of sandboxes whose global endpoints came back from the cluster's
-        store may belong on one of those: place them again."""
-        for sandbox_id in sandbox_ids:
-            with self._sandboxes.lock(sandbox_id):
-                self._ports.place(sandbox_id, self._endpoints.joined_to(sandbox_id))
+    def _after_cluster_restore(self, sandbox_ids: list[str]) -> None:
+        """Once the global endpoints are back from the cluster's store: sweep every
+        sandbox's unjoined interfaces (which needed them), and place the published ports of
+        sandboxes with a global endpoint again (one of those may be their gateway)."""
+        for sandbox in self._sandboxes.all():
+            with self._sandboxes.lock(sandbox.id):
+                joined = self._endpoints.joined_to(sandbox.id)
+                remove_unjoined_interfaces(sandbox, {e.ifname for e in joined})
+                if sandbox.id in sandbox_ids:
+                    self._ports.place(sandbox.id, joined)
 
     def close(self) -> None:
         if self._cluster is not None:

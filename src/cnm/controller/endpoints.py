@@ -37,6 +37,11 @@ from cnm.model import Endpoint, EndpointOptions, Network
 from cnm.store.api import Delete, Put, Store, StoreConflict
 from cnm.transaction import Transaction, transaction
 
+LEGACY_LINKS = (
+    "links on the default bridge network (legacy links) are not supported by cnm: on a "
+    "user-defined network --link makes an alias the linking container resolves"
+)
+
 
 def endpoint_name_prefix(network_id: str) -> str:
     """Under which a global network's endpoint names are claimed, on every host."""
@@ -48,8 +53,10 @@ def endpoint_name_key(network_id: str, name: str) -> str:
     return endpoint_name_prefix(network_id) + name
 
 
-def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
-    """What a driver is told of an endpoint."""
+def endpoint_spec(
+    endpoint: Endpoint, joined: bool = False, sandbox_key: str | None = None
+) -> EndpointSpec:
+    """What a driver is told of an endpoint (where it is joined only at restore)."""
     return EndpointSpec(
         network_id=endpoint.network_id,
         endpoint_id=endpoint.id,
@@ -59,6 +66,8 @@ def endpoint_spec(endpoint: Endpoint, joined: bool = False) -> EndpointSpec:
         ),
         mac_address=endpoint.mac_address,
         joined=joined,
+        sandbox_key=sandbox_key if joined else None,
+        ifname=endpoint.ifname if joined else None,
     )
 
 
@@ -180,6 +189,8 @@ class Endpoints:
             raise InvalidParameter(
                 "network-scoped alias is supported only for containers in user defined networks"
             )
+        if network.predefined and options.links:
+            raise InvalidParameter(LEGACY_LINKS)
         mac_address = None
         if options.mac_address is not None:
             mac_address = validate.mac_address(options.mac_address)
@@ -193,6 +204,7 @@ class Endpoints:
             mac_address=mac_address,
             aliases=list(options.aliases),
             gateway_priority=options.gateway_priority,
+            links=dict(options.links),
         )
         is_global = network.scope == Scope.GLOBAL
         if is_global:

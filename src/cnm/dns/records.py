@@ -8,6 +8,12 @@ and its hostname, each also as ``<name>.<network>``; every address also has a PT
 sandbox sees only the networks it is joined to; the first of them in join order that has the
 name answers, so one alias can mean different containers on different networks.
 
+Links (``--link name:alias`` on a user-defined network, Docker's rule there): the alias, also as
+``<alias>.<network>``, names the linked container on that network for the linking sandbox
+only, and is looked up before any other name, as libnetwork's sandbox resolves aliases first.
+It follows the linked container: nothing is copied, the view keeps the network's live table and
+the target's key.
+
 Why this shape: lookups run on the resolver's event-loop thread about 10^5 times a second,
 updates in the controller's threads on connect, disconnect, start, stop and rename. Lookups take
 no lock: an update builds new bytes, tuples and dicts and installs them with one assignment (a
@@ -121,11 +127,13 @@ class View:
     for a found name and for NXDOMAIN, indexed by the query's RD bit (RFC 1035 §4.1.1: RD is
     copied, RA says whether recursion is available to this asker)."""
 
-    __slots__ = ("flags", "forward", "networks", "nxflags", "tables")
+    __slots__ = ("flags", "forward", "links", "networks", "nxflags", "tables")
 
     def __init__(self) -> None:
         self.networks: tuple[NetworkTable, ...] = ()
         self.tables: tuple[dict[bytes, NameRecord], ...] = ()
+        # alias key -> (network table, the linked container's key), in join order
+        self.links: dict[bytes, tuple[tuple[NetworkTable, bytes], ...]] = {}
         self.set_forward(False)
 
     def set_forward(self, forward: bool) -> None:
@@ -135,6 +143,10 @@ class View:
         self.forward = forward
 
     def find(self, key: bytes) -> tuple[NetworkTable, NameRecord] | None:
+        for table, target in self.links.get(key, ()):
+            record = table.names.get(target)
+            if record is not None:
+                return table, record
         for table in self.networks:
             record = table.names.get(key)
             if record is not None:
@@ -179,6 +191,7 @@ class Records:
         self._lock = threading.Lock()
         self._tables: dict[str, NetworkTable] = {}
         self._members: dict[str, dict[str, tuple[int, str]]] = {}  # sandbox -> ep -> order, net
+        self._links: dict[str, dict[str, dict[str, str]]] = {}  # sandbox -> ep -> alias -> name
         self._views: dict[str, View] = {}
 
     def view(self, sandbox_id: str) -> View:
@@ -203,6 +216,10 @@ class Records:
             if not network.predefined:
                 self._claim(table, endpoint, sandbox.container_id, sandbox.hostname)
             self._members.setdefault(sandbox.id, {})[endpoint.id] = (endpoint.join_order, table.id)
+            links = self._links.setdefault(sandbox.id, {})
+            links.pop(endpoint.id, None)
+            if endpoint.links and not network.predefined:
+                links[endpoint.id] = dict(endpoint.links)
             self._refresh(sandbox.id)
 
     def add_peer(self, network: Network, endpoint: Endpoint) -> None:
@@ -226,6 +243,7 @@ class Records:
             table = self._tables.get(network_id)
             if table is not None:
                 self._unclaim(table, endpoint_id)
+            self._links.get(sandbox_id, {}).pop(endpoint_id, None)
             members = self._members.get(sandbox_id)
             if members is not None:
                 members.pop(endpoint_id, None)
@@ -234,6 +252,7 @@ class Records:
     def forget_sandbox(self, sandbox_id: str) -> None:
         with self._lock:
             self._members.pop(sandbox_id, None)
+            self._links.pop(sandbox_id, None)
             self._views.pop(sandbox_id, None)
 
     def drop_network(self, network_id: str) -> None:
@@ -287,9 +306,20 @@ class Records:
                 record.rebuild()
 
     def _refresh(self, sandbox_id: str) -> None:
-        members = sorted(self._members.get(sandbox_id, {}).values())
+        joined = self._members.get(sandbox_id, {})
+        members = sorted(joined.values())
         tables = [self._tables[network_id] for _, network_id in members]
         view = self._view(sandbox_id)
+        links: dict[bytes, tuple[tuple[NetworkTable, bytes], ...]] = {}
+        link_map = self._links.get(sandbox_id, {})
+        for endpoint_id, (_, network_id) in sorted(joined.items(), key=lambda item: item[1]):
+            table = self._tables[network_id]
+            for alias, name in link_map.get(endpoint_id, {}).items():
+                target = encode_name(name)
+                for key in (encode_name(alias), encode_name(f"{alias}.{table.name}")):
+                    if key is not None and target is not None:
+                        links[key] = (*links.get(key, ()), (table, target))
+        view.links = links
         view.networks = tuple(t for t in tables if not t.predefined)
         view.tables = tuple(t.names for t in view.networks)
         view.set_forward(any(not t.internal for t in tables))

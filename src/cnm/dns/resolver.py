@@ -542,6 +542,11 @@ class Resolver:
         if data[end - 2 : end] != CLASS_IN or data[end - 4 : end - 2] in META_TYPES:
             return None
         name = data[12 : end - 4].lower()
+        if view.links:
+            linked = view.find(name)
+            if linked is not None:
+                self.stats.local += 1
+                return _answer(data, end, view.flags[data[2] & 1], linked[1], opt, limit)
         for table in view.tables:
             record = table.get(name)
             if record is not None:

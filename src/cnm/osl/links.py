@@ -14,6 +14,12 @@ Why it looks like this:
   dumping all links; only start-up reconciliation dumps.
 * /proc/sys/net is resolved against the calling thread's namespace, so sysctl writes for a
   namespace happen while the thread is inside it.
+* A macvlan child is born inside the sandbox the same way (IFLA_NET_NS_FD; its lower link,
+  IFLA_LINK, is looked up in the namespace of the socket, the host's): ~0.5 ms, where creating
+  it in the host and moving it costs ~25 ms.
+* Whether the kernel has a link type is asked by creating one without its lower link: a kernel
+  without the type answers EOPNOTSUPP (rtnetlink finds no ops for the kind, even after trying
+  to load its module) before it looks at the attributes; one with it answers EINVAL.
 """
 
 from __future__ import annotations
@@ -66,6 +72,21 @@ class LinkSummary:
     master: int | None
 
 
+@dataclass(frozen=True)
+class LinkDetails:
+    index: int
+    name: str
+    kind: str | None
+    alias: str | None
+    mac: str | None
+    mtu: int
+    loopback: bool
+
+
+IFF_LOOPBACK = 0x8
+MACVLAN_MODES = ("private", "vepa", "bridge", "passthru")
+
+
 def write_sysctl(key: str, value: str) -> None:
     """Write ``net.ipv6.conf.eth0.disable_ipv6``-style keys for the calling thread's namespace."""
     Path("/proc/sys", *key.split(".")).write_text(value)
@@ -89,6 +110,28 @@ class _Links:
                 return None
             raise _translate(err, f"look up link {name}") from err
         return msgs[0]["index"] if msgs else None
+
+    def details(self, name: str) -> LinkDetails | None:
+        """The link named ``name`` with its type, alias, MAC and MTU, or None."""
+        try:
+            msgs = self.ipr.link("get", ifname=name)
+        except NetlinkError as err:
+            if err.code == errno.ENODEV:
+                return None
+            raise _translate(err, f"look up link {name}") from err
+        if not msgs:
+            return None
+        msg = msgs[0]
+        info = msg.get_attr("IFLA_LINKINFO")
+        return LinkDetails(
+            index=msg["index"],
+            name=msg.get_attr("IFLA_IFNAME"),
+            kind=info.get_attr("IFLA_INFO_KIND") if info else None,
+            alias=msg.get_attr("IFLA_IFALIAS"),
+            mac=msg.get_attr("IFLA_ADDRESS"),
+            mtu=msg.get_attr("IFLA_MTU"),
+            loopback=bool(msg["flags"] & IFF_LOOPBACK),
+        )
 
     def set_up(self, index: int) -> None:
         self.ipr.link("set", index=index, state="up")
@@ -290,6 +333,73 @@ class HostNetwork:
             self.links.delete(index)
             raise
         return index
+
+    def tag(self, index: int, alias: str) -> None:
+        """Set the link's alias (IFLA_IFALIAS): the kernel ignores it in RTM_NEWLINK."""
+        try:
+            self.links.ipr.link("set", index=index, ifalias=alias)
+        except NetlinkError as err:
+            raise _translate(err, f"tag link {index}") from err
+
+    def supports_link_kind(self, kind: str) -> bool:
+        """Whether this kernel can make links of ``kind``, for kinds that need a lower link
+        (vlan, macvlan, ipvlan): see the module note. Nothing is created."""
+        try:
+            self.links.ipr.link("add", ifname="cnm-probe", kind=kind)
+        except NetlinkError as err:
+            return err.code != errno.EOPNOTSUPP
+        index = self.links.index_of("cnm-probe")  # a kind that needs no lower link after all
+        if index is not None:
+            self.links.delete(index)
+        return True
+
+    def create_vlan(self, name: str, *, parent: int, vlan_id: int, alias: str) -> int:
+        """An 802.1Q sub-interface of ``parent`` tagged with ``alias``, up."""
+        try:
+            self.links.ipr.link("add", ifname=name, kind="vlan", link=parent, vlan_id=vlan_id)
+        except NetlinkError as err:
+            raise _translate(err, f"create VLAN sub-interface {name}") from err
+        index = self.links.index_of(name)
+        if index is None:
+            raise CnmError(f"VLAN sub-interface {name} vanished right after creation")
+        try:
+            self.tag(index, alias)
+            self.links.set_up(index)
+        except Exception:
+            self.links.delete(index)
+            raise
+        return index
+
+    def create_macvlan(
+        self,
+        name: str,
+        namespace: NetNamespace,
+        *,
+        parent: int,
+        mode: str,
+        mac: str | None,
+        mtu: int | None,
+    ) -> None:
+        """A macvlan child of ``parent`` born inside ``namespace`` as ``name`` (left down for
+        the sandbox to configure). The kernel's EINVAL (a mode the parent's other children
+        rule out, e.g. a second passthru child) comes back as InvalidParameter."""
+        if mode not in MACVLAN_MODES:
+            raise InvalidParameter(f"unknown macvlan mode {mode!r}")
+        spec: dict[str, object] = {
+            "ifname": name,
+            "kind": "macvlan",
+            "link": parent,
+            "macvlan_mode": mode,
+            "net_ns_fd": namespace.fd,
+        }
+        if mac is not None:
+            spec["address"] = mac
+        if mtu is not None:
+            spec["mtu"] = mtu
+        try:
+            self.links.ipr.link("add", **spec)
+        except NetlinkError as err:
+            raise _translate(err, f"create macvlan {name} on link {parent}") from err
 
     def on_link_networks(self) -> list[IPNetwork]:
         """Destinations of the host's directly connected routes in the main table (for IPAM to

@@ -24,8 +24,6 @@ from typing import Any
 
 from cnm.osl.syscalls import mount, umount
 
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 # Docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPABILITIES = [
     "CAP_CHOWN",

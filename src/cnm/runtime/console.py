@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from cnm.errors import InvalidParameter
 from cnm.osl.reaper import REAPER, Child
 from cnm.runtime import pidwatch
 
@@ -49,6 +50,12 @@ SYS_PIDFD_GETFD = 438  # the same number on every architecture (new syscalls are
 MAX_FDS = 4
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def check_size(height: int, width: int) -> None:
+    """A terminal's rows and columns, as TIOCSWINSZ takes them."""
+    if not (0 <= height <= 0xFFFF and 0 <= width <= 0xFFFF):
+        raise InvalidParameter(f"invalid terminal size {height}x{width}")
 
 
 def set_size(fd: int, height: int, width: int) -> None:

@@ -1,4 +1,5 @@
-"""Records of the container side: images and containers.
+"""Records of the container side: images and containers, and the views of a running
+container's network stack and of its exec sessions that the runtime hands its callers.
 
 A container is what a user runs; its network stack is a controller sandbox, made at start and
 removed at stop (Docker releases a stopped container's endpoints and addresses). What the user
@@ -12,6 +13,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from cnm.model import Endpoint, Network, PortMapping
 
 
 @dataclass
@@ -50,6 +53,7 @@ class EndpointRequest:
     ipv4_address: str | None = None
     ipv6_address: str | None = None
     mac_address: str | None = None
+    links: list[str] = field(default_factory=list)  # "name:alias", as given (--link)
 
 
 @dataclass
@@ -81,6 +85,7 @@ class HostConfig:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)  # "name:ip"
+    links: list[str] = field(default_factory=list)  # "name:alias", as given (--link)
     auto_remove: bool = False
     console_size: list[int] = field(default_factory=lambda: [0, 0])  # the terminal's [rows, cols]
 
@@ -130,3 +135,38 @@ class Container:
         data["networks"] = {k: EndpointRequest(**v) for k, v in data.get("networks", {}).items()}
         data["state"] = ContainerState(**data.get("state", {}))
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    """One network a container asked to be on, and its endpoint there while it runs."""
+
+    name: str
+    request: EndpointRequest
+    network: Network | None  # None: the network is gone
+    endpoint: Endpoint | None  # None: not running, or joined through another's sandbox
+
+
+@dataclass(frozen=True)
+class ContainerNetworkState:
+    """A container's network stack as it is now; empty values once it stopped."""
+
+    sandbox_id: str = ""
+    sandbox_key: str = ""  # the namespace's path (Docker's SandboxKey)
+    networks: dict[str, NetworkAttachment] = field(default_factory=dict)  # in join order
+    ports: list[str] = field(default_factory=list)  # "80/tcp": exposed or bound, while running
+    published: list[PortMapping] = field(default_factory=list)  # as bound on the host
+
+
+@dataclass(frozen=True)
+class ExecInfo:
+    """An exec as inspect shows it."""
+
+    id: str
+    container_id: str
+    cmd: list[str]
+    tty: bool
+    open_stdin: bool
+    running: bool
+    exit_code: int | None  # None until the process has ended
+    pid: int  # 0 until it started

@@ -1,0 +1,270 @@
+"""A container's network stack, through the controller: attach at start, connect and disconnect
+while it exists, release at stop, and the typed view that inspect shows.
+
+A running container holds a sandbox of its own (made at start, deleted at stop, so a stopped
+container holds no endpoint and no address, as in Docker), or borrows another container's
+(network mode ``container:<id>``); in host mode its sandbox's namespace is the host's. The record keeps what the container asked for (``Container.networks``: networks,
+aliases, static addresses, in join order), so every start attaches it the same way again;
+eth0 is the network mode's network. A connect of a stopped container only changes that record.
+
+Docker's rules for connect and disconnect, with its messages: a container sharing another's
+namespace or the host's has no networks of its own to change; ``none`` excludes every other
+network; a network is joined once.
+
+The records kept here change only under the runtime's locks: these methods tell the runtime
+what to record and never change ``Container`` themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import suppress
+from pathlib import Path
+
+from cnm import validate
+from cnm.controller import Controller
+from cnm.controller.endpoints import LEGACY_LINKS
+from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
+from cnm.model import Endpoint, EndpointOptions, Network, PortRequest, Sandbox, SandboxOptions
+from cnm.portmap.spec import parse_port_key, requests_from_config
+from cnm.runtime.model import (
+    Container,
+    ContainerConfig,
+    ContainerNetworkState,
+    EndpointRequest,
+    HostConfig,
+    NetworkAttachment,
+)
+from cnm.transaction import Transaction
+
+log = logging.getLogger(__name__)
+
+SANDBOX_FILES = ("hosts", "resolv.conf", "hostname")
+SHARED_NETWORK = (
+    "container sharing network namespace with another container or host cannot be connected "
+    "to any other network"
+)
+HOST_NETWORK = "container cannot be disconnected from host network or connected to host network"
+NONE_NETWORK = (
+    "container cannot be connected to multiple networks with one of the networks in private "
+    "(none) mode"
+)
+
+
+def shares_sandbox(container: Container) -> bool:
+    """Network mode ``container:<id>``: the other container's sandbox is this one's."""
+    return container.host_config.network_mode.startswith("container:")
+
+
+def port_requests(config: ContainerConfig, host: HostConfig) -> list[PortRequest]:
+    """What a container publishes: its port bindings, and with -P its exposed ports."""
+    return requests_from_config(
+        {key: [(b.host_ip, b.host_port) for b in v] for key, v in host.port_bindings.items()},
+        config.exposed_ports,
+        host.publish_all_ports,
+    )
+
+
+def checked_request(network: Network, request: EndpointRequest) -> EndpointRequest:
+    """``request`` as it may be made on ``network``, its MAC in normal form."""
+    for link in request.links:
+        validate.link(link)
+    if network.predefined and request.links:
+        raise InvalidParameter(LEGACY_LINKS)
+    if network.predefined:
+        if request.ipv4_address or request.ipv6_address:
+            raise InvalidParameter(
+                "user specified IP address is supported on user defined networks only"
+            )
+        if request.aliases:
+            raise InvalidParameter(
+                "network-scoped alias is supported only for containers in user defined networks"
+            )
+    if request.ipv4_address:
+        validate.static_address(request.ipv4_address, 4, (p.subnet for p in network.ipv4_pools))
+    if request.ipv6_address:
+        validate.static_address(request.ipv6_address, 6, (p.subnet for p in network.ipv6_pools))
+    checked = copy.deepcopy(request)
+    if request.mac_address:
+        checked.mac_address = validate.mac_address(request.mac_address)
+    return checked
+
+
+def _port_keys(port: str) -> list[str]:
+    """``80`` -> ["80/tcp"]; a range key names each of its ports."""
+    start, end, proto = parse_port_key(port)
+    return [f"{number}/{proto}" for number in range(start, end + 1)]
+
+
+def _endpoint_options(container: Container, request: EndpointRequest) -> EndpointOptions:
+    return EndpointOptions(
+        name=container.name,
+        ipv4_address=request.ipv4_address or None,
+        ipv6_address=request.ipv6_address or None,
+        mac_address=request.mac_address or None,
+        aliases=list(request.aliases),
+        links={alias: name for name, alias in map(validate.link, request.links)},
+    )
+
+
+class ContainerNetworking:
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+
+    # ------------------------------------------------------------------ start and stop
+
+    def attach(self, container: Container, txn: Transaction, lender: Container | None) -> Sandbox:
+        """The sandbox the container's process runs in, with its networks joined and its ports
+        published; ``lender`` is the container whose sandbox it shares (``container:``)."""
+        if shares_sandbox(container):
+            assert lender is not None
+            if not lender.state.running or not lender.sandbox_id:
+                raise Conflict(f"cannot join network of a non running container: {lender.id}")
+            return self.controller.sandbox(lender.sandbox_id)
+        host = container.host_config
+        sandbox = self.controller.create_sandbox(
+            SandboxOptions(
+                container_id=container.id,
+                hostname=container.config.hostname or None,
+                domainname=container.config.domainname,
+                use_host_network=host.network_mode == "host",
+                dns=list(host.dns),
+                dns_search=list(host.dns_search),
+                dns_options=list(host.dns_options),
+                extra_hosts=list(host.extra_hosts),
+                # Docker's rule: the embedded resolver for a user-defined network mode (the
+                # mode is stored as the network's name; the predefined ones are these three).
+                embedded_dns=host.network_mode not in ("bridge", "host", "none"),
+            )
+        )
+        txn.on_failure("sandbox", lambda: self.controller.delete_sandbox(sandbox.id))
+        for network, request in container.networks.items():
+            self.controller.connect(network, sandbox.id, _endpoint_options(container, request))
+        requests = port_requests(container.config, host)
+        if requests and host.network_mode not in ("host", "none"):
+            self.controller.publish(sandbox.id, requests)
+        return self.controller.sandbox(sandbox.id)
+
+    def sandbox_files(self, sandbox: Sandbox) -> dict[str, Path]:
+        """The sandbox's files by the path they are bound to inside (/etc/hosts...)."""
+        return {
+            f"/etc/{name}": self.controller.sandbox_file(sandbox.id, name) for name in SANDBOX_FILES
+        }
+
+    def release(self, container: Container, detach: bool) -> None:
+        """Delete the sandbox of a container whose process ended (not one it borrowed). With
+        ``detach``, take the interfaces out first: a process that still holds the namespace (a
+        sidecar, a host container's exec) would otherwise keep the veth pair alive on the
+        bridge, with the released address still configured inside."""
+        if not container.sandbox_id or shares_sandbox(container):
+            return
+        try:
+            if detach:
+                for endpoint in self.controller.endpoints(sandbox_id=container.sandbox_id):
+                    self.controller.disconnect(endpoint.network_id, container.sandbox_id)
+            self.controller.delete_sandbox(container.sandbox_id)
+        except NotFound:
+            pass
+        except CnmError:
+            log.exception("deleting the sandbox of %s", container.id[:12])
+
+    def clean_up_stopped(self, container: Container) -> None:
+        """The sandbox a crash in the middle of a stop may have left."""
+        if container.sandbox_id and not shares_sandbox(container):
+            with suppress(NotFound):
+                self.controller.delete_sandbox(container.sandbox_id)
+
+    # ------------------------------------------------------------------ while it exists
+
+    def connect(
+        self, container: Container, network_ref: str, request: EndpointRequest
+    ) -> tuple[Network, EndpointRequest]:
+        """Check a connect by Docker's rules and, if the container runs, join the network at
+        once (the interface appears inside); the network and the request to record."""
+        if shares_sandbox(container):
+            raise Forbidden(SHARED_NETWORK)
+        network = self.controller.network(network_ref)
+        if container.host_config.network_mode == "host" or network.driver == "host":
+            raise Forbidden(HOST_NETWORK)
+        if network.name in container.networks:
+            raise Forbidden(
+                f"endpoint with name {container.name} already exists in network {network.name}"
+            )
+        if "none" in container.networks or network.driver == "null":
+            raise Forbidden(NONE_NETWORK)
+        checked = checked_request(network, request)
+        if container.state.running and container.sandbox_id:
+            self.controller.connect(
+                network.id, container.sandbox_id, _endpoint_options(container, checked)
+            )
+        return network, checked
+
+    def undo_connect(self, container: Container, network: Network) -> None:
+        if container.state.running and container.sandbox_id:
+            self.controller.disconnect(network.id, container.sandbox_id)
+
+    def disconnect(self, container: Container, network_ref: str, force: bool) -> str:
+        """Check a disconnect by Docker's rules and, if the container runs, leave the network
+        at once; the name of the network to forget. With ``force`` a network that is gone is
+        forgotten too."""
+        if shares_sandbox(container):
+            raise Forbidden(SHARED_NETWORK)
+        if container.host_config.network_mode == "host":
+            raise Forbidden(HOST_NETWORK)
+        network: Network | None = None
+        try:
+            network = self.controller.network(network_ref)
+            name = network.name
+        except NotFound:
+            if not force:
+                raise
+            name = network_ref
+        if name not in container.networks:
+            raise Forbidden(f"container {container.id} is not connected to network {name}")
+        if network is not None and container.state.running and container.sandbox_id:
+            try:
+                self.controller.disconnect(network.id, container.sandbox_id)
+            except NotFound:
+                if not force:
+                    raise
+        return name
+
+    def rename(self, container: Container, name: str) -> None:
+        """A running container's endpoints carry its name, and with them its DNS records."""
+        if container.state.running and container.sandbox_id and not shares_sandbox(container):
+            self.controller.rename_endpoints(container.sandbox_id, name)
+
+    def state(self, container: Container) -> ContainerNetworkState:
+        """Live values while the container runs, its requests alone once stopped."""
+        sandbox = None
+        if container.state.running and container.sandbox_id and not shares_sandbox(container):
+            try:
+                sandbox = self.controller.sandbox(container.sandbox_id)
+            except NotFound:
+                sandbox = None
+        if sandbox is None:
+            joined: dict[str, Endpoint] = {}
+        else:
+            joined = {e.network_id: e for e in self.controller.endpoints(sandbox_id=sandbox.id)}
+        networks = {}
+        for name, request in container.networks.items():
+            try:
+                network: Network | None = self.controller.network(name)
+            except NotFound:
+                network = None
+            endpoint = joined.get(network.id) if network else None
+            networks[name] = NetworkAttachment(name, copy.deepcopy(request), network, endpoint)
+        ports: dict[str, None] = {}
+        if container.state.running:
+            for port in [*container.config.exposed_ports, *container.host_config.port_bindings]:
+                ports.update(dict.fromkeys(_port_keys(port)))
+        if sandbox is None:
+            return ContainerNetworkState(networks=networks, ports=list(ports))
+        return ContainerNetworkState(
+            sandbox_id=sandbox.id,
+            sandbox_key=sandbox.key,
+            networks=networks,
+            ports=list(ports),
+            published=self.controller.published(sandbox.id),
+        )

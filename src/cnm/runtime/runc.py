@@ -1,0 +1,142 @@
+"""runc, invoked: ``run -d``, ``exec``, ``delete``, and what its failures mean to Docker.
+
+Every call goes through the reaper (``reaper.REAPER``), which owns the daemon's children, with
+``--root <exec root>/runc`` so that runc's state of cnm's containers is cnm's alone. ``run``
+logs as JSON lines (``--log-format json``) to a file in the bundle: the last error there is the
+reason a start failed, and Docker's clients expect it in Docker's words, with Docker's error
+class (a command that cannot be found or run is the user's mistake, 400) and the exit code a
+shell would give (127 not found, 126 not runnable, 128 otherwise). A host container's init
+(``hostinit``) reports its failures in the same words, so the same rules apply to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import IO
+
+from cnm.errors import CnmError, InvalidParameter
+from cnm.osl.reaper import REAPER
+
+log = logging.getLogger(__name__)
+
+RUNC_TIMEOUT_S = 30.0
+LOG_NAME = "runc.log"
+PID_FILE = "init.pid"
+
+_NOT_FOUND = ("executable file not found", "no such file or directory")
+_NOT_RUNNABLE = ("permission denied",)
+
+
+class Runc:
+    def __init__(self, binary: str, root: Path) -> None:
+        self.binary = binary
+        self.root = root
+
+    def _command(self) -> list[str]:
+        return [self.binary, "--root", str(self.root)]
+
+    def run(
+        self,
+        container_id: str,
+        bundle_dir: Path,
+        *,
+        stdin: int,
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        console_socket: str | None = None,
+    ) -> int:
+        """``runc run -d``: start the bundle's process and return its pid. ``console_socket``
+        is the name, in the bundle directory, of the socket runc sends a terminal to. On
+        failure, what runc left is deleted and Docker's start error raised."""
+        pid_file = bundle_dir / PID_FILE
+        runc_log = bundle_dir / LOG_NAME
+        pid_file.unlink(missing_ok=True)
+        runc_log.unlink(missing_ok=True)
+        done = REAPER.run(
+            [
+                *self._command(),
+                "--log",
+                str(runc_log),
+                "--log-format",
+                "json",
+                "run",
+                "-d",
+                *(["--console-socket", console_socket] if console_socket else []),
+                "--bundle",
+                str(bundle_dir),
+                "--pid-file",
+                str(pid_file),
+                container_id,
+            ],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=bundle_dir,  # where runc finds the console socket by its short name
+            timeout=RUNC_TIMEOUT_S,
+        )
+        if done.returncode != 0:
+            self.delete(container_id)
+            raise start_error(read_error(runc_log) or f"runc exited with {done.returncode}")
+        return int(pid_file.read_text())
+
+    def exec_args(
+        self, container_id: str, cmd: list[str], env: list[str], workdir: str, tty: bool
+    ) -> list[str]:
+        """The command line of ``runc exec`` (with ``tty`` it needs a controlling terminal)."""
+        args = [*self._command(), "exec", *(f"--env={entry}" for entry in env)]
+        if workdir:
+            args.append(f"--cwd={workdir}")
+        if tty:
+            args.append("--tty")
+        return [*args, container_id, *cmd]
+
+    def delete(self, container_id: str) -> None:
+        """``runc delete --force``: the container's processes are killed, its state removed."""
+        done = REAPER.run(
+            [*self._command(), "delete", "--force", container_id], timeout=RUNC_TIMEOUT_S
+        )
+        if done.returncode != 0:
+            log.warning("runc delete %s: %s", container_id[:12], done.stderr.decode().strip())
+
+    def exists(self, container_id: str) -> bool:
+        return (self.root / container_id).exists()
+
+    def containers(self) -> list[str]:
+        """The ids of every container runc has state of."""
+        return [path.name for path in self.root.iterdir()]
+
+
+def read_error(log_path: Path) -> str:
+    """The last error runc logged (its --log-format json lines)."""
+    message = ""
+    try:
+        lines = log_path.read_text().splitlines()
+    except FileNotFoundError:
+        return ""
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") in ("error", "fatal"):
+            message = str(entry.get("msg", ""))
+    return message
+
+
+def start_exit_code(message: str) -> int:
+    """Docker's exit codes for a failed start: 127 no such command, 126 cannot run it."""
+    if any(reason in message for reason in _NOT_FOUND):
+        return 127
+    if any(reason in message for reason in _NOT_RUNNABLE):
+        return 126
+    return 128
+
+
+def start_error(message: str) -> CnmError:
+    """Docker's classes: a command that cannot be found or run is the user's error (400)."""
+    text = f"failed to create task for container: OCI runtime create failed: {message}: unknown"
+    if any(reason in message for reason in (*_NOT_FOUND, *_NOT_RUNNABLE)):
+        return InvalidParameter(text)
+    return CnmError(text)
