@@ -5,7 +5,8 @@ root); claim the socket path (a stale socket file is replaced, a live one means 
 serving and start-up stops); become a child subreaper (containers' orphans come back to us, not
 to init); open the store and start the controller (restore and reconcile), then the embedded DNS
 resolver (its listeners come back for the sandboxes that kept running), then the container
-runtime (which watches the containers still running again), then serve. The controller is
+runtime (which watches the containers still running again), then the CNI attachments (their
+records checked against the controller's), then serve. The controller is
 started on the main thread before the event loop exists, because pyroute2 runs an event loop of
 its own and refuses to run inside a running one.
 
@@ -51,6 +52,8 @@ from cnm import __version__
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from cnm.plugins.discovery import PluginConfig
+
 log = logging.getLogger("cnm.daemon")
 
 DEFAULT_EXEC_ROOT = "/run/cnm"
@@ -58,6 +61,7 @@ DEFAULT_DATA_ROOT = "/var/lib/cnm"
 DEFAULT_SOCKET = "/run/cnm/cnm.sock"
 PR_SET_CHILD_SUBREAPER = 36
 SHUTDOWN_TIMEOUT_S = 10.0
+DEFAULT_PLUGIN_TIMEOUT_S = 30.0  # Docker's plugin client gives up after 30 s as well
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -121,6 +125,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a DNS server for containers, instead of the host's (repeatable)",
     )
     parser.add_argument(
+        "--plugin-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of plugin sockets (repeatable; default /run/docker/plugins)",
+    )
+    parser.add_argument(
+        "--plugin-spec-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of plugin .spec/.json files (repeatable; default /etc/docker/plugins "
+        "and /usr/lib/docker/plugins)",
+    )
+    parser.add_argument(
+        "--plugin-timeout",
+        type=float,
+        default=DEFAULT_PLUGIN_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long a remote driver or IPAM plugin may take to answer one call; the "
+        f"operation is rolled back after that (default {DEFAULT_PLUGIN_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=sorted(LOG_LEVELS), help="log level (info)"
     )
     parser.add_argument(
@@ -141,7 +168,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="discovery.ttl=SECONDS (20), discovery.heartbeat=SECONDS (5), kv.path=PREFIX "
-        "(/cnm/), vni.range=LOW-HIGH (4096-16777215) (repeatable)",
+        "(/cnm/), vni.max=N (16777215: overlay networks get VNIs 4096..N) (repeatable)",
     )
     parser.add_argument(
         "--config-file",
@@ -168,7 +195,7 @@ CONFIG_KEYS = {
 }
 DEFAULT_TTL_S = 20
 DEFAULT_HEARTBEAT_S = 5
-DEFAULT_VNI_RANGE = (4096, 16777215)
+MAX_VNI = 16777215  # VXLAN's 24 bits; automatic VNIs start at 4096, as Docker's
 
 
 def apply_config_file(args: argparse.Namespace) -> None:
@@ -235,7 +262,7 @@ class ClusterOptions:
     ttl: int
     heartbeat: int
     prefix: str
-    vni_range: tuple[int, int]
+    max_vni: int
 
 
 def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
@@ -259,10 +286,10 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
     opts: dict[str, str] = {}
     for text in args.cluster_store_opt:
         key, sep, value = text.partition("=")
-        if not sep or key not in ("discovery.ttl", "discovery.heartbeat", "kv.path", "vni.range"):
+        if not sep or key not in ("discovery.ttl", "discovery.heartbeat", "kv.path", "vni.max"):
             raise DaemonError(
                 f"invalid --cluster-store-opt {text!r}: expected discovery.ttl=, "
-                "discovery.heartbeat=, kv.path= or vni.range="
+                "discovery.heartbeat=, kv.path= or vni.max="
             )
         opts[key] = value
     ttl = _positive(opts.get("discovery.ttl"), DEFAULT_TTL_S, "discovery.ttl")
@@ -277,17 +304,16 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
     prefix = opts.get("kv.path", "/cnm/")
     if not prefix.startswith("/") or not prefix.endswith("/"):
         raise DaemonError(f"invalid --cluster-store-opt kv.path={prefix!r}: /a/path/ expected")
-    vni_range = DEFAULT_VNI_RANGE
-    if "vni.range" in opts:
-        low, _, high = opts["vni.range"].partition("-")
-        if not (low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high) <= 16777215):
+    max_vni = MAX_VNI
+    if "vni.max" in opts:
+        text = opts["vni.max"]
+        if not text.isdigit() or not 4096 <= int(text) <= MAX_VNI:
             raise DaemonError(
-                f"invalid --cluster-store-opt vni.range={opts['vni.range']!r}: expected "
-                "LOW-HIGH within 1-16777215"
+                f"invalid --cluster-store-opt vni.max={text!r}: a number in 4096-{MAX_VNI}"
             )
-        vni_range = (int(low), int(high))
+        max_vni = int(text)
     return ClusterOptions(
-        endpoints, advertise_address(args.cluster_advertise), ttl, heartbeat, prefix, vni_range
+        endpoints, advertise_address(args.cluster_advertise), ttl, heartbeat, prefix, max_vni
     )
 
 
@@ -324,6 +350,25 @@ def advertise_address(value: str) -> str:
     if not any(address in found for found in addresses.values()):
         raise DaemonError(f"--cluster-advertise {value}: {address} is not an address of this host")
     return str(address)
+
+
+def plugin_config(args: argparse.Namespace) -> PluginConfig:
+    """Where plugins are looked for (Docker's places unless told), and the call timeout."""
+    from cnm.plugins.discovery import SOCKET_DIRS, SPEC_DIRS, PluginConfig
+
+    if not 0 < args.plugin_timeout <= 3600:
+        raise DaemonError(
+            f"invalid --plugin-timeout {args.plugin_timeout:g}: it must be between 0 and 3600 "
+            "seconds"
+        )
+    for directory in (*args.plugin_dir, *args.plugin_spec_dir):
+        if not directory.startswith("/"):
+            raise DaemonError(f"invalid plugin directory {directory!r}: it must be absolute")
+    return PluginConfig(
+        socket_dirs=tuple(Path(d) for d in args.plugin_dir) or SOCKET_DIRS,
+        spec_dirs=tuple(Path(d) for d in args.plugin_spec_dir) or SPEC_DIRS,
+        timeout=args.plugin_timeout,
+    )
 
 
 def socket_path(host: str) -> Path:
@@ -383,7 +428,7 @@ def configure_logging(level_name: str) -> None:
 
 
 @contextmanager
-def _locked_file(path: Path, what: str, content: str) -> Iterator[None]:
+def locked_file(path: Path, what: str, content: str) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (with ``content`` written) while the daemon runs."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -528,9 +573,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cnm.api import cni as cni_api
     from cnm.api import dns as dns_api
     from cnm.api.common import DaemonInfo
     from cnm.api.server import make_app
+    from cnm.cni.attachments import CniAttachments
     from cnm.controller import ControllerConfig
     from cnm.controller.cluster import ClusterConfig
     from cnm.dns.resolver import Resolver
@@ -561,11 +608,12 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError:
         raise DaemonError(f"invalid --ip {args.ip!r}: not an IP address") from None
     cluster = cluster_options(args)
+    plugins = plugin_config(args)
     for root in (exec_root, data_root, path.parent):
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with ExitStack() as stack:
-        stack.enter_context(_locked_file(exec_root / "cnm.pid", "exec root", f"{owner_pid}\n"))
-        stack.enter_context(_locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
+        stack.enter_context(locked_file(exec_root / "cnm.pid", "exec root", f"{owner_pid}\n"))
+        stack.enter_context(locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
         claim_socket(path)
         become_subreaper()
         raise_open_files_limit()
@@ -595,8 +643,9 @@ def _run(args: argparse.Namespace) -> int:
             config,
             store,
             address_pools=pools or None,
+            plugins=plugins,
             cluster_store=cluster_store,
-            vni_range=cluster.vni_range if cluster else DEFAULT_VNI_RANGE,
+            max_vni=cluster.max_vni if cluster else MAX_VNI,
         )
         try:
             controller.start()
@@ -615,6 +664,11 @@ def _run(args: argparse.Namespace) -> int:
         except CnmError as err:
             raise DaemonError(f"cannot start the container runtime: {err}") from None
         stack.callback(runtime.close)
+        attachments = CniAttachments(controller, store)
+        try:
+            attachments.start()
+        except CnmError as err:
+            raise DaemonError(f"cannot restore the CNI attachments: {err}") from None
         log.info(
             "cnm daemon started",
             extra={
@@ -633,6 +687,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         app = make_app(controller, info, runtime)
         dns_api.add_routes(app, resolver)
+        cni_api.add_routes(app, attachments)
         asyncio.run(serve(app, path, owner_pid))
     log.info("cnm daemon stopped")
     return 0

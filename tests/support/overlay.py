@@ -30,6 +30,12 @@ class ClusterHost:
     docker: DockerCli
 
     def stop(self) -> None:
+        """Remove every container (a stopped daemon would leave them running: live restore),
+        then stop the daemon."""
+        if self.daemon.process is not None:
+            ids = self.docker("ps", "-aq", check=False).stdout.split()
+            if ids:
+                self.docker("rm", "-f", *ids, check=False)
         self.daemon.stop()
 
     def kill(self) -> None:

@@ -211,8 +211,9 @@ class Cluster:
                     self._heartbeat()
             except StoreUnavailable as err:
                 self._set_degraded(str(err))
-            except CnmError:
+            except Exception as err:  # the heartbeat must outlive any one failure
                 log.exception("cluster heartbeat")
+                self._set_degraded(f"heartbeat failed: {err}")
 
     # ----------------------------------------------------------------- membership
 
@@ -323,6 +324,22 @@ class Cluster:
         for endpoint in endpoints.values():
             if endpoint.host != self.config.node_id:
                 self._set_remote(endpoint)
+        self._sync_peers(networks)
+
+    def _sync_peers(self, networks: dict[str, Network]) -> None:
+        """After a full read: each global network's driver holds exactly its peers (entries
+        of peers that went while this host was away are swept)."""
+        for network in networks.values():
+            peers = [
+                _peer(e)
+                for e in self._remote.values()
+                if e.network_id == network.id and e.id in self._programmed
+            ]
+            try:
+                with self._networks.lock(network.id):
+                    self._registry.network_driver(network).sync_peers(network.id, peers)
+            except (CnmError, ValueError):
+                log.exception("cannot set the peers of %s", network.name)
 
     def _on_change(self, change: WatchEvent) -> None:
         kind, _, name = change.key.partition("/")
@@ -391,7 +408,7 @@ class Cluster:
             return
         try:
             with self._networks.lock(network.id):
-                self._registry.driver(network.driver).add_peer(network.id, _peer(endpoint))
+                self._registry.network_driver(network).add_peer(network.id, _peer(endpoint))
         except (CnmError, ValueError):
             log.exception("cannot reach peer %s on %s", endpoint.id[:12], network.name)
             return
@@ -407,7 +424,7 @@ class Cluster:
             return
         try:
             with self._networks.lock(network.id):
-                self._registry.driver(network.driver).remove_peer(network.id, _peer(endpoint))
+                self._registry.network_driver(network).remove_peer(network.id, _peer(endpoint))
         except (CnmError, ValueError):
             log.exception("cannot remove peer %s on %s", endpoint.id[:12], network.name)
         self._events.emit(Event("peer-leave", replace(network), replace(endpoint)))

@@ -20,8 +20,8 @@ from cnm.controller.ids import StoreIds
 from cnm.controller.joins import Joins
 from cnm.controller.networks import Networks
 from cnm.controller.ports import PublishedPorts
-from cnm.controller.registry import Registry
-from cnm.controller.restore import remove_unjoined_interfaces, restore
+from cnm.controller.registry import DriverFinder, Registry
+from cnm.controller.restore import adopt, remove_unjoined_interfaces, replay_ipam, restore
 from cnm.controller.sandboxes import Sandboxes
 from cnm.controller.scopes import Stores
 from cnm.driverapi import NetworkDriver, Scope
@@ -61,11 +61,16 @@ class Closable(Protocol):
     def close(self) -> None: ...
 
 
+class ClosableFinder(DriverFinder, Closable, Protocol):
+    """A driver finder the controller closes with itself (it holds plugin connections)."""
+
+
 @dataclass
 class Parts:
     """What the controller is given rather than builds: the host namespace's netlink handle,
-    the firewall, the host-port mapper, and the drivers. The controller starts the firewall
-    after restoring and closes all of them with itself."""
+    the firewall, the host-port mapper, the drivers, and a finder of drivers by name beyond
+    those (remote plugins). The controller starts the firewall after restoring and closes all
+    of them with itself."""
 
     host: HostNetwork
     firewall: Firewall
@@ -73,6 +78,7 @@ class Parts:
     drivers: Sequence[NetworkDriver]
     ipams: Sequence[IpamDriver]
     cluster_store: GlobalStore | None = None  # the global scope (etcd), if the host has one
+    finder: ClosableFinder | None = None
 
 
 class Controller:
@@ -82,8 +88,9 @@ class Controller:
         self.host = parts.host
         self.firewall = parts.firewall
         self._port_mapper = parts.port_mapper
+        self._finder = parts.finder
         self.events = EventBus()
-        self._registry = Registry()
+        self._registry = Registry(parts.finder)
         for driver in parts.drivers:
             self._registry.add_driver(driver)
         for ipam in parts.ipams:
@@ -164,6 +171,8 @@ class Controller:
         self._endpoints.load(restored.endpoints.values())
         self._sandboxes.load(restored.sandboxes.values())
         self._ports.restore({s: self._endpoints.joined_to(s) for s in restored.sandboxes})
+        self._registry.on_new_driver = self._adopt_driver
+        self._registry.on_new_ipam = self._adopt_ipam
         self.firewall.start()
         self._ensure_predefined()
         if self._cluster is not None:
@@ -199,11 +208,26 @@ class Controller:
                 if sandbox.id in sandbox_ids:
                     self._ports.place(sandbox.id, joined)
 
+    def _adopt_driver(self, driver: NetworkDriver) -> None:
+        """A driver found after start (a plugin back, or named for the first time) gets the
+        records of its networks, as the drivers present at start got them."""
+        keys = {s.id: s.key for s in self._sandboxes.all()}
+        adopt(driver, self._networks.all(), self._endpoints.all(), keys)
+
+    def _adopt_ipam(self, ipam: IpamDriver) -> None:
+        if not ipam.capabilities().requires_request_replay:
+            return
+        for network in self._networks.all():
+            if network.ipam_driver == ipam.name:
+                replay_ipam(ipam, network, self._endpoints.on_network(network.id))
+
     def close(self) -> None:
         if self._cluster is not None:
             self._cluster.close()
         self.firewall.close()
         self._port_mapper.close()
+        if self._finder is not None:
+            self._finder.close()
         self.host.close()
 
     # ----------------------------------------------------------------- lookups (copies)
@@ -216,7 +240,13 @@ class Controller:
 
     def network_info(self, network_id: str) -> dict[str, str]:
         network = self._networks.find(network_id)
-        return dict(self._registry.driver(network.driver).network_info(network.id))
+        return dict(self._registry.network_driver(network).network_info(network.id))
+
+    def endpoint_info(self, endpoint_id: str) -> dict[str, str]:
+        """The driver's operational data of an endpoint (the bridge's host-side veth name)."""
+        endpoint = self._endpoints.find(endpoint_id)
+        network = self._networks.find(endpoint.network_id)
+        return dict(self._registry.driver(network.driver).endpoint_info(network.id, endpoint.id))
 
     def endpoints(
         self, network_id: str | None = None, sandbox_id: str | None = None

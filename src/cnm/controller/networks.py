@@ -1,9 +1,11 @@
 """Networks and their address pools.
 
-A network is made in this order: its pools are reserved with IPAM (the gateway and auxiliary
-addresses with them), the driver makes its kernel objects, then the record is committed; a
-failure at any step undoes the earlier ones. Removal goes the other way: the record first, then
-the driver's objects, then the pools. Whether the network still has endpoints is the
+A network is made in this order: its pools are reserved with IPAM in the IPAM's own local
+address space, with the network's IPAM options (the gateway and auxiliary addresses with them),
+the driver makes its kernel objects, then the record is committed; a failure at any step undoes
+the earlier ones. Removal goes the other way: the record first, then the driver's objects, then
+the gateway and auxiliary addresses and the pools (libnetwork's order, which an IPAM plugin
+that counts its addresses relies on). Whether the network still has endpoints is the
 controller's question (endpoints depend on networks, not the other way round).
 
 A global-scope network (an overlay) is recorded in the cluster's store with its name claimed
@@ -32,8 +34,6 @@ from cnm.driverapi import IdAllocator, IpamData, NetworkSpec, Scope
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.events import Event, EventBus
 from cnm.ipamapi import (
-    GLOBAL_ADDRESS_SPACE,
-    LOCAL_ADDRESS_SPACE,
     REQUEST_ADDRESS_TYPE,
     REQUEST_TYPE_GATEWAY,
     IpamDriver,
@@ -69,6 +69,7 @@ def network_spec(network: Network) -> NetworkSpec:
                 pool=ipaddress.ip_network(p.subnet),
                 gateway=ipaddress.ip_interface(p.gateway) if p.gateway else None,
                 aux_addresses={k: ipaddress.ip_address(v) for k, v in p.aux_addresses.items()},
+                address_space=p.address_space,
             )
             for p in pools
         )
@@ -85,15 +86,19 @@ def network_spec(network: Network) -> NetworkSpec:
 
 
 def request_address(
-    ipam: IpamDriver, pools: list[PoolRecord], requested: str | None
+    ipam: IpamDriver,
+    pools: list[PoolRecord],
+    requested: str | None,
+    options: dict[str, str] | None = None,
 ) -> IPInterface:
     """The next free address of the first pool that has one, or ``requested`` from the pool
     that contains it."""
+    options = options or {}
     if requested is None:
         last_error: CnmError | None = None
         for pool in pools:
             try:
-                return ipam.request_address(pool.pool_id, None, {})
+                return ipam.request_address(pool.pool_id, None, options)
             except CnmError as err:
                 last_error = err
         assert last_error is not None, "a network with addresses has at least one pool"
@@ -101,7 +106,7 @@ def request_address(
     address = validate.ip_address(requested, "IP address")
     for pool in pools:
         if address in ipaddress.ip_network(pool.subnet):
-            return ipam.request_address(pool.pool_id, address, {})
+            return ipam.request_address(pool.pool_id, address, options)
     subnets = ", ".join(p.subnet for p in pools)
     raise InvalidParameter(f"requested IP address {requested} is not within subnet(s) {subnets}")
 
@@ -165,7 +170,7 @@ class Networks:
             self._table[network.id] = network
         if not restored:
             try:
-                self._registry.driver(network.driver).create_network(network_spec(network))
+                self._registry.network_driver(network).create_network(network_spec(network))
             except CnmError:
                 log.exception("network %s from the cluster store", network.name)
         self._events.emit(Event("network-create", replace(network)))
@@ -178,7 +183,7 @@ class Networks:
                 return
             self._locks.pop(network.id, None)
         try:
-            self._registry.driver(network.driver).delete_network(network.id)
+            self._registry.network_driver(network).delete_network(network.id)
         except CnmError:
             log.exception("driver cleanup of network %s", network.name)
         self._events.emit(Event("network-delete", replace(network)))
@@ -194,8 +199,8 @@ class Networks:
             raise Forbidden(f"{request.name} is a pre-defined network and cannot be created")
         validate.network_name(request.name or "")
         driver = self._registry.driver(request.driver)
-        ipam = self._registry.ipam(request.ipam_driver)
         caps = driver.capabilities()
+        ipam = self._registry.ipam(request.ipam_driver) if caps.uses_addresses else None
         driver.validate_network_options(request.options)
         if not caps.uses_addresses and (request.ipam_config or request.enable_ipv6):
             raise InvalidParameter(f"the {request.driver} driver does not take IPAM configuration")
@@ -227,10 +232,9 @@ class Networks:
                 ipam_options=dict(request.ipam_options),
                 predefined=predefined,
             )
-            space = GLOBAL_ADDRESS_SPACE if is_global else LOCAL_ADDRESS_SPACE
             with transaction() as txn:
-                if caps.uses_addresses:
-                    self._allocate_pools(network, ipam, space, request.ipam_config, txn)
+                if ipam is not None:
+                    self._allocate_pools(network, ipam, request.ipam_config, txn)
                     self._check_scopes_apart(network)
                 allocated = driver.allocate_network(network_spec(network), self._ids)
                 if allocated:
@@ -259,12 +263,7 @@ class Networks:
         return network
 
     def _allocate_pools(
-        self,
-        network: Network,
-        ipam: IpamDriver,
-        space: str,
-        configs: list[IpamRequest],
-        txn: Transaction,
+        self, network: Network, ipam: IpamDriver, configs: list[IpamRequest], txn: Transaction
     ) -> None:
         v4_configs: list[IpamRequest] = []
         v6_configs: list[IpamRequest] = []
@@ -284,10 +283,16 @@ class Networks:
             raise InvalidParameter("an IPv6 subnet was given but IPv6 is not enabled (--ipv6)")
         if network.enable_ipv6 and not v6_configs:
             raise InvalidParameter("IPv6 is enabled (--ipv6) but no IPv6 subnet was given")
+        local_space, global_space = ipam.default_address_spaces()
+        address_space = global_space if network.scope == Scope.GLOBAL else local_space
         for config in v4_configs or [IpamRequest()]:
-            network.ipv4_pools.append(self._allocate_pool(ipam, space, config, False, txn))
+            network.ipv4_pools.append(
+                _allocate_pool(ipam, address_space, network.ipam_options, config, False, txn)
+            )
         for config in v6_configs:
-            network.ipv6_pools.append(self._allocate_pool(ipam, space, config, True, txn))
+            network.ipv6_pools.append(
+                _allocate_pool(ipam, address_space, network.ipam_options, config, True, txn)
+            )
 
     def _check_scopes_apart(self, network: Network) -> None:
         """A local network must not overlap a global one known here, nor a global one a
@@ -304,38 +309,6 @@ class Networks:
                     raise Conflict(
                         f"subnet {clash} overlaps {theirs} of {other.scope} network {other.name}"
                     )
-
-    @staticmethod
-    def _allocate_pool(
-        ipam: IpamDriver, space: str, config: IpamRequest, v6: bool, txn: Transaction
-    ) -> PoolRecord:
-        grant = ipam.request_pool(space, config.subnet, config.ip_range, {}, v6)
-        txn.on_failure("pool", lambda: ipam.release_pool(grant.pool_id))
-        subnet = grant.subnet
-        gateway_ip = None
-        if config.gateway:
-            gateway_ip = validate.ip_address(config.gateway, "gateway")
-            if gateway_ip not in subnet:
-                raise InvalidParameter(f"gateway {config.gateway} is not within subnet {subnet}")
-        gateway = ipam.request_address(
-            grant.pool_id, gateway_ip, {REQUEST_ADDRESS_TYPE: REQUEST_TYPE_GATEWAY}
-        )
-        aux: dict[str, str] = {}
-        for name, text in config.aux_addresses.items():
-            address = validate.ip_address(text, f"auxiliary address {name}")
-            if address not in subnet:
-                raise InvalidParameter(
-                    f"auxiliary address {name}={text} is not within subnet {subnet}"
-                )
-            ipam.request_address(grant.pool_id, address, {})
-            aux[name] = str(address)
-        return PoolRecord(
-            pool_id=grant.pool_id,
-            subnet=str(subnet),
-            ip_range=config.ip_range,
-            gateway=str(gateway),
-            aux_addresses=aux,
-        )
 
     def ensure_predefined(self, bridge_options: dict[str, str]) -> None:
         """Make ``none``, ``host`` and ``bridge`` (with ``bridge_options``) where missing."""
@@ -355,7 +328,7 @@ class Networks:
     def delete(self, network: Network) -> None:
         """Remove a network that has no endpoints (the caller holds the create/delete lock and
         the network's lock, and has checked)."""
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         store = self._stores.of(network)
         is_global = network.scope == Scope.GLOBAL
         ops: list[Put | Delete] = [Delete(f"network/{network.id}")]
@@ -381,11 +354,70 @@ class Networks:
         self._events.emit(Event("network-delete", replace(network)))
 
     def _release_pools(self, network: Network) -> None:
+        pools = (*network.ipv4_pools, *network.ipv6_pools)
+        if not pools:
+            return
         ipam = self._registry.ipam_or_none(network.ipam_driver)
         if ipam is None:
+            log.error(
+                "network %s: IPAM driver %s is unavailable; its pools were not released",
+                network.name,
+                network.ipam_driver,
+            )
             return
-        for pool in (*network.ipv4_pools, *network.ipv6_pools):
+        for pool in pools:
             try:
-                ipam.release_pool(pool.pool_id)
+                release_pool(ipam, pool)
             except CnmError:
                 log.exception("releasing pool %s", pool.subnet)
+
+
+def _allocate_pool(
+    ipam: IpamDriver,
+    address_space: str,
+    options: dict[str, str],
+    config: IpamRequest,
+    v6: bool,
+    txn: Transaction,
+) -> PoolRecord:
+    grant = ipam.request_pool(address_space, config.subnet, config.ip_range, options, v6)
+    subnet = grant.subnet
+    record = PoolRecord(
+        pool_id=grant.pool_id,
+        subnet=str(subnet),
+        ip_range=config.ip_range,
+        address_space=address_space,
+    )
+    txn.on_failure("pool", lambda: release_pool(ipam, record))
+    gateway_ip = None
+    if config.gateway:
+        gateway_ip = validate.ip_address(config.gateway, "gateway")
+        if gateway_ip not in subnet:
+            raise InvalidParameter(f"gateway {config.gateway} is not within subnet {subnet}")
+    if gateway_ip is None and grant.gateway is not None:
+        gateway = grant.gateway
+    else:
+        gateway = ipam.request_address(
+            grant.pool_id, gateway_ip, {REQUEST_ADDRESS_TYPE: REQUEST_TYPE_GATEWAY}
+        )
+    record.gateway = str(gateway)
+    for name, text in config.aux_addresses.items():
+        address = validate.ip_address(text, f"auxiliary address {name}")
+        if address not in subnet:
+            raise InvalidParameter(f"auxiliary address {name}={text} is not within subnet {subnet}")
+        ipam.request_address(grant.pool_id, address, {})
+        record.aux_addresses[name] = str(address)
+    return record
+
+
+def release_pool(ipam: IpamDriver, pool: PoolRecord) -> None:
+    """Give back a pool's gateway and auxiliary addresses, then the pool."""
+    addresses = [ipaddress.ip_address(a) for a in pool.aux_addresses.values()]
+    if pool.gateway:
+        addresses.insert(0, ipaddress.ip_interface(pool.gateway).ip)
+    for address in addresses:
+        try:
+            ipam.release_address(pool.pool_id, address)
+        except CnmError:
+            log.exception("releasing address %s of pool %s", address, pool.subnet)
+    ipam.release_pool(pool.pool_id)

@@ -18,8 +18,9 @@ Why it looks like this:
 * The global address space (networks spanning hosts) is handed to ``global_space`` when the
   daemon has a cluster store (``cluster.py``: state in etcd); without one it is served here
   like the local space.
-* State lives in memory only. The controller's store is the source of truth and replays every
-  recorded pool and address after a restart, so pool ids are deterministic:
+* State lives in memory only (hence ``requires_request_replay``). The controller's store is
+  the source of truth and replays every recorded pool and address after a restart, so pool
+  ids are deterministic:
   ``"{address_space}/{subnet}"`` plus ``"/{sub_pool}"`` when a sub-pool was requested.
 """
 
@@ -38,6 +39,7 @@ from cnm.ipamapi import (
     REQUEST_ADDRESS_TYPE,
     REQUEST_TYPE_GATEWAY,
     IPAddress,
+    IpamCapabilities,
     IpamDriver,
     IPInterface,
     IPNetwork,
@@ -187,6 +189,9 @@ class DefaultIpam(IpamDriver):
 
     def default_address_spaces(self) -> tuple[str, str]:
         return LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE
+
+    def capabilities(self) -> IpamCapabilities:
+        return IpamCapabilities(requires_request_replay=True)
 
     def request_pool(
         self,
