@@ -45,6 +45,13 @@ def random_mac() -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
 
 
+def mac_from_ip(address: ipaddress.IPv4Address) -> str:
+    """Docker's MAC for an endpoint with an IPv4 address (netutils.GenerateMACFromIP): 02:42
+    and the four bytes, so an address handed out again comes back with the same MAC and the
+    neighbour caches of its peers stay right."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
+
+
 class Scope(StrEnum):
     LOCAL = "local"
     GLOBAL = "global"
@@ -234,6 +241,13 @@ class NetworkDriver(ABC):
 
     def remove_peer(self, network_id: str, peer: Peer) -> None:  # noqa: B027
         """An endpoint on another host is gone, or its host left the cluster."""
+
+    def sync_peers(self, network_id: str, peers: Sequence[Peer]) -> None:
+        """The network's peers are exactly ``peers`` (after a restart or a full re-read of
+        the cluster's store): forget the others, kernel entries included. By default, each
+        is added again."""
+        for peer in peers:
+            self.add_peer(network_id, peer)
 
     def network_info(self, network_id: str) -> Mapping[str, str]:
         """Operational data shown in inspect (e.g. the bridge device name)."""

@@ -60,6 +60,7 @@ class NetworkRequest:
     ipam_driver: str = "default"
     ipam_options: dict[str, str] = field(default_factory=dict)
     ipam_config: list[IpamRequest] = field(default_factory=list)
+    scope: str = ""  # "" (the driver's), "local" or "global": must match the driver's
 
 
 @dataclass
@@ -126,6 +127,12 @@ class Endpoint:
     join_order: int = 0  # the sandbox's join counter when this endpoint joined
     gateway_v4: str | None = None  # the default gateway this endpoint offers once joined
     gateway_v6: str | None = None
+    # Endpoints of global-scope networks only: where the endpoint lives and the names its
+    # container answers to, for the other hosts of the cluster.
+    host: str = ""  # the node id of its host
+    vtep: str = ""  # that host's underlay address
+    container_id: str = ""
+    hostname: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()

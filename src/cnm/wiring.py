@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from cnm.drivers.null import NullDriver
 from cnm.drivers.overlay import OverlayDriver
 from cnm.drivers.remote import RemoteDriver
 from cnm.firewall.nftables import NftablesFirewall
+from cnm.ipam.cluster import ClusterIpam
 from cnm.ipam.default import DefaultIpam, PoolSpec
 from cnm.ipam.remote import RemoteIpam
 from cnm.ipamapi import IPNetwork
@@ -39,7 +41,7 @@ from cnm.osl.vxlan import MAX_VNI
 from cnm.plugins.discovery import PluginConfig, PluginManager
 from cnm.plugins.protocol import IPAM_DRIVER, NETWORK_DRIVER
 from cnm.portmap.mapper import PortMapper
-from cnm.store.api import Store
+from cnm.store.api import GlobalStore, Store, StoreUnavailable
 
 
 class PluginFinder:
@@ -67,24 +69,42 @@ def build_controller(
     *,
     address_pools: Sequence[PoolSpec] | None = None,
     plugins: PluginConfig | None = None,
-    advertise_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
+    cluster_store: GlobalStore | None = None,
     max_vni: int = MAX_VNI,
 ) -> Controller:
     """A controller with the default parts; ``address_pools`` replaces Docker's default
-    pools for automatic subnets; ``plugins`` says where remote drivers are looked for;
-    ``advertise_address`` is this host's underlay address (``--cluster-advertise``, the
-    overlay's tunnel endpoint) and ``max_vni`` the highest VNI overlay networks get
-    automatically. Call ``start()`` on it before use."""
+    pools for automatic subnets; ``plugins`` says where remote drivers are looked for. With a
+    ``cluster_store`` (and ``config.cluster``) the host joins a cluster: global networks, the
+    global address space in that store, and overlay networks whose tunnel endpoint is the
+    cluster's advertise address, with VNIs up to ``max_vni``. Call ``start()`` on it before
+    use."""
     host = HostNetwork()
     firewall = NftablesFirewall()
     port_mapper = PortMapper(host)
-    ipam = DefaultIpam(address_pools, lambda: reserved_networks(host, config.host_resolv_conf))
+    cluster_ipam = None
+    if cluster_store is not None:
+        cluster_ipam = ClusterIpam(
+            cluster_store,
+            reserved_networks=lambda: reserved_networks(host, config.host_resolv_conf),
+        )
+
+    def local_reserved() -> list[IPNetwork]:
+        reserved = reserved_networks(host, config.host_resolv_conf)
+        if cluster_ipam is not None:
+            with suppress(StoreUnavailable):  # out of reach: the controller's check remains
+                reserved += cluster_ipam.pools()
+        return reserved
+
+    ipam = DefaultIpam(address_pools, local_reserved, global_space=cluster_ipam)
     bridge = BridgeDriver(host, firewall, port_mapper, config.default_host_ip)
+    advertise = None
+    if cluster_store is not None and config.cluster is not None:
+        advertise = ipaddress.ip_address(config.cluster.advertise_address)
     overlay = OverlayDriver(
         host,
         firewall,
         port_mapper,
-        advertise_address=advertise_address,
+        advertise_address=advertise,
         max_vni=max_vni,
         default_host_ip=config.default_host_ip,
     )
@@ -101,6 +121,7 @@ def build_controller(
             overlay,
         ],
         ipams=[ipam],
+        cluster_store=cluster_store,
         finder=PluginFinder(PluginManager(plugins), host) if plugins is not None else None,
     )
     return Controller(config, store, parts)

@@ -58,7 +58,8 @@ def _inspect(
     names = {}
     if runtime is not None and attachments:
         names = {c.id: c.name for c in runtime.containers(all=True)}
-    return network_to_json(network, attachments, names)
+    peers = controller.network_hosts(network.id) if network.scope == "global" else []
+    return network_to_json(network, attachments, names, peers)
 
 
 async def list_networks(request: web.Request) -> web.Response:

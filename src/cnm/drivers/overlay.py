@@ -35,6 +35,11 @@ changes as ports come and go. The host itself reaches the containers it runs, no
 other hosts on the network (their replies go to their own host, which holds the same gateway
 address) -- as in Docker, where the host has no address on an overlay at all.
 
+Why an endpoint's MAC is derived from its IPv4 address (02:42 and the address, as Docker's
+overlay does): the global IPAM hands a freed address out again, and a container that cached
+the old holder's MAC (in its own neighbour table, which no peer entry here reaches) keeps
+reaching the new holder.
+
 Why the tag differs from the bridge driver's ``cnm:net:``: that driver's ``restore`` deletes
 every link tagged ``cnm:net:`` it has no record of.
 
@@ -75,6 +80,7 @@ from cnm.driverapi import (
     NetworkSpec,
     Peer,
     Scope,
+    mac_from_ip,
     random_mac,
 )
 from cnm.drivers.bridging import (
@@ -421,7 +427,8 @@ class OverlayDriver(NetworkDriver):
 
     def create_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
         self._network(spec.network_id)
-        mac = (spec.mac_address or random_mac()).lower()
+        derived = mac_from_ip(spec.address.ip) if spec.address is not None else None
+        mac = (spec.mac_address or derived or random_mac()).lower()
         with self._lock:
             self._endpoints[spec.endpoint_id] = _OverlayEndpoint(
                 spec.network_id, mac, endpoint_addresses(spec)

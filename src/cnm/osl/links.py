@@ -481,6 +481,23 @@ class HostNetwork:
         return found
 
 
+def interface_addresses() -> dict[str, list[IPAddress]]:
+    """The addresses of the calling thread's namespace, by interface name (for checking a
+    ``--cluster-advertise`` value: an address or interface of this host)."""
+    found: dict[str, list[IPAddress]] = {}
+    ipr = _open_socket()
+    try:
+        names = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in ipr.link("dump")}
+        for msg in ipr.addr("dump"):
+            address = msg.get_attr("IFA_ADDRESS")
+            name = names.get(msg["index"])
+            if address and name:
+                found.setdefault(name, []).append(ipaddress.ip_address(address.split("%")[0]))
+    finally:
+        ipr.close()
+    return found
+
+
 class SandboxNetwork:
     """Netlink operations inside one sandbox namespace. Open it for one operation and close it:
     a socket per sandbox kept open would cost a descriptor per container."""
