@@ -7,8 +7,10 @@ container's namespace by a thread of this process (no exec in the path, so what 
 network's convergence, not a client's start-up).
 
 (a) Convergence: a container started on host A, with a static address, and a prober in a
-    container on host B pinging that address every millisecond from before the start: the
-    time from A's start call returning to B's first echo reply. p50/p99 over --convergence.
+    container on host B pinging that address every millisecond from the moment A's start call
+    returns: the time from that return to B's first echo reply. p50/p99 over --convergence.
+    (A prober that asked before the address existed would time its own ARP retry, 1 s, not the
+    network: the kernel resends an unanswered ARP request only once a second.)
 (b) Scale: --hosts hosts x --per-host containers on one overlay; full mesh checked by pinging
     every container's address from one container on each host; each daemon's RSS; the cost
     of the last endpoint (its start on its host, and until every other host's VXLAN FDB has
@@ -25,6 +27,7 @@ Everything made lives in namespaces deleted on exit (also on Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -61,6 +64,15 @@ class Node:
             raise RuntimeError(f"{method} {path}: {reply.status} {reply.body[:300]!r}")
         data = json.loads(reply.body) if reply.body else {}
         return data if isinstance(data, dict) else {"list": data}
+
+    def stop(self) -> None:
+        """Remove every container (a stopped daemon leaves them running), then stop."""
+        if self.daemon.process is not None:
+            listed = self.api("GET", "/containers/json?all=1").get("list", [])
+            assert isinstance(listed, list)
+            for container in listed:
+                self.daemon.request("DELETE", f"/containers/{container['Id']}?force=1")
+        self.daemon.stop()
 
     def rss_mb(self) -> float:
         assert self.daemon.process is not None
@@ -180,10 +192,10 @@ def first_reply(address: str, deadline: float, stop: threading.Event) -> float |
         sequence = 0
         while time.monotonic() < deadline and not stop.is_set():
             sequence = (sequence + 1) & 0xFFFF
-            sock.sendto(_echo(identifier, sequence), (address, 0))
             try:
+                sock.sendto(_echo(identifier, sequence), (address, 0))
                 packet, source = sock.recvfrom(2048)
-            except (TimeoutError, OSError):
+            except OSError:  # no route yet, a full buffer, or no reply within the millisecond
                 continue
             if source[0] == address and packet[20] == 0:  # an echo reply from it
                 return time.monotonic()
@@ -220,12 +232,15 @@ def reachable(addresses: list[str], timeout: float = 2.0) -> list[str]:
         for attempt in range(3):
             for index, address in enumerate(addresses):
                 if address not in answered:
-                    sock.sendto(_echo(os.getpid() & 0xFFFF, index + attempt * 4096), (address, 0))
+                    with contextlib.suppress(OSError):
+                        sock.sendto(
+                            _echo(os.getpid() & 0xFFFF, index + attempt * 4096), (address, 0)
+                        )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and len(answered) < len(addresses):
                 try:
                     packet, source = sock.recvfrom(2048)
-                except (TimeoutError, OSError):
+                except OSError:
                     continue
                 if packet[20] == 0:
                     answered.add(source[0])
@@ -241,6 +256,7 @@ def reachable(addresses: list[str], timeout: float = 2.0) -> list[str]:
 
 def convergence(root: Path, count: int) -> None:
     print(f"\n(a) convergence: container started on A -> first echo reply from B, n={count}")
+    root.mkdir(parents=True, exist_ok=True)
     with SimulatedCluster(root) as cluster:
         cluster.start_etcd()
         a_sim, b_sim = cluster.add_host(), cluster.add_host()
@@ -261,9 +277,9 @@ def convergence(root: Path, count: int) -> None:
             times: list[float] = []
             for i in range(count):
                 address = f"{SUBNET_PREFIX}.1.{10 + i}"
+                started = run_container(a, f"c{i}", "ov", address)
                 probe = Probe(prober, address)
                 probe.start()
-                started = run_container(a, f"c{i}", "ov", address)
                 replied = probe.result()
                 if replied is not None:
                     times.append(max(0.0, (replied - started) * 1000))
@@ -275,13 +291,14 @@ def convergence(root: Path, count: int) -> None:
                 f"   ({len(times)}/{count} converged; target p99 <= 100 ms)"
             )
         finally:
-            a.daemon.stop()
-            b.daemon.stop()
+            a.stop()
+            b.stop()
             bl.unmount_namespaces_under(root)
 
 
 def scale(root: Path, hosts: int, per_host: int) -> None:
     total = hosts * per_host
+    root.mkdir(parents=True, exist_ok=True)
     print(f"\n(b) scale: {hosts} hosts x {per_host} containers on one overlay ({total})")
     with SimulatedCluster(root) as cluster:
         cluster.start_etcd()
@@ -353,10 +370,9 @@ def scale(root: Path, hosts: int, per_host: int) -> None:
                 f" host's FDB after {max(programmed.values(), default=float('nan')):.1f} ms"
                 f" ({len(programmed)}/{hosts - 1} hosts)"
             )
+            counts = [per_host - (1 if i == hosts - 1 else 0) for i in range(hosts)]
             addresses = [
-                f"{SUBNET_PREFIX}.{i + 1}.{n + 2}"
-                for i in range(hosts)
-                for n in range(per_host - 1)
+                f"{SUBNET_PREFIX}.{i + 1}.{n + 2}" for i in range(hosts) for n in range(counts[i])
             ] + [f"{SUBNET_PREFIX}.{hosts}.{per_host + 1}"]
             failures = 0
             for i, node in enumerate(nodes):
@@ -373,12 +389,13 @@ def scale(root: Path, hosts: int, per_host: int) -> None:
             )
         finally:
             for node in nodes:
-                node.daemon.stop()
+                node.stop()
             bl.unmount_namespaces_under(root)
 
 
 def etcd_failure(root: Path, churn: int) -> None:
     print(f"\n(d) three-member etcd, leader killed halfway through {churn} creates on 2 hosts")
+    root.mkdir(parents=True, exist_ok=True)
     with SimulatedCluster(root) as cluster:
         cluster.start_etcd(3)
         sims = [cluster.add_host(), cluster.add_host()]
@@ -421,7 +438,7 @@ def etcd_failure(root: Path, churn: int) -> None:
             print(f"  creates failed: {failed} of {churn}; endpoints lost: {lost} (target 0)")
         finally:
             for node in nodes:
-                node.daemon.stop()
+                node.stop()
             bl.unmount_namespaces_under(root)
 
 
