@@ -287,13 +287,13 @@ class ClusterOptions:
 
 def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
     """The cluster flags checked: None without ``--cluster-store``."""
-    from cnm.errors import CnmError
-    from cnm.store.etcd import parse_cluster_store
-
     if not args.cluster_store:
         if args.cluster_advertise or args.cluster_store_opt:
             raise DaemonError("--cluster-advertise and --cluster-store-opt need --cluster-store")
         return None
+    from cnm.errors import CnmError
+    from cnm.store.etcd import parse_cluster_store  # requests and etcd3gw: only with a cluster
+
     try:
         endpoints = parse_cluster_store(args.cluster_store)
     except CnmError as err:
@@ -652,7 +652,6 @@ def _run(args: argparse.Namespace) -> int:
     from cnm.errors import CnmError
     from cnm.ipam.default import parse_pool_option
     from cnm.runtime.runtime import Runtime, RuntimeConfig
-    from cnm.store.etcd import EtcdStore
     from cnm.store.sqlite import SqliteStore
     from cnm.store.timed import TimedStore
     from cnm.wiring import build_controller
@@ -697,6 +696,8 @@ def _run(args: argparse.Namespace) -> int:
         cluster_store = None
         cluster_config = None
         if cluster is not None:
+            from cnm.store.etcd import EtcdStore  # requests and etcd3gw: only with a cluster
+
             cluster_store = EtcdStore(cluster.endpoints, prefix=cluster.prefix)
             stack.callback(cluster_store.close)
             cluster_config = ClusterConfig(
