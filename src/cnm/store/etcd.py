@@ -495,7 +495,7 @@ class _PrefixWatch:
                 return
             self._response = response
         try:
-            for line in response.iter_lines(chunk_size=None):  # each event as it arrives
+            for line in response.iter_lines():
                 if line:
                     self._handle(json.loads(line))
         finally:
