@@ -57,7 +57,7 @@ class NetworkRequest:
     attachable: bool = False
     enable_ipv6: bool = False
     ipam_driver: str = "default"
-    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_options: dict[str, str] | None = None  # None: not given (Docker echoes null)
     ipam_config: list[IpamRequest] = field(default_factory=list)
 
 
@@ -74,7 +74,7 @@ class Network:
     attachable: bool = False
     enable_ipv6: bool = False
     ipam_driver: str = "default"
-    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_options: dict[str, str] | None = None  # as given: None when the request had none
     ipv4_pools: list[PoolRecord] = field(default_factory=list)
     ipv6_pools: list[PoolRecord] = field(default_factory=list)
     predefined: bool = False

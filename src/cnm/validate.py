@@ -17,18 +17,18 @@ from cnm.errors import InvalidParameter
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Docker's restricted name patterns: a container name has at least two characters.
-_NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+# Docker's restricted name pattern: a container name has at least two characters.
 _CONTAINER_NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 # Six octets separated by colons or by hyphens (the forms Go's net.ParseMAC takes for EUI-48).
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?P<sep>[:-])[0-9a-fA-F]{2}(?:(?P=sep)[0-9a-fA-F]{2}){4}")
 
 
 def network_name(name: str) -> str:
-    if not _NETWORK_NAME.fullmatch(name):
-        raise InvalidParameter(
-            f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* allowed"
-        )
+    """Docker 20.10's rule (libnetwork's ``config.ValidateName``): any name that is not blank,
+    so ``my net`` or ``a/b`` are names (Docker refuses only what ``strings.TrimSpace`` empties;
+    it answers 500 "invalid name: ...", cnm 400)."""
+    if not name.strip():
+        raise InvalidParameter(f"invalid name: {name!r}: a network name cannot be empty or blank")
     return name
 
 

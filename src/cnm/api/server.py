@@ -8,7 +8,7 @@ cannot strip the prefix and re-route. ``check_version`` then refuses versions ou
 Errors leave as Docker's ``{"message": "..."}`` with the status the cnm.errors class carries.
 An unknown route, or a known one with the wrong method, is 404 "page not found" (Docker maps
 both the same way). Engine endpoints that the docker CLI may call but cnm does not serve
-(volumes, swarm...) answer 501 with a message; the part of cnm that comes to serve one of them
+(volumes, plugins...) answer 501 with a message; the part of cnm that comes to serve one of them
 removes its prefix from ``NOT_SERVED_YET``. The container, image and exec endpoints are served
 when the application is made with a runtime (the daemon always gives one).
 
@@ -26,7 +26,17 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from cnm import __version__
-from cnm.api import API_VERSION, MIN_API_VERSION, containers, execs, images, networks, system
+from cnm.api import (
+    API_VERSION,
+    MIN_API_VERSION,
+    containers,
+    events,
+    execs,
+    images,
+    networks,
+    swarm,
+    system,
+)
 from cnm.api.common import (
     BACKEND,
     Backend,
@@ -49,17 +59,10 @@ NOT_SERVED_YET = (
     "auth",
     "build",
     "commit",
-    "configs",
     "distribution",
-    "events",
-    "nodes",
     "plugins",
-    "secrets",
-    "services",
     "session",
-    "swarm",
     "system",
-    "tasks",
     "volumes",
 )
 
@@ -161,6 +164,9 @@ def make_app(
     app.on_cleanup.append(stop_workers)
     system.add_routes(app)
     networks.add_routes(app)
+    # The network side's own routes: swarm mode as a node outside a swarm, and /events.
+    swarm.add_routes(app)
+    events.add_routes(app)
     if runtime is not None:
         containers.add_routes(app)
         execs.add_routes(app)

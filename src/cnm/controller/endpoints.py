@@ -36,6 +36,13 @@ LEGACY_LINKS = (
 )
 
 
+def ipv6_disabled(network: Network, address: str) -> InvalidParameter:
+    return InvalidParameter(
+        f"invalid endpoint settings: network {network.name} was created without IPv6 "
+        f"(enable_ipv6), so its containers get no IPv6 address: {address} cannot be used"
+    )
+
+
 def endpoint_spec(
     endpoint: Endpoint, joined: bool = False, sandbox_key: str | None = None
 ) -> EndpointSpec:
@@ -205,7 +212,9 @@ class Endpoints:
             raise InvalidParameter(
                 f"network {network.name} has no pool for {endpoint.requested_ipv4}"
             )
-        if network.ipv6_pools:
+        if endpoint.requested_ipv6 and not network.enable_ipv6:
+            raise ipv6_disabled(network, endpoint.requested_ipv6)
+        if network.ipv6_pools and network.enable_ipv6:
             address_v6 = request_address(ipam, network.ipv6_pools, endpoint.requested_ipv6)
             txn.on_failure("address", lambda: release_address(ipam, network.ipv6_pools, address_v6))
             endpoint.ipv6_address = str(address_v6)

@@ -6,6 +6,10 @@ failure at any step undoes the earlier ones. Removal goes the other way: the rec
 the driver's objects, then the pools. Whether the network still has endpoints is the
 controller's question (endpoints depend on networks, not the other way round).
 
+An IPv6 subnet given without ``enable_ipv6`` is reserved and shown, as Docker does, and nothing
+uses it: the driver is not told of it and endpoints get no IPv6 address (and a static one is
+refused, where Docker would take it and leave it unused).
+
 The three predefined networks (``bridge``, ``host``, ``none``) are made at the first start and
 never removed; their names cannot be taken.
 """
@@ -67,7 +71,7 @@ def network_spec(network: Network) -> NetworkSpec:
         internal=network.internal,
         enable_ipv6=network.enable_ipv6,
         ipv4=data(network.ipv4_pools),
-        ipv6=data(network.ipv6_pools),
+        ipv6=data(network.ipv6_pools) if network.enable_ipv6 else (),
     )
 
 
@@ -173,7 +177,7 @@ class Networks:
                 attachable=request.attachable,
                 enable_ipv6=request.enable_ipv6,
                 ipam_driver=request.ipam_driver,
-                ipam_options=dict(request.ipam_options),
+                ipam_options=None if request.ipam_options is None else dict(request.ipam_options),
                 predefined=predefined,
             )
             with transaction() as txn:
@@ -207,8 +211,6 @@ class Networks:
             except ValueError:
                 raise InvalidParameter(f"invalid subnet {config.subnet!r}: not a CIDR") from None
             (v6_configs if subnet.version == 6 else v4_configs).append(config)
-        if v6_configs and not network.enable_ipv6:
-            raise InvalidParameter("an IPv6 subnet was given but IPv6 is not enabled (--ipv6)")
         if network.enable_ipv6 and not v6_configs:
             raise InvalidParameter("IPv6 is enabled (--ipv6) but no IPv6 subnet was given")
         for config in v4_configs or [IpamRequest()]:

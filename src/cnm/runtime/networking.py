@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cnm import validate
 from cnm.controller import Controller
-from cnm.controller.endpoints import LEGACY_LINKS
+from cnm.controller.endpoints import LEGACY_LINKS, ipv6_disabled
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.model import Endpoint, EndpointOptions, Network, PortRequest, Sandbox, SandboxOptions
 from cnm.portmap.spec import parse_port_key, requests_from_config
@@ -83,6 +83,8 @@ def checked_request(network: Network, request: EndpointRequest) -> EndpointReque
             )
     if request.ipv4_address:
         validate.static_address(request.ipv4_address, 4, (p.subnet for p in network.ipv4_pools))
+    if request.ipv6_address and not network.enable_ipv6:
+        raise ipv6_disabled(network, request.ipv6_address)
     if request.ipv6_address:
         validate.static_address(request.ipv6_address, 6, (p.subnet for p in network.ipv6_pools))
     checked = copy.deepcopy(request)
