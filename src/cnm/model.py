@@ -103,6 +103,8 @@ class EndpointOptions:
     # --link on a user-defined network: alias -> container name, names the embedded DNS
     # answers for this endpoint's sandbox only (Docker's links outside the default bridge).
     links: dict[str, str] = field(default_factory=dict)
+    link_local_ips: list[str] = field(default_factory=list)  # put on the interface as well
+    driver_options: dict[str, str] = field(default_factory=dict)  # Docker's DriverOpts
 
 
 @dataclass
@@ -118,6 +120,8 @@ class Endpoint:
     aliases: list[str] = field(default_factory=list)
     gateway_priority: int = 0
     links: dict[str, str] = field(default_factory=dict)  # alias -> container name (--link)
+    link_local_ips: list[str] = field(default_factory=list)  # "169.254.1.1", "fe80::1"
+    driver_options: dict[str, str] = field(default_factory=dict)
     sandbox_id: str | None = None
     ifname: str | None = None  # "eth0" inside the sandbox once joined
     join_order: int = 0  # the sandbox's join counter when this endpoint joined

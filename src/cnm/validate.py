@@ -112,6 +112,18 @@ def link(text: str) -> tuple[str, str]:
     return name, alias
 
 
+def link_local_ip(text: str) -> IPAddress:
+    """A ``--link-local-ip``: an IPv4 (169.254.0.0/16) or IPv6 (fe80::/10) link-local
+    unicast address, as the docker CLI checks it (the daemon itself does not)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or not address.is_link_local or address.is_multicast:
+        raise InvalidParameter(f"invalid link local IP address: {text}")
+    return address
+
+
 def dns_server(text: str) -> IPAddress:
     """A ``--dns`` server."""
     try:

@@ -306,7 +306,7 @@ def test_network_settings_of_a_running_container() -> None:
     bridge, mine = settings["Networks"]["bridge"], settings["Networks"]["my-net"]
     assert bridge["DNSNames"] is None and bridge["IPAMConfig"] is None  # a predefined network
     assert mine == {
-        "IPAMConfig": {"IPv4Address": "10.1.0.5", "IPv6Address": ""},
+        "IPAMConfig": {"IPv4Address": "10.1.0.5"},
         "Links": None,
         "Aliases": ["www"],
         "MacAddress": "",
@@ -336,7 +336,7 @@ def test_network_settings_of_a_stopped_container_keep_its_requests_only() -> Non
     assert (settings["SandboxKey"], settings["IPAddress"], settings["Ports"]) == ("", "", {})
     mine = settings["Networks"]["my-net"]
     assert (mine["IPAddress"], mine["EndpointID"], mine["DNSNames"]) == ("", "", None)
-    assert mine["IPAMConfig"] == {"IPv4Address": "10.1.0.5", "IPv6Address": ""}
+    assert mine["IPAMConfig"] == {"IPv4Address": "10.1.0.5"}
     assert mine["NetworkID"] == "m" * 64 and settings["Networks"]["gone"]["NetworkID"] == ""
 
 

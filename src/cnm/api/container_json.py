@@ -65,12 +65,17 @@ def parse_endpoint_config(data: JsonObject | None) -> EndpointRequest:
     if data is None:
         return EndpointRequest()
     ipam = data.object("IPAMConfig")
+    link_local_ips = ipam.strings("LinkLocalIPs") if ipam else []
+    for address in link_local_ips:
+        validate.link_local_ip(address)
     return EndpointRequest(
         aliases=data.strings("Aliases"),
         ipv4_address=(ipam.string("IPv4Address") if ipam else "") or None,
         ipv6_address=(ipam.string("IPv6Address") if ipam else "") or None,
         mac_address=data.string("MacAddress") or None,
         links=_links(data.strings("Links")),
+        link_local_ips=link_local_ips,
+        driver_opts=data.string_map("DriverOpts"),
     )
 
 
@@ -323,19 +328,24 @@ def endpoint_settings_json(container: Container, attachment: NetworkAttachment) 
     request, network, endpoint = attachment.request, attachment.network, attachment.endpoint
     ipv4, ipv4_len = _address_and_prefix(endpoint.ipv4_address if endpoint else None)
     ipv6, ipv6_len = _address_and_prefix(endpoint.ipv6_address if endpoint else None)
-    ipam = None
-    if request.ipv4_address or request.ipv6_address:
-        ipam = {
-            "IPv4Address": request.ipv4_address or "",
-            "IPv6Address": request.ipv6_address or "",
-        }
+    # Docker's EndpointIPAMConfig leaves out what was not asked for (Go's omitempty).
+    ipam: dict[str, Any] | None = {
+        key: value
+        for key, value in (
+            ("IPv4Address", request.ipv4_address),
+            ("IPv6Address", request.ipv6_address),
+            ("LinkLocalIPs", list(request.link_local_ips)),
+        )
+        if value
+    } or None
     user_defined = network is not None and not network.predefined
     return {
         "IPAMConfig": ipam,
         "Links": list(request.links) or None,
         "Aliases": list(request.aliases) or None,
-        "MacAddress": (endpoint.mac_address or "") if endpoint else "",
-        "DriverOpts": None,
+        # A container that is not running shows the MAC it asked for (Docker 20.10 does).
+        "MacAddress": (endpoint.mac_address or "") if endpoint else (request.mac_address or ""),
+        "DriverOpts": dict(request.driver_opts) or None,
         "NetworkID": network.id if network else "",
         "EndpointID": endpoint.id if endpoint else "",
         "Gateway": _gateway(endpoint.gateway_v4) if endpoint else "",

@@ -76,7 +76,7 @@ class Controller:
         self.host = parts.host
         self.firewall = parts.firewall
         self._port_mapper = parts.port_mapper
-        self.events = EventBus()
+        self.events: EventBus[Event] = EventBus()
         self._registry = Registry()
         for driver in parts.drivers:
             self._registry.add_driver(driver)

@@ -55,6 +55,7 @@ def endpoint_spec(
             ipaddress.IPv6Interface(endpoint.ipv6_address) if endpoint.ipv6_address else None
         ),
         mac_address=endpoint.mac_address,
+        options=dict(endpoint.driver_options),
         joined=joined,
         sandbox_key=sandbox_key if joined else None,
         ifname=endpoint.ifname if joined else None,
@@ -171,6 +172,9 @@ class Endpoints:
             )
         if network.predefined and options.links:
             raise InvalidParameter(LEGACY_LINKS)
+        for text in options.link_local_ips:
+            if validate.link_local_ip(text).version == 6 and not network.enable_ipv6:
+                raise ipv6_disabled(network, text)
         mac_address = None
         if options.mac_address is not None:
             mac_address = validate.mac_address(options.mac_address)
@@ -185,6 +189,8 @@ class Endpoints:
             aliases=list(options.aliases),
             gateway_priority=options.gateway_priority,
             links=dict(options.links),
+            link_local_ips=[str(validate.link_local_ip(a)) for a in options.link_local_ips],
+            driver_options=dict(options.driver_options),
         )
         with transaction() as txn:
             self._allocate_addresses(network, endpoint, txn)

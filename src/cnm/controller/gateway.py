@@ -29,6 +29,13 @@ def ports_endpoint(endpoints: list[Endpoint]) -> Endpoint | None:
     return gateway_endpoint(endpoints, 4) or gateway_endpoint(endpoints, 6)
 
 
+def _link_local(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """A --link-local-ip with the prefix of its link-local range, as Docker configures it
+    (169.254.0.0/16, fe80::/64)."""
+    address = ipaddress.ip_address(text)
+    return ipaddress.ip_interface(f"{address}/{16 if address.version == 4 else 64}")
+
+
 def configure_interface(
     sandbox_key: str, endpoint: Endpoint, info: JoinInfo, joined: list[Endpoint]
 ) -> list[int]:
@@ -39,6 +46,7 @@ def configure_interface(
         for text in (endpoint.ipv4_address, endpoint.ipv6_address)
         if text
     ]
+    addresses += [_link_local(text) for text in endpoint.link_local_ips]
     moved: list[int] = []
     candidate = replace(
         endpoint,

@@ -49,7 +49,7 @@ class Joins:
         endpoints: Endpoints,
         sandboxes: Sandboxes,
         ports: PublishedPorts,
-        events: EventBus,
+        events: EventBus[Event],
     ) -> None:
         self._store = store
         self._registry = registry

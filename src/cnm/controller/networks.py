@@ -107,7 +107,7 @@ def release_address(ipam: IpamDriver, pools: list[PoolRecord], address: IPInterf
 class Networks:
     """The network table: records by id, lookups by name, id or id prefix, and the locks."""
 
-    def __init__(self, store: Store, registry: Registry, events: EventBus) -> None:
+    def __init__(self, store: Store, registry: Registry, events: EventBus[Event]) -> None:
         self._store = store
         self._registry = registry
         self._events = events

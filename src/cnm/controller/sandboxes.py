@@ -34,7 +34,7 @@ class Sandboxes:
         host: HostNetwork,
         files: SandboxFiles,
         netns_dir: Path,
-        events: EventBus,
+        events: EventBus[Event],
     ) -> None:
         self._store = store
         self._host = host

@@ -54,6 +54,8 @@ class EndpointRequest:
     ipv6_address: str | None = None
     mac_address: str | None = None
     links: list[str] = field(default_factory=list)  # "name:alias", as given (--link)
+    link_local_ips: list[str] = field(default_factory=list)  # --link-local-ip
+    driver_opts: dict[str, str] = field(default_factory=dict)  # --driver-opt, for the driver
 
 
 @dataclass

@@ -87,7 +87,11 @@ def checked_request(network: Network, request: EndpointRequest) -> EndpointReque
         raise ipv6_disabled(network, request.ipv6_address)
     if request.ipv6_address:
         validate.static_address(request.ipv6_address, 6, (p.subnet for p in network.ipv6_pools))
+    for text in request.link_local_ips:
+        if validate.link_local_ip(text).version == 6 and not network.enable_ipv6:
+            raise ipv6_disabled(network, text)
     checked = copy.deepcopy(request)
+    checked.link_local_ips = [str(validate.link_local_ip(t)) for t in request.link_local_ips]
     if request.mac_address:
         checked.mac_address = validate.mac_address(request.mac_address)
     return checked
@@ -107,6 +111,8 @@ def _endpoint_options(container: Container, request: EndpointRequest) -> Endpoin
         mac_address=request.mac_address or None,
         aliases=list(request.aliases),
         links={alias: name for name, alias in map(validate.link, request.links)},
+        link_local_ips=list(request.link_local_ips),
+        driver_options=dict(request.driver_opts),
     )
 
 

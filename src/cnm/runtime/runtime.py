@@ -41,15 +41,23 @@ from typing import BinaryIO
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
+from cnm.events import EventBus
 from cnm.osl.reaper import REAPER
 from cnm.runtime import console
 from cnm.runtime.checks import CreateChecks
+from cnm.runtime.events import ContainerEvent, ImageEvent, RuntimeEvent
 from cnm.runtime.execs import ExecProcess, ExecSessions
 from cnm.runtime.exits import ExitWatcher, lost_exit_code
 from cnm.runtime.files import ContainerFiles
 from cnm.runtime.hostcontainers import HostContainers
 from cnm.runtime.imagecontainers import ImageContainers
-from cnm.runtime.images import HOST_IMAGE, ImageStore, is_host_image, now_rfc3339
+from cnm.runtime.images import (
+    HOST_IMAGE,
+    ImageStore,
+    is_host_image,
+    normalize_reference,
+    now_rfc3339,
+)
 from cnm.runtime.model import (
     Container,
     ContainerConfig,
@@ -109,6 +117,7 @@ class Runtime:
         self._exits = ExitWatcher(self._handle_exit)
         self._execs = ExecSessions()
         self._listeners: list[ExitListener] = []
+        self.events: EventBus[RuntimeEvent] = EventBus()  # what `docker events` reports
         self._started = False
         self._closed = False
 
@@ -147,6 +156,9 @@ class Runtime:
     def subscribe_exit(self, callback: ExitListener) -> None:
         self._listeners.append(callback)
 
+    def _emit(self, action: str, container: Container, **attributes: str) -> None:
+        self.events.emit(ContainerEvent(action, copy.deepcopy(container), attributes))
+
     def _restore_running(self, container: Container) -> None:
         pid, started = container.state.pid, container.state.pid_start_time
         if self._exits.adopt(container.id, pid, started):
@@ -174,7 +186,11 @@ class Runtime:
         reference: str | None,
         progress: Callable[[str], None] | None = None,
     ) -> Image:
-        return self._images.import_(stream, reference, progress)
+        image = self._images.import_(stream, reference, progress)
+        if reference:
+            self.events.emit(ImageEvent("tag", image.id, normalize_reference(reference)))
+        self.events.emit(ImageEvent("import", image.id, image.id))
+        return image
 
     def images(self) -> list[Image]:
         return self._images.list()
@@ -193,7 +209,12 @@ class Runtime:
                 if c.image_id == image_id
             ]
 
-        return self._images.remove(ref, force, users)
+        image_id = self._images.get(ref).id
+        lines = self._images.remove(ref, force, users)
+        for line in lines:  # Docker names the image by its id in both
+            action = "untag" if line.startswith("Untagged: ") else "delete"
+            self.events.emit(ImageEvent(action, image_id, image_id))
+        return lines
 
     # ------------------------------------------------------------------ lookups
 
@@ -259,6 +280,7 @@ class Runtime:
         self._stdio.new_run(container)
         self._files.create(container_id)
         log.info("container created id=%s name=%s", container_id[:12], container.name)
+        self._emit("create", container)
         return copy.deepcopy(container)
 
     # ------------------------------------------------------------------ start
@@ -291,6 +313,7 @@ class Runtime:
             self._after_exit(container)
             raise failed
         log.info("container started id=%s pid=%d", container_id[:12], container.state.pid)
+        self._emit("start", container)
 
     def _start(self, container: Container, image: Image | None) -> None:
         lender = None
@@ -345,6 +368,7 @@ class Runtime:
     def _finish(self, container: Container, code: int) -> None:
         """Tear a container down after its process ended and record the exit (the caller
         holds the container's lock)."""
+        self._emit("die", container, exitCode=str(code))
         self._teardown(container)
         self._stdio.new_run(container)
         with self._table.lock:
@@ -384,6 +408,7 @@ class Runtime:
 
     def _signal(self, container: Container, signum: int, everyone: bool = False) -> None:
         """``signum`` to the container's first process, and with ``everyone`` to the rest."""
+        self._emit("kill", container, signal=str(int(signum)))
         self._exits.signal(container.id, signum)
         if everyone:
             self._processes(container).signal_all(container, signum)
@@ -399,11 +424,11 @@ class Runtime:
             seen = self._table.exits_seen(container_id)
             self._signal(container, signal.SIGTERM)
         grace = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
-        if self._table.await_exit(container_id, seen, None if grace < 0 else grace):
-            return
-        self._signal(container, signal.SIGKILL, everyone=True)
-        if not self._table.await_exit(container_id, seen, KILL_WAIT_S):
-            raise CnmError(f"container {container_id} did not stop after SIGKILL")
+        if not self._table.await_exit(container_id, seen, None if grace < 0 else grace):
+            self._signal(container, signal.SIGKILL, everyone=True)
+            if not self._table.await_exit(container_id, seen, KILL_WAIT_S):
+                raise CnmError(f"container {container_id} did not stop after SIGKILL")
+        self._emit("stop", container)
 
     def kill_container(self, ref: str, signal_name: str | int = "SIGKILL") -> None:
         """Send a signal to the container's first process; for SIGKILL, wait until it is torn
@@ -421,6 +446,7 @@ class Runtime:
         with suppress(NotModified):
             self.stop_container(ref, timeout)
         self.start_container(ref)
+        self._emit("restart", self._table.copy(ref))
 
     def wait_container(
         self, ref: str, condition: str = "not-running", timeout: float | None = None
@@ -449,6 +475,7 @@ class Runtime:
             self._stdio.forget(container_id)
             self._execs.forget_container(container_id)
         log.info("container removed id=%s", container_id[:12])
+        self._emit("destroy", container)
 
     def rename_container(self, ref: str, new_name: str) -> None:
         name = validate.container_name(new_name)
@@ -471,6 +498,7 @@ class Runtime:
                 with suppress(CnmError):
                     self._networking.rename(container, old_name)
                 raise
+        self._emit("rename", container, oldName=f"/{old_name}")
 
     # ------------------------------------------------------------------ stdin, terminal
 
@@ -504,13 +532,23 @@ class Runtime:
         """A new exec session in a running container; its id."""
         container = _running(self._table.resolve(ref))
         request = ExecRequest(list(cmd), list(env), workdir, tty)
-        return self._execs.create(container.id, request, open_stdin, console_size).id
+        exec_id = self._execs.create(container.id, request, open_stdin, console_size).id
+        self._emit(f"exec_create: {_exec_line(cmd)}", container, execID=exec_id)
+        return exec_id
 
     def exec_start(self, exec_id: str) -> ExecProcess:
         """Start an exec's process; its streams and exit code."""
         session = self._execs.get(exec_id)
         container = _running(self._table.current(session.container_id))
-        return session.start(self._processes(container).exec_command(container, session.request))
+        command = self._processes(container).exec_command(container, session.request)
+
+        def ended(code: int) -> None:
+            self._emit("exec_die", container, execID=exec_id, exitCode=str(code))
+
+        session.on_ended = ended
+        process = session.start(command)
+        self._emit(f"exec_start: {_exec_line(session.request.cmd)}", container, execID=exec_id)
+        return process
 
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
         """Set the size of a running exec's terminal (nothing to do without one)."""
@@ -560,6 +598,11 @@ _RUNNING = (
     "You cannot remove a running container {}. Stop the container before attempting removal "
     "or force remove"
 )
+
+
+def _exec_line(cmd: list[str]) -> str:
+    """An exec's command as Docker's event names it: the program, a space, its arguments."""
+    return f"{cmd[0]} {' '.join(cmd[1:])}" if cmd else ""
 
 
 def _running(container: Container) -> Container:
