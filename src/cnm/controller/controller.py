@@ -14,6 +14,7 @@ from typing import Protocol
 
 from cnm.controller.endpoints import Endpoints
 from cnm.controller.files import SandboxFiles
+from cnm.controller.gateway import order_key
 from cnm.controller.joins import Joins
 from cnm.controller.networks import Networks
 from cnm.controller.ports import PublishedPorts
@@ -252,6 +253,24 @@ class Controller:
 
     def leave(self, endpoint_id: str) -> None:
         self._joins.leave(endpoint_id)
+
+    def join_order(
+        self, requests: Sequence[tuple[str, EndpointOptions]]
+    ) -> list[tuple[str, EndpointOptions]]:
+        """``requests`` (network, endpoint options) in the order libnetwork keeps a sandbox's
+        endpoints (``gateway.order_key``), the order a starting container joins them in: the
+        first gets eth0. Whether a network will offer both gateways is read from its record."""
+
+        def key(request: tuple[str, EndpointOptions]) -> tuple[bool, bool, int, str]:
+            network = self._networks.find(request[0])
+            offers = (
+                not network.internal
+                and self._registry.driver(network.driver).capabilities().uses_addresses
+            )
+            dual = offers and bool(network.ipv4_pools and network.enable_ipv6)
+            return order_key(network.internal, dual, request[1].gateway_priority, network.name)
+
+        return sorted(requests, key=key)
 
     def connect(
         self, network_ref: str, sandbox_id: str, options: EndpointOptions | None = None

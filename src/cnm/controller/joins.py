@@ -127,8 +127,11 @@ class Joins:
             info = driver.join(network.id, endpoint.id, key, ifname)
             txn.on_failure("driver join", lambda: driver.leave(network.id, endpoint.id))
             if info.configure_interface and key is not None:
-                moved = configure_interface(key, updated, info, joined)
-                txn.on_failure("default route", lambda: set_default_routes(key, joined, moved))
+                name = self._networks.name_of
+                moved = configure_interface(key, updated, info, joined, name)
+                txn.on_failure(
+                    "default route", lambda: set_default_routes(key, joined, moved, name)
+                )
                 updated.gateway_v4 = str(info.gateway) if info.gateway else None
                 updated.gateway_v6 = str(info.gateway_v6) if info.gateway_v6 else None
             self._ports.place(sandbox.id, [*joined, updated])
@@ -178,7 +181,7 @@ class Joins:
             log.exception("moving the published ports of sandbox %s", sandbox.id[:12])
         driver.leave(network.id, endpoint.id)
         if not sandbox.use_host_network:
-            hand_over_default_routes(sandbox.key, endpoint, remaining)
+            hand_over_default_routes(sandbox.key, endpoint, remaining, self._networks.name_of)
         self._sandboxes.files.write_hosts(sandbox, remaining)
         self._events.emit(
             Event("endpoint-leave", replace(network), replace(endpoint), replace(sandbox))

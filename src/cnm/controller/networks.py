@@ -128,6 +128,11 @@ class Networks:
         with self._lock:
             return self._table.get(network_id)
 
+    def name_of(self, network_id: str) -> str:
+        """The name of a network by id ("" once it is gone), for the sandbox order."""
+        network = self.get(network_id)
+        return network.name if network is not None else ""
+
     def find(self, ref: str) -> Network:
         """By id, then name, then unique id prefix (Docker's order)."""
         with self._lock:

@@ -68,9 +68,9 @@ class CreateChecks:
     def networks(
         self, mode: str, networks: dict[str, EndpointRequest], links: list[str]
     ) -> dict[str, EndpointRequest]:
-        """The networks to attach at start, the network mode's first (it gets eth0). The
-        container's ``--link``s belong to its network mode's network, as the docker CLI puts
-        them there too."""
+        """The networks to attach at start, the network mode's first (the start joins them in
+        the sandbox's order). The container's ``--link``s belong to its network mode's network,
+        as the docker CLI puts them there too."""
         if mode.startswith("container:"):
             if networks:
                 raise InvalidParameter(
@@ -96,15 +96,12 @@ class CreateChecks:
         ordered.update(resolved)
         return ordered
 
-    def ports(self, config: ContainerConfig, host_config: HostConfig, networks: list[str]) -> None:
-        """Malformed port specs fail at create, as does publishing with only internal
-        networks; host ports are taken at start."""
-        requests = port_requests(config, host_config)
-        if not requests or host_config.network_mode in ("host", "none"):
-            return
-        found = [self._controller.network(name) for name in networks]
-        if found and all(n.internal for n in found):
-            raise InvalidParameter(f"ports cannot be published on internal network {found[0].name}")
+    @staticmethod
+    def ports(config: ContainerConfig, host_config: HostConfig) -> None:
+        """Malformed port specs fail at create; host ports are taken at start. A container
+        whose networks are all internal is accepted, as Docker accepts it: it publishes
+        nothing until a network with a gateway is connected."""
+        port_requests(config, host_config)
 
     @staticmethod
     def sandbox_options(host_config: HostConfig) -> None:

@@ -3,9 +3,12 @@ while it exists, release at stop, and the typed view that inspect shows.
 
 A running container holds a sandbox of its own (made at start, deleted at stop, so a stopped
 container holds no endpoint and no address, as in Docker), or borrows another container's
-(network mode ``container:<id>``); in host mode its sandbox's namespace is the host's. The record keeps what the container asked for (``Container.networks``: networks,
-aliases, static addresses, in join order), so every start attaches it the same way again;
-eth0 is the network mode's network. A connect of a stopped container only changes that record.
+(network mode ``container:<id>``); in host mode its sandbox's namespace is the host's. The
+record keeps what the container asked for (``Container.networks``: networks, aliases, static
+addresses), so every start attaches it the same way again. A start joins them in libnetwork's
+order (``Controller.join_order``: internal networks last, dual-stack ones first, then by
+name), so eth0 and the default route go where Docker puts them, whatever order the networks
+were connected in. A connect of a stopped container only changes that record.
 
 Docker's rules for connect and disconnect, with its messages: a container sharing another's
 namespace or the host's has no networks of its own to change; ``none`` excludes every other
@@ -147,8 +150,9 @@ class ContainerNetworking:
             )
         )
         txn.on_failure("sandbox", lambda: self.controller.delete_sandbox(sandbox.id))
-        for network, request in container.networks.items():
-            self.controller.connect(network, sandbox.id, _endpoint_options(container, request))
+        wanted = [(n, _endpoint_options(container, r)) for n, r in container.networks.items()]
+        for network, options in self.controller.join_order(wanted):
+            self.controller.connect(network, sandbox.id, options)
         requests = port_requests(container.config, host)
         if requests and host.network_mode not in ("host", "none"):
             self.controller.publish(sandbox.id, requests)

@@ -261,7 +261,7 @@ class Runtime:
         wanted = self._checks.networks(mode, networks, host_config.links)
         self._checks.sandbox_options(host_config)
         container_id = secrets.token_hex(32)
-        self._checks.ports(config, host_config, list(wanted))
+        self._checks.ports(config, host_config)
         if not config.hostname:
             config.hostname = socket.gethostname() if mode == "host" else container_id[:12]
 
