@@ -85,11 +85,17 @@ def static_address(text: str, version: int, subnets: Iterable[str]) -> IPAddress
     return address
 
 
-def extra_host(entry: str) -> tuple[str, IPAddress]:
-    """``--add-host name:ip`` as (name, address)."""
+HOST_GATEWAY = "host-gateway"  # --add-host name:host-gateway: the daemon's host gateway IP
+
+
+def extra_host(entry: str) -> tuple[str, IPAddress | None]:
+    """``--add-host name:ip`` as (name, address); the address is None for Docker's special
+    ``host-gateway``, which the controller replaces when it makes the sandbox."""
     name, sep, address = entry.partition(":")
     if not sep or not name:
         raise InvalidParameter(f"bad format for add-host: {entry!r}")
+    if address == HOST_GATEWAY:
+        return name, None
     try:
         return name, ipaddress.ip_address(address)
     except ValueError:

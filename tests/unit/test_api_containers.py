@@ -124,7 +124,9 @@ def test_defaults_and_old_clients() -> None:
     )
     assert create.config.cmd == ["sh"]
     assert create.host_config.network_mode == "bridge"
-    assert create.networks == {"bridge": EndpointRequest(mac_address="02:42:ac:11:00:09")}
+    # It is the container's (Docker's Config.MacAddress), for its network mode's endpoint.
+    assert create.config.mac_address == "02:42:ac:11:00:09"
+    assert create.networks == {"bridge": EndpointRequest()}
     # docker-py sends no HostConfig at all for the simplest run.
     assert parse_container_create({"Image": "x"}).networks == {"bridge": EndpointRequest()}
     # The docker 28 CLI names the default network "default" in EndpointsConfig too.

@@ -131,6 +131,7 @@ def parse_container_create(body: object) -> CreateRequest:
         env=root.strings("Env"),
         hostname=root.string("Hostname"),
         domainname=root.string("Domainname"),
+        mac_address=root.string("MacAddress"),
         working_dir=root.string("WorkingDir"),
         tty=bool(root.boolean("Tty")),
         open_stdin=bool(root.boolean("OpenStdin")),
@@ -163,9 +164,6 @@ def parse_container_create(body: object) -> CreateRequest:
             networks[key] = parse_endpoint_config(endpoints.object(name))
     if mode not in ("host", "none") and not mode.startswith("container:"):
         networks.setdefault(mode, EndpointRequest())
-    legacy_mac = root.string("MacAddress")
-    if legacy_mac and mode in networks and networks[mode].mac_address is None:
-        networks[mode].mac_address = legacy_mac
     return CreateRequest(config, host_config, networks)
 
 
@@ -256,6 +254,8 @@ def _config_json(container: Container, hostname: str) -> dict[str, Any]:
         "OnBuild": None,
         "Labels": dict(config.labels),
     }
+    if config.mac_address:
+        data["MacAddress"] = config.mac_address
     if config.exposed_ports:
         data["ExposedPorts"] = {port: {} for port in config.exposed_ports}
     return data

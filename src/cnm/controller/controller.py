@@ -22,7 +22,7 @@ from cnm.controller.registry import Registry
 from cnm.controller.restore import restore
 from cnm.controller.sandboxes import Sandboxes
 from cnm.driverapi import NetworkDriver
-from cnm.errors import Forbidden, NotFound
+from cnm.errors import Forbidden, InvalidParameter, NotFound
 from cnm.events import Event, EventBus
 from cnm.firewall.api import Firewall
 from cnm.ipamapi import IpamDriver
@@ -38,6 +38,7 @@ from cnm.model import (
 )
 from cnm.osl.links import HostNetwork
 from cnm.store.api import Store
+from cnm.validate import HOST_GATEWAY
 
 
 @dataclass
@@ -51,6 +52,9 @@ class ControllerConfig:
     host_resolv_conf: Path = Path("/etc/resolv.conf")
     default_host_ip: str = "0.0.0.0"  # published ports' host address when none is given
     dns: list[str] = field(default_factory=list)  # the daemon's --dns: resolvers for sandboxes
+    # What --add-host NAME:host-gateway names; None: the default bridge's IPv4 gateway (Docker's
+    # --host-gateway-ip default).
+    host_gateway_ip: str | None = None
 
 
 class Closable(Protocol):
@@ -243,7 +247,24 @@ class Controller:
     # ----------------------------------------------------------------- sandboxes and joins
 
     def create_sandbox(self, options: SandboxOptions | None = None) -> Sandbox:
-        return replace(self._sandboxes.create(options or SandboxOptions()))
+        options = options or SandboxOptions()
+        extra_hosts = [self._host_gateway(entry) for entry in options.extra_hosts]
+        return replace(self._sandboxes.create(replace(options, extra_hosts=extra_hosts)))
+
+    def host_gateway_ip(self) -> str:
+        """The address ``host-gateway`` stands for in --add-host: the daemon's
+        --host-gateway-ip, else the default bridge's gateway."""
+        if self.config.host_gateway_ip:
+            return self.config.host_gateway_ip
+        bridge = self._networks.find("bridge")
+        gateways = [p.gateway for p in (*bridge.ipv4_pools, *bridge.ipv6_pools) if p.gateway]
+        if not gateways:
+            raise InvalidParameter("unable to derive the IP value for host-gateway")
+        return gateways[0].split("/")[0]
+
+    def _host_gateway(self, entry: str) -> str:
+        name, _, address = entry.partition(":")
+        return f"{name}:{self.host_gateway_ip()}" if address == HOST_GATEWAY else entry
 
     def delete_sandbox(self, sandbox_id: str) -> None:
         self._joins.delete_sandbox(sandbox_id)

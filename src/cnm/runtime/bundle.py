@@ -113,6 +113,7 @@ def oci_spec(
     env: list[str],
     cwd: str,
     hostname: str,
+    domainname: str = "",
     rootfs: Path,
     netns: str,
     files: dict[str, Path],
@@ -152,6 +153,7 @@ def oci_spec(
         },
         "root": {"path": str(rootfs), "readonly": False},
         "hostname": hostname,
+        **({"domainname": domainname} if domainname else {}),
         "mounts": mounts,
         "linux": {
             "cgroupsPath": f"cnm/{container_id}",

@@ -104,6 +104,12 @@ class CreateChecks:
         port_requests(config, host_config)
 
     @staticmethod
+    def mac_address(config: ContainerConfig) -> None:
+        """Config.MacAddress, in normal form."""
+        if config.mac_address:
+            config.mac_address = validate.mac_address(config.mac_address)
+
+    @staticmethod
     def sandbox_options(host_config: HostConfig) -> None:
         for server in host_config.dns:
             validate.dns_server(server)

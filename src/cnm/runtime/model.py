@@ -68,6 +68,9 @@ class ContainerConfig:
     env: list[str] = field(default_factory=list)
     hostname: str = ""
     domainname: str = ""
+    # Config.MacAddress (API < 1.44): the MAC of the endpoint on the network mode's network,
+    # whenever it joins (Compose disconnects and reconnects that network before the start).
+    mac_address: str = ""
     working_dir: str = ""
     tty: bool = False
     open_stdin: bool = False

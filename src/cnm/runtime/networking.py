@@ -106,12 +106,20 @@ def _port_keys(port: str) -> list[str]:
     return [f"{number}/{proto}" for number in range(start, end + 1)]
 
 
-def _endpoint_options(container: Container, request: EndpointRequest) -> EndpointOptions:
+def _endpoint_options(
+    container: Container, network_name: str, request: EndpointRequest
+) -> EndpointOptions:
+    """The endpoint a container asks for on ``network_name``: its request there, and on its
+    network mode's network the container-wide MAC (Config.MacAddress) unless the request has
+    one of its own."""
+    mac = request.mac_address
+    if not mac and network_name == container.host_config.network_mode:
+        mac = container.config.mac_address
     return EndpointOptions(
         name=container.name,
         ipv4_address=request.ipv4_address or None,
         ipv6_address=request.ipv6_address or None,
-        mac_address=request.mac_address or None,
+        mac_address=mac or None,
         aliases=list(request.aliases),
         links={alias: name for name, alias in map(validate.link, request.links)},
         link_local_ips=list(request.link_local_ips),
@@ -150,7 +158,10 @@ class ContainerNetworking:
             )
         )
         txn.on_failure("sandbox", lambda: self.controller.delete_sandbox(sandbox.id))
-        wanted = [(n, _endpoint_options(container, r)) for n, r in container.networks.items()]
+        wanted = [
+            (name, _endpoint_options(container, name, request))
+            for name, request in container.networks.items()
+        ]
         for network, options in self.controller.join_order(wanted):
             self.controller.connect(network, sandbox.id, options)
         requests = port_requests(container.config, host)
@@ -208,7 +219,9 @@ class ContainerNetworking:
         checked = checked_request(network, request)
         if container.state.running and container.sandbox_id:
             self.controller.connect(
-                network.id, container.sandbox_id, _endpoint_options(container, checked)
+                network.id,
+                container.sandbox_id,
+                _endpoint_options(container, network.name, checked),
             )
         return network, checked
 

@@ -260,6 +260,7 @@ class Runtime:
         host_config.network_mode = mode
         wanted = self._checks.networks(mode, networks, host_config.links)
         self._checks.sandbox_options(host_config)
+        self._checks.mac_address(config)
         container_id = secrets.token_hex(32)
         self._checks.ports(config, host_config)
         if not config.hostname:
