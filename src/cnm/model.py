@@ -146,6 +146,7 @@ class SandboxOptions:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)  # "name:ip"
+    link_hosts: list[str] = field(default_factory=list)  # legacy links: "alias host name:ip"
     # Docker's rule, decided by the runtime: a container whose network mode is a user-defined
     # network asks the embedded resolver (127.0.0.11); others get the host's resolvers.
     embedded_dns: bool = False
@@ -163,6 +164,7 @@ class Sandbox:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
+    link_hosts: list[str] = field(default_factory=list)  # after extra_hosts, as Docker's
     embedded_dns: bool = False
     joins: int = 0  # endpoints joined so far: the join order of the next one
 

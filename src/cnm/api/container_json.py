@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,7 +262,7 @@ def _config_json(container: Container, hostname: str) -> dict[str, Any]:
     return data
 
 
-def _host_config_json(host: HostConfig) -> dict[str, Any]:
+def _host_config_json(host: HostConfig, links: list[str]) -> dict[str, Any]:
     return {
         "Binds": None,
         "ContainerIDFile": "",
@@ -288,7 +289,7 @@ def _host_config_json(host: HostConfig) -> dict[str, Any]:
         "GroupAdd": None,
         "IpcMode": "private",
         "Cgroup": "",
-        "Links": list(host.links) or None,
+        "Links": links or None,
         "OomScoreAdj": 0,
         "PidMode": "",
         "Privileged": False,
@@ -410,8 +411,12 @@ def container_inspect_json(
     network_settings: dict[str, Any],
     paths: ContainerPaths,
     exec_ids: list[str],
+    legacy_links: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """``GET /containers/{id}/json``."""
+    """``GET /containers/{id}/json``. ``legacy_links`` are the (linked container's name,
+    alias) of its links on the default bridge, which Docker shows as HostConfig.Links
+    ("/db:/web/database"); links on user-defined networks show per endpoint only."""
+    links = [f"/{name}:/{container.name}/{alias}" for name, alias in legacy_links]
     state = container.state
     args = process_args(container)
     return {
@@ -445,7 +450,7 @@ def container_inspect_json(
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
-        "HostConfig": _host_config_json(container.host_config),
+        "HostConfig": _host_config_json(container.host_config, links),
         "GraphDriver": {"Data": None, "Name": "overlay"},
         "Mounts": [],
         "Config": _config_json(container, container.config.hostname or container.id[:12]),

@@ -33,6 +33,7 @@ from cnm.api import (
     events,
     execs,
     images,
+    links,
     networks,
     swarm,
     system,
@@ -168,6 +169,7 @@ def make_app(
     swarm.add_routes(app)
     events.add_routes(app)
     if runtime is not None:
+        links.add_routes(app)
         containers.add_routes(app)
         execs.add_routes(app)
         images.add_routes(app)

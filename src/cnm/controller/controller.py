@@ -306,6 +306,11 @@ class Controller:
     def rename_endpoints(self, sandbox_id: str, name: str) -> None:
         self._joins.rename(sandbox_id, name)
 
+    def set_link_hosts(self, sandbox_id: str, entries: list[str]) -> None:
+        """Replace the hosts lines a sandbox has for legacy links (``names:address``, written
+        after its extra hosts), at once in its hosts file."""
+        self._joins.set_link_hosts(sandbox_id, entries)
+
     def publish(self, sandbox_id: str, requests: list[PortRequest]) -> list[PortMapping]:
         """Publish ports for the sandbox, replacing those it had, on its gateway endpoint; they
         are bound when it has one (the mappings returned), else when one joins. An error

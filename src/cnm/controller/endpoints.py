@@ -31,8 +31,9 @@ from cnm.store.api import Store
 from cnm.transaction import Transaction, transaction
 
 LEGACY_LINKS = (
-    "links on the default bridge network (legacy links) are not supported by cnm: on a "
-    "user-defined network --link makes an alias the linking container resolves"
+    "links on the default bridge network are legacy links, given as the container's --link "
+    "(HostConfig.Links), not per endpoint: on a user-defined network --link makes an alias "
+    "the linking container resolves"
 )
 
 

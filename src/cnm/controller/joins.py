@@ -21,6 +21,7 @@ import logging
 from contextlib import ExitStack
 from dataclasses import replace
 
+from cnm import validate
 from cnm.controller.endpoints import Endpoints
 from cnm.controller.gateway import (
     configure_interface,
@@ -213,6 +214,17 @@ class Joins:
                 self._events.emit(
                     Event("endpoint-rename", replace(network), replace(endpoint), replace(sandbox))
                 )
+
+    def set_link_hosts(self, sandbox_id: str, entries: list[str]) -> None:
+        """Replace the sandbox's hosts lines of legacy links (``names:address``)."""
+        sandbox = self._sandboxes.find(sandbox_id)
+        with self._sandboxes.lock(sandbox.id):
+            for entry in entries:
+                validate.extra_host(entry)
+            updated = replace(self._sandboxes.find(sandbox.id), link_hosts=list(entries))
+            self._store.put(f"sandbox/{sandbox.id}", updated.to_json())
+            self._sandboxes.put(updated)
+            self._sandboxes.files.write_hosts(updated, self._endpoints.joined_to(sandbox.id))
 
     def publish(self, sandbox_id: str, requests: list[PortRequest]) -> list[PortMapping]:
         """Publish ports for the sandbox, replacing those it had, on its gateway endpoint."""

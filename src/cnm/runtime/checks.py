@@ -15,6 +15,7 @@ from collections.abc import Callable
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import InvalidParameter
+from cnm.runtime import links as links_mod
 from cnm.runtime.model import Container, ContainerConfig, EndpointRequest, HostConfig
 from cnm.runtime.networking import checked_request, port_requests
 
@@ -69,8 +70,9 @@ class CreateChecks:
         self, mode: str, networks: dict[str, EndpointRequest], links: list[str]
     ) -> dict[str, EndpointRequest]:
         """The networks to attach at start, the network mode's first (the start joins them in
-        the sandbox's order). The container's ``--link``s belong to its network mode's network,
-        as the docker CLI puts them there too."""
+        the sandbox's order). On a user-defined network mode the container's ``--link``s
+        belong to that network, as the docker CLI puts them there too; on the default bridge
+        they are legacy links (``links``)."""
         if mode.startswith("container:"):
             if networks:
                 raise InvalidParameter(
@@ -84,7 +86,7 @@ class CreateChecks:
             network = self._controller.network(ref)
             if network.name in resolved:
                 raise InvalidParameter(f"network {network.name} is given more than once")
-            if network.name == mode:
+            if network.name == mode and not links_mod.is_legacy(mode):
                 request = copy.deepcopy(request)
                 request.links += [link for link in links if link not in request.links]
             resolved[network.name] = checked_request(network, request)

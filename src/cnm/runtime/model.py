@@ -123,6 +123,7 @@ class Container:
     state: ContainerState = field(default_factory=ContainerState)
     sandbox_id: str | None = None  # while running; the sandbox of the container it shares
     restart_count: int = 0
+    links: dict[str, str] = field(default_factory=dict)  # legacy --link: alias -> container id
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()

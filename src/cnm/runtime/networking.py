@@ -31,6 +31,7 @@ from cnm.controller.endpoints import LEGACY_LINKS, ipv6_disabled
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.model import Endpoint, EndpointOptions, Network, PortRequest, Sandbox, SandboxOptions
 from cnm.portmap.spec import parse_port_key, requests_from_config
+from cnm.runtime import links
 from cnm.runtime.model import (
     Container,
     ContainerConfig,
@@ -133,9 +134,16 @@ class ContainerNetworking:
 
     # ------------------------------------------------------------------ start and stop
 
-    def attach(self, container: Container, txn: Transaction, lender: Container | None) -> Sandbox:
+    def attach(
+        self,
+        container: Container,
+        txn: Transaction,
+        lender: Container | None,
+        link_hosts: list[str] | None = None,
+    ) -> Sandbox:
         """The sandbox the container's process runs in, with its networks joined and its ports
-        published; ``lender`` is the container whose sandbox it shares (``container:``)."""
+        published; ``lender`` is the container whose sandbox it shares (``container:``);
+        ``link_hosts`` its legacy links' hosts lines (``legacy_links``)."""
         if shares_sandbox(container):
             assert lender is not None
             if not lender.state.running or not lender.sandbox_id:
@@ -152,6 +160,7 @@ class ContainerNetworking:
                 dns_search=list(host.dns_search),
                 dns_options=list(host.dns_options),
                 extra_hosts=list(host.extra_hosts),
+                link_hosts=list(link_hosts or []),
                 # Docker's rule: the embedded resolver for a user-defined network mode (the
                 # mode is stored as the network's name; the predefined ones are these three).
                 embedded_dns=host.network_mode not in ("bridge", "host", "none"),
@@ -168,6 +177,54 @@ class ContainerNetworking:
         if requests and host.network_mode not in ("host", "none"):
             self.controller.publish(sandbox.id, requests)
         return self.controller.sandbox(sandbox.id)
+
+    # ------------------------------------------------------------------ legacy links
+
+    def legacy_links(
+        self, container: Container, linked: dict[str, Container]
+    ) -> tuple[list[str], list[str]]:
+        """The hosts lines and environment a starting container gets for its legacy links
+        (``linked``: alias -> the linked container), by Docker's rules (``runtime.links``)."""
+        hosts: list[str] = []
+        env: list[str] = []
+        for alias, child in linked.items():
+            if not child.state.running:
+                raise Conflict(
+                    f"Cannot link to a non running container: /{child.name} AS "
+                    f"/{container.name}/{alias}"
+                )
+            address = self._bridge_address(child)
+            if address is None:
+                raise InvalidParameter(
+                    f"Cannot link to /{child.name}, as it does not belong to the default network"
+                )
+            hosts.append(links.hosts_entry(alias, child, address))
+            env += links.environment(container.name, alias, child, address)
+        return hosts, env
+
+    def _bridge_address(self, container: Container) -> str | None:
+        """A running container's address on the default bridge, if it has one of its own."""
+        if not container.sandbox_id or shares_sandbox(container):
+            return None
+        bridge = self.controller.network(links.DEFAULT_BRIDGE)
+        for endpoint in self.controller.endpoints(sandbox_id=container.sandbox_id):
+            if endpoint.network_id == bridge.id and endpoint.ipv4_address:
+                return endpoint.ipv4_address.split("/")[0]
+        return None
+
+    def relink(self, parent: Container, aliases: list[str], child: Container | None) -> None:
+        """Rewrite a running container's hosts lines for ``aliases``: to ``child``'s address
+        now (it started again), or none (``child`` None: the links were removed)."""
+        if not parent.state.running or not parent.sandbox_id:
+            return
+        address = self._bridge_address(child) if child is not None else None
+        if child is not None and address is None:
+            return
+        sandbox = self.controller.sandbox(parent.sandbox_id)
+        kept = [e for e in sandbox.link_hosts if links.entry_alias(e) not in aliases]
+        if child is not None and address is not None:
+            kept += [links.hosts_entry(alias, child, address) for alias in aliases]
+        self.controller.set_link_hosts(parent.sandbox_id, kept)
 
     def sandbox_files(self, sandbox: Sandbox) -> dict[str, Path]:
         """The sandbox's files by the path they are bound to inside (/etc/hosts...)."""

@@ -43,7 +43,7 @@ from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.events import EventBus
 from cnm.osl.reaper import REAPER
-from cnm.runtime import console
+from cnm.runtime import console, links
 from cnm.runtime.checks import CreateChecks
 from cnm.runtime.events import ContainerEvent, ImageEvent, RuntimeEvent
 from cnm.runtime.execs import ExecProcess, ExecSessions
@@ -259,6 +259,9 @@ class Runtime:
         mode = self._checks.network_mode(config, host_config, self._table.resolve)
         host_config.network_mode = mode
         wanted = self._checks.networks(mode, networks, host_config.links)
+        legacy_links = {}
+        if links.is_legacy(mode) or mode == "none":
+            legacy_links = links.resolve(host_config.links, mode, self._table.resolve)
         self._checks.sandbox_options(host_config)
         self._checks.mac_address(config)
         container_id = secrets.token_hex(32)
@@ -275,6 +278,7 @@ class Runtime:
                 config=config,
                 host_config=host_config,
                 networks=wanted,
+                links=legacy_links,
             )
 
         container = self._table.add(name, make)
@@ -315,6 +319,7 @@ class Runtime:
             raise failed
         log.info("container started id=%s pid=%d", container_id[:12], container.state.pid)
         self._emit("start", container)
+        self._relink_parents(container)
 
     def _start(self, container: Container, image: Image | None) -> None:
         lender = None
@@ -322,16 +327,18 @@ class Runtime:
             lender = self._table.current(
                 container.host_config.network_mode.removeprefix("container:")
             )
+        link_hosts, link_env = self._networking.legacy_links(container, self._linked(container))
+        process = _with_env(container, link_env)
         stdio = console.ProcessStdio()
         with transaction() as txn:
-            sandbox = self._networking.attach(container, txn, lender)
+            sandbox = self._networking.attach(container, txn, lender, link_hosts)
             txn.on_failure("stdio", stdio.close)
             files = self._networking.sandbox_files(sandbox)
             if image is None:
                 on_exit = self._exits.on_reaped(container.id)
-                pid = self._host_containers.start(container, sandbox, files, stdio, txn, on_exit)
+                pid = self._host_containers.start(process, sandbox, files, stdio, txn, on_exit)
             else:
-                pid = self._image_containers.start(container, image, sandbox, files, stdio, txn)
+                pid = self._image_containers.start(process, image, sandbox, files, stdio, txn)
             started = self._exits.pin(container.id, pid)
             txn.on_failure("pidfd", lambda: self._exits.release(container.id))
             state = ContainerState(
@@ -351,6 +358,65 @@ class Runtime:
         self._stdio.keep(container, stdio)
         if image is not None:  # a host container's process is our child: spawn watches it
             self._exits.watch_child(container.id, pid)
+
+    def _linked(self, container: Container) -> dict[str, Container]:
+        """The containers a starting container's legacy links name, by alias (copies)."""
+        given = {validate.link(e)[1]: validate.link(e)[0] for e in container.host_config.links}
+        linked = {}
+        for alias, child_id in container.links.items():
+            try:
+                linked[alias] = self._table.copy(child_id)
+            except NotFound:
+                raise Conflict(
+                    f"Cannot link to a non running container: /{given.get(alias, child_id)} "
+                    f"AS /{container.name}/{alias}"
+                ) from None
+        return linked
+
+    def _relink_parents(self, child: Container) -> None:
+        """A container started: the running containers linking to it see its new address."""
+        for parent in self._table.linking_to(child.id):
+            aliases = [alias for alias, cid in parent.links.items() if cid == child.id]
+            with suppress(CnmError):
+                self._networking.relink(parent, aliases, self._table.copy(child.id))
+
+    def legacy_links(self, container: Container) -> list[tuple[str, str]]:
+        """A container's legacy links as (linked container's name, alias); a linked container
+        that was removed keeps the name it was linked by."""
+        given = {validate.link(e)[1]: validate.link(e)[0] for e in container.host_config.links}
+        found = []
+        for alias, child_id in container.links.items():
+            try:
+                name = self._table.copy(child_id).name
+            except NotFound:
+                name = given.get(alias, child_id)
+            found.append((name, alias))
+        return found
+
+    def remove_link(self, path: str) -> None:
+        """``docker rm --link web/alias``: the link of ``web`` named ``alias`` goes, and with
+        it the hosts line (its environment stays until the next start, as in Docker)."""
+        full = path if path.startswith("/") else f"/{path}"
+        parent_ref, _, alias = full.rpartition("/")
+        if not parent_ref:
+            raise Conflict("Conflict, cannot remove the default link name of the container")
+        try:
+            parent_id = self._table.resolve(parent_ref.lstrip("/")).id
+        except NotFound:
+            raise NotFound(f"No such container: {path}") from None
+        with self._table.lock_for(parent_id):
+            parent = self._table.current(parent_id)
+            if alias not in parent.links:
+                raise NotFound(f"No such container: {path}")
+            updated = copy.deepcopy(parent)
+            del updated.links[alias]
+            updated.host_config.links = [
+                e for e in parent.host_config.links if validate.link(e)[1] != alias
+            ]
+            self._table.save(updated)
+            with self._table.lock:
+                parent.links, parent.host_config.links = updated.links, updated.host_config.links
+            self._networking.relink(parent, [alias], None)
 
     # ------------------------------------------------------------------ exits
 
@@ -599,6 +665,16 @@ _RUNNING = (
     "You cannot remove a running container {}. Stop the container before attempting removal "
     "or force remove"
 )
+
+
+def _with_env(container: Container, link_env: list[str]) -> Container:
+    """The container as its process is started: the legacy links' variables first, its own
+    environment over them (Docker's order)."""
+    if not link_env:
+        return container
+    process = copy.deepcopy(container)
+    process.config.env = merge_env(link_env, container.config.env)
+    return process
 
 
 def _exec_line(cmd: list[str]) -> str:
