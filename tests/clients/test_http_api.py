@@ -192,9 +192,9 @@ def test_blank_names_are_refused(daemon: Daemon, name: str) -> None:
 def test_names_docker_takes(daemon: Daemon, suffix: str) -> None:
     """Docker 20.10 takes any name that is not blank; one with a slash is reached by its id."""
     name = f"odd-{secrets.token_hex(3)}{suffix}"
-    status, text = _create(daemon, {"Name": name})
-    assert status == 201, text
-    network_id = json.loads(text)["Id"]
+    reply = daemon.request("POST", "/v1.41/networks/create", {"Name": name})
+    assert reply.status == 201, reply.body
+    network_id = json.loads(reply.body)["Id"]
     listed = daemon.request("GET", "/networks?filters=" + quote(json.dumps({"id": [network_id]})))
     assert [n["Name"] for n in listed.json()] == [name]
     assert daemon.request("DELETE", f"/networks/{network_id}").status == 204
