@@ -153,7 +153,6 @@ def oci_spec(
         },
         "root": {"path": str(rootfs), "readonly": False},
         "hostname": hostname,
-        **({"domainname": domainname} if domainname else {}),
         "mounts": mounts,
         "linux": {
             "cgroupsPath": f"cnm/{container_id}",
@@ -167,6 +166,9 @@ def oci_spec(
             ],
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
+            # The NIS domain name through its sysctl, as dockerd 20.10 sets it: runc 1.1 does
+            # not apply the spec's own "domainname" field.
+            **({"sysctl": {"kernel.domainname": domainname}} if domainname else {}),
         },
     }
 

@@ -338,7 +338,11 @@ class ContainerNetworking:
             endpoint = joined.get(network.id) if network else None
             networks[name] = NetworkAttachment(name, copy.deepcopy(request), network, endpoint)
         ports: dict[str, None] = {}
-        if container.state.running:
+        # Docker lists ports from the gateway endpoint: none while only internal networks.
+        offers_gateway = sandbox is None or any(
+            e.gateway_v4 or e.gateway_v6 for e in joined.values()
+        )
+        if container.state.running and offers_gateway:
             for port in [*container.config.exposed_ports, *container.host_config.port_bindings]:
                 ports.update(dict.fromkeys(_port_keys(port)))
         if sandbox is None:
