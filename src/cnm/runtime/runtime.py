@@ -11,7 +11,8 @@ no endpoint and no address (Docker does this at stop); the record keeps what it 
 
 This class composes the parts and orders their calls; each part owns its own state. Create's
 checks are ``checks``; a container's stdin and terminal ``stdio``; exec sessions ``execs``;
-file locations ``files``; runc itself ``runc``. Nothing here speaks Docker's JSON: callers get
+file locations ``files``; runc itself ``runc``; legacy links ``links``. What happens to
+containers and images is told on ``events`` (``docker events``), after it is recorded. Nothing here speaks Docker's JSON: callers get
 records (``Container``, ``ContainerNetworkState``, ``ExecInfo``, ``ExecProcess``) and the API
 turns them into Docker's wire format.
 
