@@ -35,6 +35,7 @@ class PoolRecord:
     ip_range: str | None = None
     gateway: str | None = None  # "10.10.0.1/24"; None for networks without a gateway
     aux_addresses: dict[str, str] = field(default_factory=dict)
+    address_space: str = "LocalDefault"  # the IPAM's local address space when granted
 
 
 @dataclass
@@ -105,6 +106,8 @@ class EndpointOptions:
     links: dict[str, str] = field(default_factory=dict)
     link_local_ips: list[str] = field(default_factory=list)  # put on the interface as well
     driver_options: dict[str, str] = field(default_factory=dict)  # Docker's DriverOpts
+    # The interface's name inside the sandbox (CNI_IFNAME); None: the lowest free ethN.
+    ifname: str | None = None
 
 
 @dataclass
@@ -150,6 +153,9 @@ class SandboxOptions:
     # Docker's rule, decided by the runtime: a container whose network mode is a user-defined
     # network asks the embedded resolver (127.0.0.11); others get the host's resolvers.
     embedded_dns: bool = False
+    # Adopt the network namespace another runtime made at this path (a CNI container's
+    # CNI_NETNS) instead of making one; None: cnm makes the namespace.
+    netns_path: str | None = None
 
 
 @dataclass
@@ -167,6 +173,9 @@ class Sandbox:
     link_hosts: list[str] = field(default_factory=list)  # after extra_hosts, as Docker's
     embedded_dns: bool = False
     joins: int = 0  # endpoints joined so far: the join order of the next one
+    # The path of the namespace this sandbox adopted ("" if cnm made its own). ``key`` is then
+    # cnm's own bind mount of that namespace: removing it never ends the namespace.
+    adopted_from: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
