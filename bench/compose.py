@@ -105,6 +105,7 @@ def bench(reps: int) -> None:
         raise SystemExit("docker-compose is not installed (scripts/setup.sh --test)")
     print(f"docker-compose up -d / down -t 0 of {PROJECT.name}, {reps} times each")
     with bench_root("cnm-bench-compose-") as root:
+        (root / "cnm").mkdir()
         with host_namespace(root / "cnm-ns") as ns, daemon(root / "cnm", ns.path) as sock:
             import_busybox(sock)
             ups, downs = compose_times(sock, root, reps)
