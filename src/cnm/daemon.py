@@ -17,8 +17,14 @@ process: a forked child inherits them. A signal during start-up (restore and rec
 ends the process at once; the store's transactions and the next start's reconciliation make
 that safe.
 
-Logs are logfmt lines on stderr (``time=... level=info msg="..." key=value``); fields passed
-through ``extra=`` become keys. Requests are logged at debug level.
+Logs are logfmt lines on stderr (``time=... level=info msg="..." key=value``), or with
+``--log-format json`` one JSON object a line with the same keys (``time``, ``level``, ``msg``,
+then the fields passed through ``extra=``, ``logger`` for other modules than the daemon's,
+``traceback`` for an exception). Requests are logged at debug level.
+
+``--observe-listen 127.0.0.1:PORT`` also serves the read-only routes (the topology page,
+``/metrics``, topology, explain and inspect) on that loopback TCP port; the Engine API stays on
+the Unix socket only (see ``cnm.api.ui``).
 
 This module is imported by the CLI for its options, so the server side (aiohttp, the controller,
 pyroute2) is imported only when the daemon runs.
@@ -156,6 +162,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=sorted(LOG_LEVELS), help="log level (info)"
     )
+    parser.add_argument(
+        "--log-format",
+        default="logfmt",
+        choices=["logfmt", "json"],
+        help="logfmt lines (default) or one JSON object a line",
+    )
+    parser.add_argument(
+        "--observe-listen",
+        default=None,
+        metavar="127.0.0.1:PORT",
+        help="also serve the topology page (/ui/) and /metrics on this loopback TCP address "
+        "(read-only routes only; off by default)",
+    )
 
 
 def plugin_config(args: argparse.Namespace) -> PluginConfig:
@@ -220,9 +239,29 @@ class LogfmtFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level_name: str) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, with the keys the logfmt lines have."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        fields: dict[str, object] = {
+            "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": "fatal" if record.levelno >= logging.CRITICAL else record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS:
+                fields[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if not record.name.startswith("cnm.daemon"):
+            fields["logger"] = record.name
+        if record.exc_info:
+            fields["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(fields, ensure_ascii=False)
+
+
+def configure_logging(level_name: str, log_format: str = "logfmt") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else LogfmtFormatter())
     # Debug output is ours only: pyroute2 logs every netlink message at debug level.
     handler.addFilter(lambda r: r.levelno >= logging.INFO or r.name.startswith("cnm"))
     root = logging.getLogger()
@@ -305,14 +344,34 @@ def _engine_id(data_root: Path) -> str:
 # ----------------------------------------------------------------------------- serving
 
 
-async def serve(app: web.Application, path: Path, owner_pid: int) -> None:
-    """Serve ``app`` on ``path`` (mode 0660, root-owned) until SIGTERM or SIGINT."""
+async def serve(
+    app: web.Application,
+    path: Path,
+    owner_pid: int,
+    listen: tuple[web.Application, str, int] | None = None,
+) -> None:
+    """Serve ``app`` on ``path`` (mode 0660, root-owned) until SIGTERM or SIGINT; with
+    ``listen``, also that application on that TCP address."""
     from aiohttp import web
 
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
     )
     await runner.setup()
+    tcp_runner: web.AppRunner | None = None
+    if listen is not None:
+        tcp_app, host, port = listen
+        tcp_runner = web.AppRunner(
+            tcp_app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
+        await tcp_runner.setup()
+        try:
+            await web.TCPSite(tcp_runner, host, port).start()
+        except OSError as err:
+            await tcp_runner.cleanup()
+            await runner.cleanup()
+            raise DaemonError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        log.info("page and metrics listening", extra={"address": f"{host}:{port}"})
     stop = asyncio.Event()
 
     def on_signal(signum: int) -> None:
@@ -339,7 +398,9 @@ async def serve(app: web.Application, path: Path, owner_pid: int) -> None:
         log.info("API listening", extra={"socket": str(path)})
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await runner.cleanup()  # its shutdown ends the event streams of both listeners
+        if tcp_runner is not None:
+            await tcp_runner.cleanup()
         _unlink_if_ours(path, ours)
 
 
@@ -357,7 +418,7 @@ def _unlink_if_ours(path: Path, ours: tuple[int, int] | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``cnm daemon``: returns the exit status."""
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         return _run(args)
     except DaemonError as err:
@@ -372,8 +433,10 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from cnm.api import cni as cni_api
     from cnm.api import dns as dns_api
+    from cnm.api import metrics as metrics_api
     from cnm.api.common import DaemonInfo
-    from cnm.api.server import make_app
+    from cnm.api.server import make_app, make_read_only_app
+    from cnm.api.ui import parse_listen
     from cnm.cni.attachments import CniAttachments
     from cnm.controller import ControllerConfig
     from cnm.dns.resolver import Resolver
@@ -381,6 +444,7 @@ def _run(args: argparse.Namespace) -> int:
     from cnm.ipam.default import parse_pool_option
     from cnm.runtime.runtime import Runtime, RuntimeConfig
     from cnm.store.sqlite import SqliteStore
+    from cnm.store.timed import TimedStore
     from cnm.wiring import build_controller
 
     owner_pid = os.getpid()
@@ -405,6 +469,12 @@ def _run(args: argparse.Namespace) -> int:
         except ValueError:
             raise DaemonError(f"invalid {flag} {value!r}: not an IP address") from None
     plugins = plugin_config(args)
+    listen_address = None
+    if args.observe_listen is not None:
+        try:
+            listen_address = parse_listen(args.observe_listen)
+        except CnmError as err:
+            raise DaemonError(f"invalid --observe-listen: {err}") from None
     for root in (exec_root, data_root, path.parent):
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with ExitStack() as stack:
@@ -413,7 +483,7 @@ def _run(args: argparse.Namespace) -> int:
         claim_socket(path)
         become_subreaper()
         raise_open_files_limit()
-        store = SqliteStore(data_root / "cnm.db")
+        store = TimedStore(SqliteStore(data_root / "cnm.db"))
         stack.callback(store.close)
         config = ControllerConfig(
             exec_root=exec_root,
@@ -465,6 +535,10 @@ def _run(args: argparse.Namespace) -> int:
         app = make_app(controller, info, runtime)
         dns_api.add_routes(app, resolver)
         cni_api.add_routes(app, attachments)
-        asyncio.run(serve(app, path, owner_pid))
+        metrics_api.watch_resolver(app, resolver)
+        listen = None
+        if listen_address is not None:
+            listen = (make_read_only_app(app), *listen_address)
+        asyncio.run(serve(app, path, owner_pid, listen))
     log.info("cnm daemon stopped")
     return 0

@@ -2,12 +2,13 @@
 
 The controller imports only contracts (the driver, IPAM, store and firewall APIs); this module
 is where the implementations are chosen: the host namespace's netlink handle, the nftables
-firewall, the host-port mapper, the bridge, host, null, macvlan and ipvlan (a refusal)
+firewall, the host-port mapper, the bridge, host, null, macvlan, ipvlan (a refusal) and overlay
 drivers, the default IPAM with Docker's pools, and, given a ``PluginConfig``, the finder that
 turns other driver names into remote drivers and IPAM drivers (Docker's plugin discovery). The
 daemon calls it, and so does in-process use (tests, benchmarks, the library); either can build
 a ``Controller`` from other parts instead. Without a ``PluginConfig`` no plugin is ever looked
-for.
+for. The overlay driver is always registered; without an advertise address (no cluster store)
+it refuses to make networks, saying how to give one.
 
 The host namespace is the calling thread's when this runs: build the controller inside the
 namespace that plays the host.
@@ -27,12 +28,14 @@ from cnm.drivers.host import HostDriver
 from cnm.drivers.ipvlan import IpvlanDriver
 from cnm.drivers.macvlan import MacvlanDriver
 from cnm.drivers.null import NullDriver
+from cnm.drivers.overlay import OverlayDriver
 from cnm.drivers.remote import RemoteDriver
 from cnm.firewall.nftables import NftablesFirewall
 from cnm.ipam.default import DefaultIpam, PoolSpec
 from cnm.ipam.remote import RemoteIpam
 from cnm.ipamapi import IPNetwork
 from cnm.osl.links import HostNetwork
+from cnm.osl.vxlan import MAX_VNI
 from cnm.plugins.discovery import PluginConfig, PluginManager
 from cnm.plugins.protocol import IPAM_DRIVER, NETWORK_DRIVER
 from cnm.portmap.mapper import PortMapper
@@ -64,20 +67,39 @@ def build_controller(
     *,
     address_pools: Sequence[PoolSpec] | None = None,
     plugins: PluginConfig | None = None,
+    advertise_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None,
+    max_vni: int = MAX_VNI,
 ) -> Controller:
     """A controller with the default parts; ``address_pools`` replaces Docker's default
-    pools for automatic subnets; ``plugins`` says where remote drivers are looked for. Call
-    ``start()`` on it before use."""
+    pools for automatic subnets; ``plugins`` says where remote drivers are looked for;
+    ``advertise_address`` is this host's underlay address (``--cluster-advertise``, the
+    overlay's tunnel endpoint) and ``max_vni`` the highest VNI overlay networks get
+    automatically. Call ``start()`` on it before use."""
     host = HostNetwork()
     firewall = NftablesFirewall()
     port_mapper = PortMapper(host)
     ipam = DefaultIpam(address_pools, lambda: reserved_networks(host, config.host_resolv_conf))
     bridge = BridgeDriver(host, firewall, port_mapper, config.default_host_ip)
+    overlay = OverlayDriver(
+        host,
+        firewall,
+        port_mapper,
+        advertise_address=advertise_address,
+        max_vni=max_vni,
+        default_host_ip=config.default_host_ip,
+    )
     parts = Parts(
         host=host,
         firewall=firewall,
         port_mapper=port_mapper,
-        drivers=[bridge, HostDriver(), NullDriver(), MacvlanDriver(host), IpvlanDriver(host)],
+        drivers=[
+            bridge,
+            HostDriver(),
+            NullDriver(),
+            MacvlanDriver(host),
+            IpvlanDriver(host),
+            overlay,
+        ],
         ipams=[ipam],
         finder=PluginFinder(PluginManager(plugins), host) if plugins is not None else None,
     )

@@ -244,7 +244,13 @@ class Controller:
             self._networks.delete(network)
             self._endpoints.forget_network(network.id)
 
-    def prune_networks(self, should_prune: Callable[[Network], bool]) -> list[Network]:
+    def prune_networks(
+        self,
+        should_prune: Callable[[Network], bool],
+        on_deleted: Callable[[Network], None] | None = None,
+    ) -> list[Network]:
+        """Delete every unused, non-predefined network ``should_prune`` accepts;
+        ``on_deleted`` hears of each as it goes (progress for a long prune)."""
         pruned = []
         for network in self.networks():
             if network.predefined or not should_prune(network):
@@ -254,6 +260,8 @@ class Controller:
             except (Forbidden, NotFound):
                 continue
             pruned.append(network)
+            if on_deleted is not None:
+                on_deleted(network)
         return pruned
 
     # ----------------------------------------------------------------- endpoints

@@ -58,7 +58,8 @@ def _open_socket() -> IPRoute:
     return IPRoute(groups=0)
 
 
-def _translate(err: NetlinkError, what: str) -> CnmError:
+def netlink_error(err: NetlinkError, what: str) -> CnmError:
+    """The cnm error for a netlink failure while doing ``what``."""
     if err.code == errno.EEXIST:
         return Conflict(f"{what}: already exists")
     if err.code == EXFULL:
@@ -114,7 +115,7 @@ class _Links:
         except NetlinkError as err:
             if err.code == errno.ENODEV:
                 return None
-            raise _translate(err, f"look up link {name}") from err
+            raise netlink_error(err, f"look up link {name}") from err
         return msgs[0]["index"] if msgs else None
 
     def details(self, name: str) -> LinkDetails | None:
@@ -124,7 +125,7 @@ class _Links:
         except NetlinkError as err:
             if err.code == errno.ENODEV:
                 return None
-            raise _translate(err, f"look up link {name}") from err
+            raise netlink_error(err, f"look up link {name}") from err
         if not msgs:
             return None
         msg = msgs[0]
@@ -149,14 +150,14 @@ class _Links:
         try:
             self.ipr.link("set", index=index, master=master)
         except NetlinkError as err:
-            raise _translate(err, f"enslave link {index} to {master}") from err
+            raise netlink_error(err, f"enslave link {index} to {master}") from err
 
     def delete(self, index: int) -> None:
         try:
             self.ipr.link("del", index=index)
         except NetlinkError as err:
             if err.code != errno.ENODEV:
-                raise _translate(err, f"delete link {index}") from err
+                raise netlink_error(err, f"delete link {index}") from err
 
     def add_address(self, index: int, address: IPInterface) -> None:
         kwargs: dict[str, object] = {}
@@ -173,7 +174,7 @@ class _Links:
                 **kwargs,
             )
         except NetlinkError as err:
-            raise _translate(err, f"add address {address}") from err
+            raise netlink_error(err, f"add address {address}") from err
 
     def add_route(
         self,
@@ -194,7 +195,7 @@ class _Links:
         try:
             self.ipr.route("replace" if replace else "add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"add route to {destination}") from err
+            raise netlink_error(err, f"add route to {destination}") from err
 
     def delete_route(self, destination: IPNetwork) -> None:
         family = 10 if destination.version == 6 else 2
@@ -202,7 +203,7 @@ class _Links:
             self.ipr.route("del", dst=str(destination), family=family)
         except NetlinkError as err:
             if err.code not in (errno.ESRCH, errno.ENOENT):  # IPv4 says ESRCH, IPv6 ENOENT
-                raise _translate(err, f"delete route to {destination}") from err
+                raise netlink_error(err, f"delete route to {destination}") from err
 
     def move(self, index: int, target: NetNamespace, new_name: str, mac: str | None = None) -> None:
         """Move link ``index`` to ``target``, named ``new_name`` there (see the module note)."""
@@ -212,7 +213,7 @@ class _Links:
         try:
             self.ipr.link("set", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"move link {index} to {target.path} as {new_name}") from err
+            raise netlink_error(err, f"move link {index} to {target.path} as {new_name}") from err
 
     def addresses(self, index: int) -> list[IPInterface]:
         """The addresses on link ``index`` (link-local ones included)."""
@@ -314,16 +315,22 @@ class HostNetwork:
         with self.namespace.entered():
             yield
 
-    def create_bridge(self, name: str, *, mtu: int | None, alias: str) -> int:
+    def create_bridge(
+        self, name: str, *, mtu: int | None, alias: str, mac: str | None = None
+    ) -> int:
         """Create a bridge tagged with ``alias``. The kernel ignores IFLA_IFALIAS in
-        RTM_NEWLINK, so the alias is set by a second message."""
+        RTM_NEWLINK, so the alias is set by a second message. A bridge given its ``mac`` keeps
+        it; one without takes the lowest MAC of its ports whenever they change
+        (br_stp_recalculate_bridge_id), which changes its gateway's MAC under the containers."""
         spec: dict[str, object] = {"ifname": name, "kind": "bridge"}
         if mtu is not None:
             spec["mtu"] = mtu
+        if mac is not None:
+            spec["address"] = mac
         try:
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create bridge {name}") from err
+            raise netlink_error(err, f"create bridge {name}") from err
         index = self.links.index_of(name)
         if index is None:
             raise CnmError(f"bridge {name} vanished right after creation")
@@ -331,7 +338,7 @@ class HostNetwork:
             self.links.ipr.link("set", index=index, ifalias=alias)
         except NetlinkError as err:
             self.links.delete(index)
-            raise _translate(err, f"tag bridge {name}") from err
+            raise netlink_error(err, f"tag bridge {name}") from err
         return index
 
     def create_veth(
@@ -362,7 +369,7 @@ class HostNetwork:
         try:
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create veth {host_name}") from err
+            raise netlink_error(err, f"create veth {host_name}") from err
         index = self.links.index_of(host_name)
         if index is None:
             raise CnmError(f"veth {host_name} vanished right after creation")
@@ -390,7 +397,7 @@ class HostNetwork:
         try:
             self.links.ipr.link("set", index=index, ifalias=alias)
         except NetlinkError as err:
-            raise _translate(err, f"tag link {index}") from err
+            raise netlink_error(err, f"tag link {index}") from err
 
     def supports_link_kind(self, kind: str) -> bool:
         """Whether this kernel can make links of ``kind``, for kinds that need a lower link
@@ -409,7 +416,7 @@ class HostNetwork:
         try:
             self.links.ipr.link("add", ifname=name, kind="vlan", link=parent, vlan_id=vlan_id)
         except NetlinkError as err:
-            raise _translate(err, f"create VLAN sub-interface {name}") from err
+            raise netlink_error(err, f"create VLAN sub-interface {name}") from err
         index = self.links.index_of(name)
         if index is None:
             raise CnmError(f"VLAN sub-interface {name} vanished right after creation")
@@ -450,7 +457,7 @@ class HostNetwork:
         try:
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create macvlan {name} on link {parent}") from err
+            raise netlink_error(err, f"create macvlan {name} on link {parent}") from err
 
     def on_link_networks(self) -> list[IPNetwork]:
         """Destinations of the host's directly connected routes in the main table (for IPAM to
