@@ -13,8 +13,9 @@ if [ "${1:-}" = "--test" ]; then
     # (3.4) the cluster-store tests start on their own ports. Neither service is ever started.
     # containernetworking-plugins brings the reference CNI plugins (bridge, loopback, tuning)
     # that the CNI tests and bench/cni.py run beside cnm-cni; chromium and chromium-driver are
-    # the headless browser the topology page is tested in.
-    packages+=(docker.io busybox-static iptables iperf3 etcd-server etcd-client containernetworking-plugins chromium chromium-driver)
+    # the headless browser the topology page is tested in; docker-compose (1.29.2, built on
+    # docker-py) drives Compose projects against the daemon.
+    packages+=(docker.io docker-compose busybox-static iptables iperf3 etcd-server etcd-client containernetworking-plugins chromium chromium-driver)
 else
     extras="."
 fi
