@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip)
+# runc runs the containers, tini is the docker-init of --init, procps the ps of docker top.
+packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip runc tini procps)
 extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
     # docker.io brings the Docker 20.10 CLI the client tests drive; etcd-server brings the etcd

@@ -8,7 +8,7 @@ cannot strip the prefix and re-route. ``check_version`` then refuses versions ou
 Errors leave as Docker's ``{"message": "..."}`` with the status the cnm.errors class carries.
 An unknown route, or a known one with the wrong method, is 404 "page not found" (Docker maps
 both the same way). Engine endpoints that the docker CLI may call but cnm does not serve
-(volumes, swarm...) answer 501 with a message; the part of cnm that comes to serve one of them
+(build, swarm...) answer 501 with a message; the part of cnm that comes to serve one of them
 removes its prefix from ``NOT_SERVED_YET``. The container, image and exec endpoints are served
 when the application is made with a runtime (the daemon always gives one).
 
@@ -26,7 +26,19 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from cnm import __version__
-from cnm.api import API_VERSION, MIN_API_VERSION, containers, execs, images, networks, system
+from cnm.api import (
+    API_VERSION,
+    MIN_API_VERSION,
+    archive,
+    container_ops,
+    containers,
+    execs,
+    images,
+    networks,
+    stats,
+    system,
+    volumes,
+)
 from cnm.api.common import (
     BACKEND,
     Backend,
@@ -48,7 +60,6 @@ BLOCKING_THREADS = 64  # stops, kills and exec processes, one thread each while 
 NOT_SERVED_YET = (
     "auth",
     "build",
-    "commit",
     "configs",
     "distribution",
     "events",
@@ -60,7 +71,6 @@ NOT_SERVED_YET = (
     "swarm",
     "system",
     "tasks",
-    "volumes",
 )
 
 
@@ -133,13 +143,9 @@ async def not_served_yet(request: web.Request) -> web.Response:
     )
 
 
-async def no_such_volume(request: web.Request) -> web.Response:
-    """cnm has no volumes and no plugins, so none of them exists: a 404 lets ``docker inspect
-    NAME`` go on to its "No such object" instead of stopping at a 501."""
-    return error_response(404, f"get {request.match_info['name']}: no such volume")
-
-
 async def no_such_plugin(request: web.Request) -> web.Response:
+    """cnm has no plugins, so none exists: a 404 lets ``docker inspect NAME`` go on to its
+    "No such object" instead of stopping at a 501."""
     return error_response(404, f'plugin "{request.match_info["name"]}" not found')
 
 
@@ -165,8 +171,12 @@ def make_app(
         containers.add_routes(app)
         execs.add_routes(app)
         images.add_routes(app)
+        # The container side beyond the lifecycle (issue 11): its own routes.
+        container_ops.add_routes(app)
+        archive.add_routes(app)
+        stats.add_routes(app)
+        volumes.add_routes(app)
     sections = "|".join(NOT_SERVED_YET)
-    add_route(app, "GET", "/volumes/{name}", no_such_volume)
     add_route(app, "GET", "/plugins/{name}/json", no_such_plugin)
     add_route(app, "*", f"/{{section:(?:{sections})}}{{rest:(?:/.*)?}}", not_served_yet)
     return app

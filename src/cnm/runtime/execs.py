@@ -11,8 +11,10 @@ A started session hands its client an ``ExecProcess``: the process's stdin, stdo
 as byte streams, and its exit code. With a terminal, stdin and stdout are both the master side
 of a pseudo-terminal in a session of its own (``setsid --ctty``: ``runc exec --tty`` needs a
 controlling terminal, and gives the container's terminal the size of this one, at start and on
-SIGWINCH), and there is no stderr (the terminal merges the streams). The process is the
-reaper's child, so its exit is recorded by the session before anyone waiting on it wakes.
+SIGWINCH; this one is raw then, or both terminals would turn a newline into CR LF and the
+client would read CR CR LF), and there is no stderr (the terminal merges the streams). The
+process is the reaper's child, so its exit is recorded by the session before anyone waiting on
+it wakes. A command runc cannot start (no such file, no such user) exits 126, Docker's code.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import os
 import secrets
 import subprocess
 import threading
+import tty
+from pathlib import Path
 from typing import IO
 
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
@@ -28,6 +32,7 @@ from cnm.osl.reaper import REAPER, Child
 from cnm.runtime import console
 from cnm.runtime.model import ExecInfo
 from cnm.runtime.process import ExecRequest, ProcessCommand, exit_code
+from cnm.runtime.runc import exec_failure
 
 
 class ExecProcess:
@@ -36,20 +41,20 @@ class ExecProcess:
     def __init__(
         self,
         session: ExecSession,
-        child: Child,
+        child: Child | None,
         stdin: IO[bytes],
         stdout: IO[bytes],
         stderr: IO[bytes] | None,
     ) -> None:
         self._session = session
-        self._child = child  # kept while the streams are in use
+        self._child = child  # kept while the streams are in use; None: it never started
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr  # None with a terminal
 
     @property
     def pid(self) -> int:
-        return self._child.pid
+        return self._child.pid if self._child is not None else 0
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit code (128+N for signal N) once the process has ended and the session
@@ -81,6 +86,8 @@ class ExecSession:
         self._exit_code: int | None = None
         self._pid = 0
         self._console = -1  # a copy of the terminal's master while it runs, for resize
+        self._failure_log: Path | None = None
+        self.failure = ""  # why the command could not be started, if it could not
 
     def start(self, command: ProcessCommand) -> ExecProcess:
         """Start the process (once): ``command`` runs ``request`` inside the container."""
@@ -89,6 +96,7 @@ class ExecSession:
                 raise Conflict(f"Exec {self.id} has already been started")
             self._started = True
             self._running = True
+            self._failure_log = command.failure_log
         try:
             if self.request.tty:
                 process = self._spawn_on_terminal(command)
@@ -114,10 +122,34 @@ class ExecSession:
             self._pid = process.pid
         return process
 
+    def refuse(self, message: str) -> ExecProcess:
+        """The command cannot be started (Docker's exec start failure): its client reads
+        ``message`` on the error stream (the output with a terminal) and the exit code 126."""
+        with self._lock:
+            if self._started:
+                raise Conflict(f"Exec {self.id} has already been started")
+            self._started = True
+            self.failure = message
+            self._exit_code = 126
+        self._exited.set()
+        text = f"{message}\r\n" if self.request.tty else f"{message}\n"
+        streams = []
+        for data in (b"", text.encode()):
+            read_end, write_end = os.pipe()
+            os.write(write_end, data)
+            os.close(write_end)
+            streams.append(open(read_end, "rb", buffering=0))  # noqa: SIM115 - the client's
+        sink = open(os.devnull, "wb")  # noqa: SIM115 - the client's to close
+        if self.request.tty:
+            return ExecProcess(self, None, sink, streams[1], None)
+        return ExecProcess(self, None, sink, streams[0], streams[1])
+
     def _spawn_on_terminal(self, command: ProcessCommand) -> ExecProcess:
         master, slave = os.openpty()
         try:
             console.set_size(master, *self._console_size)
+            if command.terminal_inside:
+                tty.setraw(slave)  # the command's own terminal converts newlines, not this one
             child = REAPER.spawn(
                 ["setsid", "--wait", "--ctty", *command.args],
                 stdin=slave,
@@ -136,9 +168,14 @@ class ExecSession:
         return ExecProcess(self, child, stdin, stdout, None)
 
     def _ended(self, pid: int, returncode: int) -> None:
-        """From the reaper thread, before anyone waiting on the process wakes."""
+        """From the reaper thread, before anyone waiting on the process wakes. runc exits 255
+        when it could not start the command: Docker reports 126 then."""
+        failure = exec_failure(self._failure_log) if returncode == 255 else ""
+        if returncode != 255 and self._failure_log is not None:
+            self._failure_log.unlink(missing_ok=True)
         with self._lock:
-            self._exit_code = exit_code(returncode)
+            self.failure = failure
+            self._exit_code = 126 if failure else exit_code(returncode)
             self._running = False
             if self._console >= 0:
                 os.close(self._console)
@@ -169,6 +206,9 @@ class ExecSession:
                 running=self._running,
                 exit_code=None if self._running or not self._started else self._exit_code,
                 pid=self._pid,
+                user=self.request.user,
+                privileged=self.request.privileged,
+                detach_keys=self.request.detach_keys,
             )
 
 

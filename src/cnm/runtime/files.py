@@ -1,24 +1,21 @@
 """Where each container's files live, and their removal.
 
 Two directories per container: the bundle under the exec root (``containers/<id>``: the OCI
-config, the overlay's mount point, runc's log and pid file, the terminal copier's pid), which
-may be on a tmpfs and is rebuilt at each start; and the state under the data root
-(``containers/<id>``: the overlay's upper and work directories, the two log files), which lives
-as long as the container. runc's own state is under ``<exec root>/runc``.
+config, the overlay's mount point, runc's log and pid file, the terminal copier's pid, the
+output FIFOs), which may be on a tmpfs and is rebuilt at each start; and the state under the
+data root (``containers/<id>``: the overlay's upper and work directories, the init layer with
+the container's mount points, the log file), which lives as long as the container. runc's own
+state is under ``<exec root>/runc``. The log file is named as Docker names it:
+``<id>-json.log`` for json-file, ``local-logs/container.log`` for local.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from cnm.runtime import bundle
-
-LOG_NAMES = ("stdout.log", "stderr.log")
 
 
 @dataclass(frozen=True)
@@ -44,28 +41,25 @@ class ContainerFiles:
     def state_dir(self, container_id: str) -> Path:
         return self.states / container_id
 
-    def log_paths(self, container_id: str) -> tuple[Path, Path]:
-        """stdout.log and stderr.log."""
+    def log_path(self, container_id: str, driver: str) -> Path:
+        """Where the container's log driver writes (also for none, which writes nothing)."""
         state = self.state_dir(container_id)
-        return state / LOG_NAMES[0], state / LOG_NAMES[1]
+        if driver == "local":
+            return state / "local-logs" / "container.log"
+        return state / f"{container_id}-json.log"
+
+    def init_layer(self, container_id: str) -> Path:
+        """The container's own lower layer: its mount points, so they are no change of its."""
+        return self.state_dir(container_id) / "init"
 
     def prepare(self) -> None:
         for path in (self.runc_root, self.bundles, self.states):
             path.mkdir(parents=True, exist_ok=True)
 
     def create(self, container_id: str) -> None:
-        """A new container's state directory with its empty logs."""
-        self.state_dir(container_id).mkdir(parents=True, exist_ok=True)
-        for path in self.log_paths(container_id):
-            path.touch()
-
-    @contextmanager
-    def appending_logs(self, container_id: str) -> Iterator[tuple[IO[bytes], IO[bytes], int]]:
-        """The log files opened for appending, and the size of stderr.log before the start (a
-        failed start's own message is cut off again)."""
-        out_path, err_path = self.log_paths(container_id)
-        with open(out_path, "ab") as out, open(err_path, "ab") as err:
-            yield out, err, err.tell()
+        """A new container's state directory, with its init layer and upper directory."""
+        for path in (self.init_layer(container_id), self.state_dir(container_id) / "upper"):
+            path.mkdir(parents=True, exist_ok=True)
 
     def unmount_rootfs(self, container_id: str) -> None:
         bundle.unmount(self.bundle_dir(container_id) / "rootfs")

@@ -1,10 +1,11 @@
 """Containers of an imported image: an overlay over the image, an OCI bundle, runc.
 
-A start mounts the rootfs (``bundle.mount_overlay``), writes config.json with the sandbox's
-namespace and files, and runs ``runc run -d`` with the container's stdio: the log files for
-output (runc hands its own stdio to the container when there is no terminal), and for input the
-read end of a stdin pipe (``OpenStdin``) or, with ``Tty``, a console socket that runc sends the
-terminal's master to. What the daemon keeps of those is left in a ``console.ProcessStdio``.
+A start makes the container's mount points in its init layer, mounts the rootfs
+(``bundle.mount_overlay``), fills empty volumes from the image, resolves ``--user`` in the
+container's files, writes config.json (``ocispec``) and runs ``runc run -d`` with the
+container's stdio: its output FIFOs (runc hands its own stdio to the container when there is no
+terminal), and for input the read end of a stdin pipe (``OpenStdin``) or, with ``Tty``, a
+console socket that runc sends the terminal's master to. What the daemon keeps of those is left in a ``console.ProcessStdio``.
 runc's init is reparented to the daemon once ``runc run -d`` returns (the daemon is a child
 subreaper), so the reaper learns its exit like any child's.
 """
@@ -13,19 +14,34 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from cnm.errors import CnmError
 from cnm.model import Sandbox
-from cnm.runtime import bundle, console
+from cnm.runtime import bundle, console, mounts, ocispec, security, users
 from cnm.runtime.files import ContainerFiles
+from cnm.runtime.logdriver import STDERR, STDOUT
 from cnm.runtime.model import Container, Image
 from cnm.runtime.process import ExecRequest, ProcessCommand, process_env
 from cnm.runtime.runc import Runc
 from cnm.transaction import Transaction
+
+
+@dataclass(frozen=True)
+class SharedNamespaces:
+    """What a start takes from outside the container: namespaces of another container to join
+    (``--pid``/``--ipc container:<id>``: "pid"/"ipc" -> /proc/<pid>/ns/...), the /dev/shm
+    to bind (``--ipc host`` or ``container:<id>``), and docker-init for ``--init``."""
+
+    namespaces: dict[str, str] = field(default_factory=dict)
+    shm: str = ""
+    init_binary: str = ""
+
 
 log = logging.getLogger(__name__)
 
@@ -43,51 +59,113 @@ class ImageContainers:
         sandbox_files: dict[str, Path],
         stdio: console.ProcessStdio,
         txn: Transaction,
+        shared: SharedNamespaces,
     ) -> int:
         """Run the container's process in ``sandbox``; its pid. ``sandbox_files`` maps a path
         inside (/etc/hosts) to the file bind-mounted there."""
         bundle_dir = self._files.bundle_dir(container.id)
         state = self._files.state_dir(container.id)
         rootfs = bundle_dir / "rootfs"
-        bundle.mount_overlay(Path(image.rootfs), state / "upper", state / "work", rootfs)
+        init_layer = self._files.init_layer(container.id)
+        image_root = Path(image.rootfs)
+        mounts.prepare_init_layer(
+            init_layer,
+            image_root,
+            [*mounts.destinations(container), "/proc", "/sys", "/dev"],
+            [*sandbox_files, *([ocispec.INIT_PATH] if container.host_config.init else [])],
+        )
+        bundle.mount_overlay([init_layer, image_root], state / "upper", state / "work", rootfs)
         txn.on_failure("rootfs", lambda: bundle.unmount(rootfs))
-        spec = bundle.oci_spec(
-            container_id=container.id,
-            args=[*container.config.entrypoint, *container.config.cmd],
-            env=process_env(container.config, sandbox.hostname),
-            cwd=container.config.working_dir,
-            hostname=sandbox.hostname,
-            rootfs=rootfs,
-            netns=sandbox.key,
-            files=sandbox_files,
-            terminal=container.config.tty,
-            console_size=container.host_config.console_size,
+        mounts.fill_volumes(container, rootfs)
+        identity = users.resolve(rootfs, container.config.user, container.host_config.group_add)
+        spec = ocispec.build(
+            ocispec.SpecRequest(
+                container=container,
+                args=[*container.config.entrypoint, *container.config.cmd],
+                env=process_env(container.config, sandbox.hostname, identity.home),
+                cwd=container.config.working_dir,
+                hostname=sandbox.hostname,
+                rootfs=rootfs,
+                netns=sandbox.key,
+                sandbox_files=sandbox_files,
+                identity=identity,
+                joined=shared.namespaces,
+                shm_source=shared.shm,
+                init_binary=shared.init_binary,
+            )
         )
         bundle.write_spec(bundle_dir, spec)
+        tty = container.config.tty
         with _runc_stdio(container, bundle_dir, stdio) as (stdin, console_socket):
-            with self._files.appending_logs(container.id) as (out, err, offset):
-                try:
-                    pid = self._runc.run(
-                        container.id,
-                        bundle_dir,
-                        stdin=stdin,
-                        stdout=out,
-                        stderr=err,
-                        console_socket=console.SOCKET_NAME if console_socket else None,
-                    )
-                except CnmError:
-                    err.truncate(offset)
-                    raise
+            pid = self._runc.run(
+                container.id,
+                bundle_dir,
+                stdin=stdin,
+                stdout=subprocess.DEVNULL if tty else stdio.output[STDOUT],
+                stderr=subprocess.DEVNULL if tty else stdio.output[STDERR],
+                console_socket=console.SOCKET_NAME if console_socket else None,
+            )
             txn.on_failure("runc container", lambda: self._runc.delete(container.id))
             if console_socket is not None:
                 stdio.master = console_socket.receive()
         return pid
 
     def exec_command(self, container: Container, request: ExecRequest) -> ProcessCommand:
+        """``runc exec``: as ``request.user`` (resolved in the container's own files) or the
+        container's user; every capability with ``privileged`` (Docker's exec --privileged)."""
+        identity = None
+        if request.user:
+            found = users.resolve(
+                Path(f"/proc/{container.state.pid}/root"),
+                request.user,
+                container.host_config.group_add,
+            )
+            identity = (found.uid, found.gid, found.additional_gids)
+        caps = security.kernel_capabilities() if request.privileged else None
+        log_path = self._files.bundle_dir(container.id) / f"exec-{secrets.token_hex(8)}.log"
         args = self._runc.exec_args(
-            container.id, request.cmd, request.env, request.workdir, request.tty
+            container.id,
+            request.cmd,
+            request.env,
+            request.workdir,
+            request.tty,
+            identity,
+            caps,
+            log_path,
         )
-        return ProcessCommand(args)
+        return ProcessCommand(args, failure_log=log_path, terminal_inside=request.tty)
+
+    def pause(self, container: Container) -> None:
+        self._runc.pause(container.id)
+
+    def resume(self, container: Container) -> None:
+        self._runc.resume(container.id)
+
+    def update(self, container: Container, resources: dict[str, Any]) -> None:
+        self._runc.update(container.id, resources)
+
+    def pids(self, container: Container) -> list[int]:
+        return self._runc.pids(container.id)
+
+    def cgroup_paths(self, container: Container) -> dict[str, str]:
+        return self._runc.cgroup_paths(container.id)
+
+    def oom_killed(self, container: Container) -> bool:
+        """Whether the kernel's OOM killer killed a process of the container (read before
+        its cgroup goes: v1 memory.oom_control, v2 memory.events)."""
+        paths = self._runc.cgroup_paths(container.id)
+        memory = paths.get("memory") or paths.get("")
+        if not memory:
+            return False
+        for name in ("memory.oom_control", "memory.events"):
+            try:
+                for line in (Path(memory) / name).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and value.strip() not in ("", "0"):
+                        return True
+            except OSError:
+                continue
+        return False
 
     def signal_all(self, container: Container, signum: int) -> None:
         """Nothing to do: the container's init dies of SIGKILL, and with it its namespace."""

@@ -1,0 +1,119 @@
+"""Restart policies, as Docker's restart manager applies them (moby restartmanager).
+
+After a container's process ends, its policy decides: ``always`` restarts it, ``unless-stopped``
+unless a user stopped it, ``on-failure[:N]`` if it exited non-zero (at most N times, counted
+since the last start by a user). The restart waits a back-off: 100 ms, doubled after each
+restart up to one minute, back to 100 ms once a run lasted 10 seconds. Meanwhile the container
+is ``restarting`` (inspect shows ``Restarting: true``). A stop or a kill by a user cancels the
+policy until the container is started again (Docker's ExitOnNext; a kill with another signal
+than a configured stop signal does not), and so does a removal.
+
+When the daemon starts, a container that is not running is started if its policy says so:
+``always`` whatever stopped it, ``unless-stopped`` if no user did, ``on-failure`` if its last
+exit code was not 0, even after a user's stop (Docker's ShouldRestart at start-up, quirks
+included).
+
+The back-off and the count live in memory, as Docker's do: a daemon restart begins them
+anew. Timers run on threads of their own and call the runtime back; the runtime decides under
+the container's lock whether the restart is still due.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cnm.runtime.model import Container
+
+INITIAL_DELAY_S = 0.1
+MAX_DELAY_S = 60.0
+RESET_AFTER_S = 10.0
+
+
+@dataclass
+class _Backoff:
+    delay: float = 0.0
+    count: int = 0  # restarts since the last start by a user
+
+
+class RestartManager:
+    def __init__(self, restart: Callable[[str], None]) -> None:
+        self._restart = restart
+        self._lock = threading.Lock()
+        self._state: dict[str, _Backoff] = {}
+        self._timers: dict[str, threading.Timer] = {}
+        self._closed = False
+
+    def reset(self, container_id: str) -> None:
+        """A user started the container: the count and the back-off start again."""
+        self.cancel(container_id)
+        with self._lock:
+            self._state.pop(container_id, None)
+
+    def decide(self, container: Container, exit_code: int, ran_s: float) -> float | None:
+        """After an exit: the delay before the restart, or None for no restart."""
+        policy = container.host_config.restart_policy
+        if policy.name == "no" or container.state.manually_stopped:
+            return None
+        with self._lock:
+            state = self._state.setdefault(container.id, _Backoff())
+            if ran_s >= RESET_AFTER_S:
+                state.delay = 0.0
+            state.delay = INITIAL_DELAY_S if state.delay == 0 else min(state.delay * 2, MAX_DELAY_S)
+            if policy.name == "on-failure":
+                limit = policy.maximum_retry_count
+                if exit_code == 0 or (limit and state.count >= limit):
+                    return None
+            state.count += 1
+            return state.delay
+
+    def schedule(self, container_id: str, delay: float) -> None:
+        timer = threading.Timer(delay, self._fire, args=(container_id,))
+        timer.daemon = True
+        timer.name = f"cnm-restart-{container_id[:12]}"
+        with self._lock:
+            if self._closed:
+                return
+            old = self._timers.pop(container_id, None)
+            self._timers[container_id] = timer
+        if old is not None:
+            old.cancel()
+        timer.start()
+
+    def _fire(self, container_id: str) -> None:
+        with self._lock:
+            if self._closed or self._timers.get(container_id) is not threading.current_thread():
+                return
+            del self._timers[container_id]
+        self._restart(container_id)
+
+    def cancel(self, container_id: str) -> bool:
+        """Drop a pending restart; whether there was one."""
+        with self._lock:
+            timer = self._timers.pop(container_id, None)
+        if timer is not None:
+            timer.cancel()
+        return timer is not None
+
+    def forget(self, container_id: str) -> None:
+        self.reset(container_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            timers, self._timers = self._timers, {}
+        for timer in timers.values():
+            timer.cancel()
+
+
+def due_at_start(container: Container) -> bool:
+    """Whether a container that is not running is started with the daemon (see the note)."""
+    policy = container.host_config.restart_policy.name
+    if policy == "always":
+        return True
+    if policy == "unless-stopped":
+        return not container.state.manually_stopped
+    if policy == "on-failure":
+        return container.state.exit_code != 0  # Docker's rule, whoever stopped it
+    return False
