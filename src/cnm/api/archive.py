@@ -57,9 +57,12 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers={STAT_HEADER: stat_header(archive.stat)})
         response.content_type = "application/x-tar"
         await response.prepare(request)
-        while chunk := await b.run_blocking(archive.stream.read, CHUNK):
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            while chunk := await b.run_blocking(archive.stream.read, CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client left
         return response
     finally:
         await b.run_blocking(archive.close)

@@ -303,6 +303,8 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     else:
         history = await b.run(b.rt.read_logs, container.id, since, until, None)
     try:
+        if follower is not None and not (await b.run(b.rt.container, container.id)).state.running:
+            follower.notify(None)  # the run ended before the follower was there to see it
         history = [m for m in history if m.stream in chosen]
         if tail is not None:
             history = history[-tail:] if tail else []
@@ -311,14 +313,17 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
         response.content_type = streams.content_type(request, multiplexed)
         await response.prepare(request)
         write = streams.stream_writer(response, multiplexed)
-        for message in history:
-            prefix = _details(message) if details else b""
-            if timestamps:
-                prefix = format_time(message.time_ns).encode() + b" " + prefix
-            await write(message.stream, prefix + message.data)
-        if follower is not None and not (until and time.time_ns() > until):
-            await _follow_logs(request, follower, write, timestamps, until)
-        await response.write_eof()
+        try:
+            for message in history:
+                prefix = _details(message) if details else b""
+                if timestamps:
+                    prefix = format_time(message.time_ns).encode() + b" " + prefix
+                await write(message.stream, prefix + message.data)
+            if follower is not None and not (until and time.time_ns() > until):
+                await _follow_logs(request, follower, write, timestamps, until)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client left
         return response
     finally:
         if subscription is not None:

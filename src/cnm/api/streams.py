@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import select
 import struct
 import weakref
@@ -42,6 +43,9 @@ STDERR = 2
 RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 READ_CHUNK = 1 << 16
+SIOCOUTQ = 0x5411
+HEADERS_READ_POLLS = 100  # of HEADERS_READ_POLL_S: at most 0.2 s for a client that waits
+HEADERS_READ_POLL_S = 0.002
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -91,7 +95,27 @@ async def hijack(request: web.Request, multiplexed: bool) -> HijackedResponse:
         protocol = transport.get_protocol()
         assert isinstance(protocol, asyncio.Protocol)  # aiohttp's RequestHandler
         transport.set_protocol(_KeepOpenOnEof(protocol))
+        await _headers_read(transport)
     return response
+
+
+async def _headers_read(transport: asyncio.BaseTransport) -> None:
+    """Wait (a moment at most) until the client has read the response's headers, so that the
+    stream's first bytes never reach it in the same read. Clients that take over the socket
+    after parsing the headers (docker-py reads the raw socket under http.client's buffered
+    reader) would lose whatever that buffer read past the headers. SIOCOUTQ tells how much
+    of what was sent the peer has not read yet (Unix stream sockets too)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for _ in range(HEADERS_READ_POLLS):
+        try:
+            unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            return
+        if unread == 0:
+            return
+        await asyncio.sleep(HEADERS_READ_POLL_S)
 
 
 class _InputParser:

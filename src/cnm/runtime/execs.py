@@ -9,21 +9,25 @@ start, resize or describe itself (``ExecInfo``).
 
 A started session hands its client an ``ExecProcess``: the process's stdin, stdout and stderr
 as byte streams, and its exit code. With a terminal, stdin and stdout are both the master side
-of a pseudo-terminal in a session of its own (``setsid --ctty``: ``runc exec --tty`` needs a
-controlling terminal, and gives the container's terminal the size of this one, at start and on
-SIGWINCH; this one is raw then, or both terminals would turn a newline into CR LF and the
-client would read CR CR LF), and there is no stderr (the terminal merges the streams). The
-process is the reaper's child, so its exit is recorded by the session before anyone waiting on
-it wakes. A command runc cannot start (no such file, no such user) exits 126, Docker's code.
+of the terminal and there is no stderr (the terminal merges the streams). In an image's
+container that terminal is the one runc makes inside the container (``runc exec --detach
+--tty`` sends its master over a console socket, as for a container's own terminal; the process,
+orphaned when runc leaves, comes back to the daemon, a subreaper). Docker does the same: one
+terminal, so a newline reaches the client as CR LF once (a second terminal of the daemon's
+between, converting too, would make it CR CR LF while runc had not yet set that one raw). A
+host container's exec gets a pseudo-terminal of the daemon's in a session of its own
+(``setsid --ctty``). Either way the reaper reports the process's exit to the session before
+anyone waiting on it wakes. A command runc cannot start (no such file, no such user) exits 126,
+Docker's code.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import threading
-import tty
 from pathlib import Path
 from typing import IO
 
@@ -32,7 +36,7 @@ from cnm.osl.reaper import REAPER, Child
 from cnm.runtime import console
 from cnm.runtime.model import ExecInfo
 from cnm.runtime.process import ExecRequest, ProcessCommand, exit_code
-from cnm.runtime.runc import exec_failure
+from cnm.runtime.runc import RUNC_TIMEOUT_S, exec_failure
 
 
 class ExecProcess:
@@ -45,16 +49,18 @@ class ExecProcess:
         stdin: IO[bytes],
         stdout: IO[bytes],
         stderr: IO[bytes] | None,
+        pid: int = 0,
     ) -> None:
         self._session = session
-        self._child = child  # kept while the streams are in use; None: it never started
+        self._child = child  # kept while the streams are in use; None: not our direct child
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr  # None with a terminal
+        self._pid = pid
 
     @property
     def pid(self) -> int:
-        return self._child.pid if self._child is not None else 0
+        return self._child.pid if self._child is not None else self._pid
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit code (128+N for signal N) once the process has ended and the session
@@ -98,7 +104,9 @@ class ExecSession:
             self._running = True
             self._failure_log = command.failure_log
         try:
-            if self.request.tty:
+            if self.request.tty and command.console_dir is not None:
+                process = self._receive_terminal(command, command.console_dir)
+            elif self.request.tty:
                 process = self._spawn_on_terminal(command)
                 with self._lock:
                     if self._running:
@@ -144,12 +152,38 @@ class ExecSession:
             return ExecProcess(self, None, sink, streams[1], None)
         return ExecProcess(self, None, sink, streams[0], streams[1])
 
+    def _receive_terminal(self, command: ProcessCommand, directory: Path) -> ExecProcess:
+        """``runc exec --detach --tty``: runc makes the terminal inside the container, sends
+        its master over the console socket in ``directory`` and leaves; the process, orphaned,
+        comes back to the daemon (a subreaper), whose reaper reports its exit."""
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            with console.ConsoleSocket(directory) as console_socket:
+                done = REAPER.run(
+                    command.args, env=command.env, cwd=directory, timeout=RUNC_TIMEOUT_S
+                )
+                if done.returncode != 0:
+                    message = exec_failure(command.failure_log) or done.stderr.decode().strip()
+                    with self._lock:
+                        self._started = False
+                        self._running = False
+                    return self.refuse(message or f"runc exec exited {done.returncode}")
+                master = console_socket.receive()
+            pid = int((directory / "exec.pid").read_text())
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+            if command.failure_log is not None:
+                command.failure_log.unlink(missing_ok=True)
+        console.set_size(master, *self._console_size)
+        REAPER.watch(pid, self._ended)
+        stdin = open(master, "wb", buffering=0)  # noqa: SIM115 - the client's to close
+        stdout = open(os.dup(master), "rb", buffering=0)  # noqa: SIM115
+        return ExecProcess(self, None, stdin, stdout, None, pid)
+
     def _spawn_on_terminal(self, command: ProcessCommand) -> ExecProcess:
         master, slave = os.openpty()
         try:
             console.set_size(master, *self._console_size)
-            if command.terminal_inside:
-                tty.setraw(slave)  # the command's own terminal converts newlines, not this one
             child = REAPER.spawn(
                 ["setsid", "--wait", "--ctty", *command.args],
                 stdin=slave,

@@ -12,6 +12,7 @@ state is under ``<exec root>/runc``. The log file is named as Docker names it:
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,17 @@ class ContainerFiles:
         if driver == "local":
             return state / "local-logs" / "container.log"
         return state / f"{container_id}-json.log"
+
+    def console_dir(self, name: str) -> Path:
+        """A directory for an exec's console socket, whose path runc needs absolute and
+        within a socket address's 107 bytes: under the exec root if that is short enough,
+        else under /tmp (made by the caller, 0700)."""
+        for base in (self.exec_root / "consoles", Path(tempfile.gettempdir()) / "cnm-consoles"):
+            candidate = base / name
+            if len(str(candidate / "console.sock")) <= 100:
+                base.mkdir(mode=0o700, parents=True, exist_ok=True)
+                return candidate
+        raise OSError(f"no directory short enough for the console socket of {name}")
 
     def init_layer(self, container_id: str) -> Path:
         """The container's own lower layer: its mount points, so they are no change of its."""

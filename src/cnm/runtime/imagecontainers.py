@@ -32,6 +32,9 @@ from cnm.runtime.runc import Runc
 from cnm.transaction import Transaction
 
 
+SANDBOX_PATHS = ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")  # the sandbox's files
+
+
 @dataclass(frozen=True)
 class SharedNamespaces:
     """What a start takes from outside the container: namespaces of another container to join
@@ -68,12 +71,7 @@ class ImageContainers:
         rootfs = bundle_dir / "rootfs"
         init_layer = self._files.init_layer(container.id)
         image_root = Path(image.rootfs)
-        mounts.prepare_init_layer(
-            init_layer,
-            image_root,
-            [*mounts.destinations(container), "/proc", "/sys", "/dev"],
-            [*sandbox_files, *([ocispec.INIT_PATH] if container.host_config.init else [])],
-        )
+        self.prepare_init_layer(container, image)
         bundle.mount_overlay([init_layer, image_root], state / "upper", state / "work", rootfs)
         txn.on_failure("rootfs", lambda: bundle.unmount(rootfs))
         mounts.fill_volumes(container, rootfs)
@@ -110,6 +108,17 @@ class ImageContainers:
                 stdio.master = console_socket.receive()
         return pid
 
+    def prepare_init_layer(self, container: Container, image: Image) -> None:
+        """The container's mount points that the image lacks, in its init layer (at create,
+        so a copy into a volume of a container never started finds its mount point; and at
+        each start)."""
+        mounts.prepare_init_layer(
+            self._files.init_layer(container.id),
+            Path(image.rootfs),
+            [*mounts.destinations(container), "/proc", "/sys", "/dev"],
+            [*SANDBOX_PATHS, *([ocispec.INIT_PATH] if container.host_config.init else [])],
+        )
+
     def exec_command(self, container: Container, request: ExecRequest) -> ProcessCommand:
         """``runc exec``: as ``request.user`` (resolved in the container's own files) or the
         container's user; every capability with ``privileged`` (Docker's exec --privileged)."""
@@ -122,7 +131,9 @@ class ImageContainers:
             )
             identity = (found.uid, found.gid, found.additional_gids)
         caps = security.kernel_capabilities() if request.privileged else None
-        log_path = self._files.bundle_dir(container.id) / f"exec-{secrets.token_hex(8)}.log"
+        name = f"exec-{secrets.token_hex(8)}"
+        log_path = self._files.bundle_dir(container.id) / f"{name}.log"
+        console_dir = self._files.console_dir(name) if request.tty else None
         args = self._runc.exec_args(
             container.id,
             request.cmd,
@@ -132,8 +143,9 @@ class ImageContainers:
             identity,
             caps,
             log_path,
+            console_dir,
         )
-        return ProcessCommand(args, failure_log=log_path, terminal_inside=request.tty)
+        return ProcessCommand(args, failure_log=log_path, console_dir=console_dir)
 
     def pause(self, container: Container) -> None:
         self._runc.pause(container.id)

@@ -32,7 +32,7 @@ class ProcessCommand:
     args: list[str]
     env: dict[str, str] | None = None
     failure_log: Path | None = None
-    terminal_inside: bool = False  # with a terminal, the command makes one of its own (runc)
+    console_dir: Path | None = None  # with a terminal: the command sends it over a socket here
 
 
 @dataclass(frozen=True)

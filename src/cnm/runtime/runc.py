@@ -97,17 +97,23 @@ class Runc:
         identity: tuple[int, int, list[int]] | None = None,
         capabilities: list[str] | None = None,
         log: Path | None = None,
+        console_dir: Path | None = None,
     ) -> list[str]:
-        """The command line of ``runc exec`` (with ``tty`` it needs a controlling terminal):
-        as ``identity`` (uid, gid, supplementary gids; None: the container's user), with
-        ``capabilities`` added, logging runc's own errors to ``log``."""
+        """The command line of ``runc exec``: as ``identity`` (uid, gid, supplementary gids;
+        None: the container's user), with ``capabilities`` added, logging runc's own errors to
+        ``log``. With ``tty`` and ``console_dir`` it detaches, sends the terminal's master over
+        ``console.sock`` there and writes the process's pid to ``exec.pid`` there (runc needs the
+        socket's path absolute for an exec)."""
         args = [*self._command()]
         if log is not None:
             args += ["--log", str(log), "--log-format", "json"]
         args += ["exec", *(f"--env={entry}" for entry in env)]
         if workdir:
             args.append(f"--cwd={workdir}")
-        if tty:
+        if tty and console_dir is not None:
+            args += ["--tty", "--detach", "--console-socket", str(console_dir / "console.sock")]
+            args += ["--pid-file", str(console_dir / "exec.pid")]
+        elif tty:
             args.append("--tty")
         if identity is not None:
             uid, gid, groups = identity

@@ -347,6 +347,8 @@ class Runtime:
             raise
         self._stdio.new_run(container)
         self._files.create(container_id)
+        if image is not None:
+            self._image_containers.prepare_init_layer(container, image)
         self._configure_output(container)
         log.info("container created id=%s name=%s", container_id[:12], container.name)
         return copy.deepcopy(container)
