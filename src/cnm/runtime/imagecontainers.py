@@ -31,7 +31,6 @@ from cnm.runtime.process import ExecRequest, ProcessCommand, process_env
 from cnm.runtime.runc import Runc
 from cnm.transaction import Transaction
 
-
 SANDBOX_PATHS = ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")  # the sandbox's files
 
 
