@@ -3,9 +3,10 @@
 Docker's attach and exec-start take over the HTTP connection ("hijack"): a client that asked to
 upgrade (``Connection: Upgrade``, ``Upgrade: tcp``, as the docker CLI and docker-py always do)
 gets ``101 UPGRADED`` and then raw bytes both ways; one that did not gets ``200 OK`` and the raw
-bytes until the server closes. aiohttp knows the ``tcp`` upgrade: its parser hands every byte
-after the request to the parser that ``set_parser`` installs, which is how the client's stdin is
-read here. The response is a StreamResponse without length checking (as aiohttp's own websocket
+bytes until the server closes. Every byte after the request goes to the parser that
+``set_parser`` installs, which is how the client's stdin is read here; it is installed before
+the headers leave (aiohttp's own parser takes only websocket as an upgrade, and would parse
+early input as a next request). The response is a StreamResponse without length checking (as aiohttp's own websocket
 response), so nothing is chunk-encoded, and the connection closes when the stream ends.
 
 Output is framed as Docker frames it unless the container has a TTY: an 8-byte header (stream
@@ -89,12 +90,21 @@ async def hijack(request: web.Request, multiplexed: bool) -> HijackedResponse:
         response = HijackedResponse(status=200)
     response.content_type = content_type(request, multiplexed)
     response.force_close()
-    await response.prepare(request)
     transport = request.transport
     if transport is not None:
         protocol = transport.get_protocol()
         assert isinstance(protocol, asyncio.Protocol)  # aiohttp's RequestHandler
-        transport.set_protocol(_KeepOpenOnEof(protocol))
+        wrapper = _KeepOpenOnEof(protocol)
+        transport.set_protocol(wrapper)
+        if wants_upgrade(request):
+            # Before the headers leave: the client sends its input as soon as it has them,
+            # and aiohttp's parser takes only websocket as an upgrade, so bytes that came
+            # before this would be parsed as a next request and lost.
+            wrapper.input = asyncio.Queue()
+            # aiohttp annotates set_parser for its WebSocketReader; it calls feed_data/eof.
+            request.protocol.set_parser(_InputParser(wrapper.input))  # type: ignore[arg-type]
+    await response.prepare(request)
+    if transport is not None:
         await _headers_read(transport)
     return response
 
@@ -162,19 +172,15 @@ class _KeepOpenOnEof(asyncio.Protocol):
 
 
 def client_input(request: web.Request) -> asyncio.Queue[bytes | None]:
-    """The bytes the client sends on a hijacked, upgraded connection; None marks their end."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    """The bytes the client sends on a hijacked, upgraded connection (taken since ``hijack``
+    answered); None marks their end."""
     transport = request.transport
     wrapper = transport.get_protocol() if transport is not None else None
-    if not isinstance(wrapper, _KeepOpenOnEof) or not wants_upgrade(request):
-        queue.put_nowait(None)
-        return queue
-    # aiohttp annotates set_parser for its WebSocketReader; what it calls is feed_data/feed_eof.
-    request.protocol.set_parser(_InputParser(queue))  # type: ignore[arg-type]
-    wrapper.input = queue
-    if wrapper.eof:  # the client finished before we listened
-        queue.put_nowait(None)
-    return queue
+    if not isinstance(wrapper, _KeepOpenOnEof) or wrapper.input is None:
+        ended: asyncio.Queue[bytes | None] = asyncio.Queue()
+        ended.put_nowait(None)
+        return ended
+    return wrapper.input
 
 
 def client_gone(request: web.Request) -> bool:
