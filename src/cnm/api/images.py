@@ -1,5 +1,5 @@
-"""The ``/images`` endpoints: import from a tarball, list, inspect, remove; and ``/commit``,
-which makes an image of a container.
+"""The ``/images`` endpoints: import from a tarball, list, inspect, tag, remove; and
+``/commit``, which makes an image of a container.
 
 cnm never contacts a registry: a pull (``fromImage``) is refused with a message that says how
 images get here. An import (``fromSrc=-``) streams the request body to the runtime on a worker
@@ -167,6 +167,16 @@ async def remove_image(request: web.Request) -> web.Response:
     return json_response(report)
 
 
+async def tag_image(request: web.Request) -> web.Response:
+    """``POST /images/{name}/tag?repo=&tag=``."""
+    reference = _reference(request)
+    if reference is None:
+        raise InvalidParameter("repository name (repo) is required")
+    b = backend(request)
+    await b.run(b.rt.tag_image, request.match_info["name"], reference)
+    return web.Response(status=201)
+
+
 async def commit(request: web.Request) -> web.Response:
     """``POST /commit?container=...``: the body is a Config whose fields win over the
     container's (what a client leaves out, the container gives)."""
@@ -204,6 +214,7 @@ async def commit(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     add_route(app, "POST", "/commit", commit)
+    add_route(app, "POST", "/images/{name:.+}/tag", tag_image)
     add_route(app, "POST", "/images/create", create_image)
     add_route(app, "GET", "/images/json", list_images)
     add_route(app, "GET", "/images/{name:.+}/json", inspect_image)

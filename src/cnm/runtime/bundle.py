@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnm.osl.syscalls import mount, umount
+from cnm.osl.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, umount
 
 
 def write_spec(bundle: Path, spec: dict[str, Any]) -> None:
@@ -35,6 +35,13 @@ def mount_overlay(lowers: list[Path], upper: Path | None, work: Path | None, tar
     if upper is not None and work is not None:
         data += f",upperdir={upper},workdir={work}"
     mount("overlay", str(target), "overlay", data=data)
+
+
+def mount_shm(target: Path, size: int) -> None:
+    """A /dev/shm of ``size`` bytes at ``target`` (a shareable IPC's, bound into containers)."""
+    target.mkdir(parents=True, exist_ok=True)
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    mount("shm", str(target), "tmpfs", flags=flags, data=f"mode=1777,size={size}")
 
 
 def is_mounted(target: Path) -> bool:

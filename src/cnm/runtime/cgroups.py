@@ -8,6 +8,7 @@ controller, or several co-mounted: ``cpu,cpuacct``), the unified v2 hierarchy al
 from /proc/<pid>/cgroup of its first process, so whatever runc chose (its cgroupsPath is
 relative: below the daemon's own group in each hierarchy) is found where it is.
 
+Containers' groups are ``cnm/<id>`` below the daemon's own group in each hierarchy.
 runc itself writes the limits (``linux.resources`` at start, ``runc update`` later), pauses
 (the v1 freezer or v2's cgroup.freeze) and kills a container's groups; this module only tells
 what the machine supports, so an unsupported limit is refused at create instead of being
@@ -95,10 +96,19 @@ def own_group(controller: str, pid: int | str = "self") -> Path | None:
 
 
 def supports(controller: str, filename: str) -> bool:
-    """Whether the daemon's group of ``controller`` has the interface file ``filename``
-    (a child group gets the same files)."""
+    """Whether a container's group of ``controller`` has the interface file ``filename``:
+    asked of ``cnm``, the daemon's child group that holds its containers' groups (made here if
+    missing, as runc would make it). The daemon's own group will not do: a hierarchy's root
+    lacks files its children have (pids.max)."""
     group = own_group(controller)
-    return group is not None and (group / filename).exists()
+    if group is None:
+        return False
+    parent = group / "cnm"
+    try:
+        parent.mkdir(exist_ok=True)
+    except OSError:
+        return (group / filename).exists()
+    return (parent / filename).exists()
 
 
 def read_int(path: Path) -> int | None:

@@ -93,6 +93,7 @@ class ExecSession:
         self._pid = 0
         self._console = -1  # a copy of the terminal's master while it runs, for resize
         self._failure_log: Path | None = None
+        self._files: tuple[Path, ...] = ()  # the command's, removed once it has ended
         self.failure = ""  # why the command could not be started, if it could not
 
     def start(self, command: ProcessCommand) -> ExecProcess:
@@ -103,11 +104,13 @@ class ExecSession:
             self._started = True
             self._running = True
             self._failure_log = command.failure_log
+            self._files = command.files
         try:
-            if self.request.tty and command.console_dir is not None:
-                process = self._receive_terminal(command, command.console_dir)
-            elif self.request.tty:
-                process = self._spawn_on_terminal(command)
+            if self.request.tty:
+                if command.console_dir is not None:
+                    process = self._receive_terminal(command, command.console_dir)
+                else:
+                    process = self._spawn_on_terminal(command)
                 with self._lock:
                     if self._running:
                         self._console = os.dup(process.stdout.fileno())
@@ -172,9 +175,9 @@ class ExecSession:
             pid = int((directory / "exec.pid").read_text())
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-            if command.failure_log is not None:
-                command.failure_log.unlink(missing_ok=True)
-        console.set_size(master, *self._console_size)
+            for path in (command.failure_log, *command.files):
+                if path is not None:
+                    path.unlink(missing_ok=True)
         REAPER.watch(pid, self._ended)
         stdin = open(master, "wb", buffering=0)  # noqa: SIM115 - the client's to close
         stdout = open(os.dup(master), "rb", buffering=0)  # noqa: SIM115
@@ -205,8 +208,9 @@ class ExecSession:
         """From the reaper thread, before anyone waiting on the process wakes. runc exits 255
         when it could not start the command: Docker reports 126 then."""
         failure = exec_failure(self._failure_log) if returncode == 255 else ""
-        if returncode != 255 and self._failure_log is not None:
-            self._failure_log.unlink(missing_ok=True)
+        for path in (self._failure_log, *self._files):
+            if path is not None:
+                path.unlink(missing_ok=True)
         with self._lock:
             self.failure = failure
             self._exit_code = 126 if failure else exit_code(returncode)

@@ -60,6 +60,11 @@ class ContainerFiles:
                 return candidate
         raise OSError(f"no directory short enough for the console socket of {name}")
 
+    def shm_dir(self, container_id: str) -> Path:
+        """The /dev/shm of a container of IPC mode shareable: a tmpfs mounted here, in the
+        daemon's namespace, which the containers that join its IPC bind too."""
+        return self.bundle_dir(container_id) / "shm"
+
     def init_layer(self, container_id: str) -> Path:
         """The container's own lower layer: its mount points, so they are no change of its."""
         return self.state_dir(container_id) / "init"
@@ -75,10 +80,12 @@ class ContainerFiles:
 
     def unmount_rootfs(self, container_id: str) -> None:
         bundle.unmount(self.bundle_dir(container_id) / "rootfs")
+        bundle.unmount(self.shm_dir(container_id))
 
     def remove(self, container_id: str) -> None:
         bundle_dir = self.bundle_dir(container_id)
         bundle.unmount(bundle_dir / "rootfs")
+        bundle.unmount(self.shm_dir(container_id))
         shutil.rmtree(bundle_dir, ignore_errors=True)
         shutil.rmtree(self.state_dir(container_id), ignore_errors=True)
 
@@ -87,6 +94,7 @@ class ContainerFiles:
         for path in self.bundles.iterdir():
             if path.name not in known:
                 bundle.unmount(path / "rootfs")
+                bundle.unmount(path / "shm")
                 shutil.rmtree(path, ignore_errors=True)
         for path in self.states.iterdir():
             if path.name not in known:

@@ -12,6 +12,7 @@ subreaper), so the reaper learns its exit like any child's.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -27,7 +28,7 @@ from cnm.runtime import bundle, console, mounts, ocispec, security, users
 from cnm.runtime.files import ContainerFiles
 from cnm.runtime.logdriver import STDERR, STDOUT
 from cnm.runtime.model import Container, Image
-from cnm.runtime.process import ExecRequest, ProcessCommand, process_env
+from cnm.runtime.process import ExecRequest, ProcessCommand, merge_env, process_env
 from cnm.runtime.runc import Runc
 from cnm.transaction import Transaction
 
@@ -73,6 +74,12 @@ class ImageContainers:
         self.prepare_init_layer(container, image)
         bundle.mount_overlay([init_layer, image_root], state / "upper", state / "work", rootfs)
         txn.on_failure("rootfs", lambda: bundle.unmount(rootfs))
+        shm = shared.shm
+        if container.host_config.ipc_mode == "shareable":
+            shm_dir = self._files.shm_dir(container.id)
+            bundle.mount_shm(shm_dir, container.host_config.shm_size)
+            txn.on_failure("shm", lambda: bundle.unmount(shm_dir))
+            shm = str(shm_dir)
         mounts.fill_volumes(container, rootfs)
         identity = users.resolve(rootfs, container.config.user, container.host_config.group_add)
         spec = ocispec.build(
@@ -87,7 +94,7 @@ class ImageContainers:
                 sandbox_files=sandbox_files,
                 identity=identity,
                 joined=shared.namespaces,
-                shm_source=shared.shm,
+                shm_source=shm,
                 init_binary=shared.init_binary,
             )
         )
@@ -119,32 +126,44 @@ class ImageContainers:
         )
 
     def exec_command(self, container: Container, request: ExecRequest) -> ProcessCommand:
-        """``runc exec``: as ``request.user`` (resolved in the container's own files) or the
-        container's user; every capability with ``privileged`` (Docker's exec --privileged)."""
-        identity = None
+        """``runc exec`` of an OCI process made from the container's own (config.json), as
+        ``request.user`` (resolved in the container's files) or the container's user, with
+        every capability when ``privileged`` (Docker's exec --privileged), and the terminal's
+        first size given to runc, which sets it before the command runs (a resize later
+        would signal a process that may not expect it yet)."""
+        bundle_dir = self._files.bundle_dir(container.id)
+        process = json.loads((bundle_dir / "config.json").read_text())["process"]
+        process["args"] = list(request.cmd)
+        process["env"] = merge_env(process.get("env", []), request.env)
+        process["cwd"] = request.workdir or process.get("cwd") or "/"
+        process["terminal"] = request.tty
+        process.pop("consoleSize", None)
+        if request.tty and all(request.console_size):
+            height, width = request.console_size
+            process["consoleSize"] = {"height": height, "width": width}
         if request.user:
             found = users.resolve(
                 Path(f"/proc/{container.state.pid}/root"),
                 request.user,
                 container.host_config.group_add,
             )
-            identity = (found.uid, found.gid, found.additional_gids)
-        caps = security.kernel_capabilities() if request.privileged else None
+            process["user"] = {"uid": found.uid, "gid": found.gid}
+            if found.additional_gids:
+                process["user"]["additionalGids"] = found.additional_gids
+        if request.privileged:
+            caps = security.kernel_capabilities()
+            process["capabilities"] = dict.fromkeys(
+                ("bounding", "effective", "permitted", "inheritable"), caps
+            )
         name = f"exec-{secrets.token_hex(8)}"
-        log_path = self._files.bundle_dir(container.id) / f"{name}.log"
+        log_path = bundle_dir / f"{name}.log"
+        spec_path = bundle_dir / f"{name}.json"
+        spec_path.write_text(json.dumps(process))
         console_dir = self._files.console_dir(name) if request.tty else None
-        args = self._runc.exec_args(
-            container.id,
-            request.cmd,
-            request.env,
-            request.workdir,
-            request.tty,
-            identity,
-            caps,
-            log_path,
-            console_dir,
+        args = self._runc.exec_args(container.id, spec_path, log_path, console_dir)
+        return ProcessCommand(
+            args, failure_log=log_path, console_dir=console_dir, files=(spec_path,)
         )
-        return ProcessCommand(args, failure_log=log_path, console_dir=console_dir)
 
     def pause(self, container: Container) -> None:
         self._runc.pause(container.id)

@@ -258,6 +258,31 @@ class ImageStore:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
+    def tag(self, ref: str, reference: str) -> None:
+        """``docker tag``: ``reference`` names the image ``ref`` (and no other any more)."""
+        tag = normalize_reference(reference)
+        if is_host_image(tag):
+            raise InvalidParameter(f"{HOST_IMAGE} is reserved for the host's filesystem")
+        with self._lock:
+            image, _ = self._find(ref)
+            if tag in image.repo_tags:
+                return
+            ops: list[Put | Delete] = []
+            changed: list[Image] = []
+            for other in self._images.values():
+                if tag in other.repo_tags:
+                    other = copy.deepcopy(other)
+                    other.repo_tags.remove(tag)
+                    changed.append(other)
+                    ops.append(Put(f"image/{other.id}", other.to_json()))
+            updated = copy.deepcopy(image)
+            updated.repo_tags.append(tag)
+            changed.append(updated)
+            ops.append(Put(f"image/{updated.id}", updated.to_json()))
+            self.store.commit(ops)
+            for entry in changed:
+                self._images[entry.id] = entry
+
     def remove(
         self, ref: str, force: bool, users: Callable[[str], Sequence[tuple[str, bool]]]
     ) -> builtins.list[str]:

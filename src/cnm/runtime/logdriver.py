@@ -230,16 +230,19 @@ class LogFile:
         return self._file
 
     def write(self, messages: Iterable[LogMessage]) -> None:
-        data = b"".join(_entry(m) for m in messages)
-        if not data:
+        entries = [_entry(m) for m in messages]
+        if not entries:
             return
+        limit = self.rotation.max_size
         with self._lock:
             out = self._open()
-            limit = self.rotation.max_size
-            if limit and out.tell() > 0 and out.tell() + len(data) > limit:
-                self._rotate()
-                out = self._open()
-            out.write(data)
+            if not limit:
+                out.write(b"".join(entries))
+            for entry in entries if limit else ():
+                if out.tell() > 0 and out.tell() + len(entry) > limit:
+                    self._rotate()
+                    out = self._open()
+                out.write(entry)
             out.flush()
 
     def _rotate(self) -> None:

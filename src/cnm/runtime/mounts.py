@@ -273,7 +273,8 @@ class MountResolver:
             points[point.destination] = point
             if point.type == "volume" and (request.volume_labels or request.volume_driver_options):
                 self._volume_for(point, made, request.volume_labels, request.volume_driver_options)
-        for destination in host.tmpfs:
+        for destination, text in host.tmpfs.items():
+            tmpfs_options(destination, text)
             if _absolute(destination, "tmpfs") in explicit:
                 raise InvalidParameter(f"Duplicate mount point: {destination}")
         wanted = [(p, "volumes") for p in config.volumes]

@@ -33,6 +33,7 @@ class ProcessCommand:
     env: dict[str, str] | None = None
     failure_log: Path | None = None
     console_dir: Path | None = None  # with a terminal: the command sends it over a socket here
+    files: tuple[Path, ...] = ()  # to remove once the command has started and ended
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ExecRequest:
     user: str = ""  # as given; "" is the container's user
     privileged: bool = False
     detach_keys: str = ""
+    console_size: tuple[int, int] = (0, 0)  # the terminal's rows and columns at start
 
 
 class ContainerProcesses(Protocol):

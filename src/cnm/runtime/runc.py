@@ -90,37 +90,23 @@ class Runc:
     def exec_args(
         self,
         container_id: str,
-        cmd: list[str],
-        env: list[str],
-        workdir: str,
-        tty: bool,
-        identity: tuple[int, int, list[int]] | None = None,
-        capabilities: list[str] | None = None,
+        process: Path,
         log: Path | None = None,
         console_dir: Path | None = None,
     ) -> list[str]:
-        """The command line of ``runc exec``: as ``identity`` (uid, gid, supplementary gids;
-        None: the container's user), with ``capabilities`` added, logging runc's own errors to
-        ``log``. With ``tty`` and ``console_dir`` it detaches, sends the terminal's master over
-        ``console.sock`` there and writes the process's pid to ``exec.pid`` there (runc needs the
-        socket's path absolute for an exec)."""
+        """The command line of ``runc exec`` of the OCI process in the file ``process``,
+        logging runc's own errors to ``log``. With ``console_dir`` (the process has a
+        terminal) it detaches, sends the terminal's master over ``console.sock`` there and
+        writes the process's pid to ``exec.pid`` there (runc needs the socket's path
+        absolute for an exec)."""
         args = [*self._command()]
         if log is not None:
             args += ["--log", str(log), "--log-format", "json"]
-        args += ["exec", *(f"--env={entry}" for entry in env)]
-        if workdir:
-            args.append(f"--cwd={workdir}")
-        if tty and console_dir is not None:
-            args += ["--tty", "--detach", "--console-socket", str(console_dir / "console.sock")]
+        args += ["exec", "--process", str(process)]
+        if console_dir is not None:
+            args += ["--detach", "--console-socket", str(console_dir / "console.sock")]
             args += ["--pid-file", str(console_dir / "exec.pid")]
-        elif tty:
-            args.append("--tty")
-        if identity is not None:
-            uid, gid, groups = identity
-            args.append(f"--user={uid}:{gid}")
-            args += [f"--additional-gids={group}" for group in groups]
-        args += [f"--cap={cap}" for cap in capabilities or []]
-        return [*args, container_id, *cmd]
+        return [*args, container_id]
 
     def delete(self, container_id: str) -> None:
         """``runc delete --force``: the container's processes are killed, its state removed."""

@@ -239,6 +239,9 @@ class Runtime:
     def image(self, ref: str) -> Image:
         return self._images.get(ref)
 
+    def tag_image(self, ref: str, reference: str) -> None:
+        self._images.tag(ref, reference)
+
     def remove_image(self, ref: str, force: bool = False) -> list[str]:
         """``docker rmi``: returns "Untagged: <name:tag>" and "Deleted: <id>" lines. A running
         container's image cannot be deleted even with force (as Docker)."""
@@ -390,7 +393,7 @@ class Runtime:
                     raise NotFound(f"No such image: {container.config.image}")
             try:
                 try:
-                    self._start(container, image, by_user)
+                    self._start(container, image)
                 except OSError as err:
                     raise CnmError(f"cannot start container {container_id}: {err}") from err
             except CnmError as err:
@@ -421,11 +424,19 @@ class Runtime:
                 raise Conflict(f"cannot join {kind.upper()} of a non running container: {other.id}")
             namespaces[kind] = f"/proc/{other.state.pid}/ns/{kind}"
             if kind == "ipc":
-                shm = f"/proc/{other.state.pid}/root/dev/shm"
+                if other.host_config.ipc_mode == "host":
+                    shm = "/dev/shm"
+                elif other.host_config.ipc_mode != "shareable":
+                    raise Conflict(
+                        f"cannot join IPC of container {other.id}: non-shareable IPC (hint: use "
+                        "IpcMode:shareable for the donor container)"
+                    )
+                else:
+                    shm = str(self._files.shm_dir(other.id))
         init = hostsettings.init_binary() if host.init else ""
         return SharedNamespaces(namespaces, shm, init)
 
-    def _start(self, container: Container, image: Image | None, by_user: bool) -> None:
+    def _start(self, container: Container, image: Image | None) -> None:
         lender = None
         if shares_sandbox(container):
             lender = self._table.current(
@@ -454,7 +465,6 @@ class Runtime:
                 started_at=now_rfc3339(),
                 finished_at=container.state.finished_at,
                 pid_start_time=started,
-                manually_stopped=container.state.manually_stopped and not by_user,
             )
             updated = copy.deepcopy(container)
             updated.state = state
@@ -767,7 +777,9 @@ class Runtime:
             raise Conflict(f"Container {container.id} is paused, unpause the container before exec")
         if (user or privileged) and not container.image_id:
             raise InvalidParameter(_HOST_ONLY.format("exec as another user or privileged in"))
-        request = ExecRequest(list(cmd), list(env), workdir, tty, user, privileged, detach_keys)
+        request = ExecRequest(
+            list(cmd), list(env), workdir, tty, user, privileged, detach_keys, console_size
+        )
         return self._execs.create(container.id, request, open_stdin, console_size).id
 
     def exec_start(self, exec_id: str) -> ExecProcess:
