@@ -11,7 +11,8 @@ extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
     # docker.io brings the Docker 20.10 CLI the client tests drive; etcd-server brings the etcd
     # (3.4) the cluster-store tests start on their own ports. Neither service is ever started.
-    packages+=(docker.io busybox-static iptables iperf3 etcd-server etcd-client)
+    # docker-compose (1.29.2, built on docker-py) drives Compose projects against the daemon.
+    packages+=(docker.io docker-compose busybox-static iptables iperf3 etcd-server etcd-client)
 else
     extras="."
 fi

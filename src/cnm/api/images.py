@@ -183,7 +183,8 @@ async def commit(request: web.Request) -> web.Response:
     ref = request.query.get("container", "")
     if not ref:
         raise InvalidParameter("container is required")
-    body = Fields(await read_json(request) if request.can_read_body else {}, "")
+    sent = await read_json(request) if request.can_read_body else None
+    body = Fields(sent if sent is not None else {}, "")  # the 20.10 CLI sends null
     config = ContainerConfig(image="")
     parse_config_extras(body, config)
     base = Image(

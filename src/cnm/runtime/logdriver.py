@@ -316,13 +316,13 @@ def read_messages(
     until_ns: int = 0,
     tail: int | None = None,
 ) -> list[LogMessage]:
-    """The messages of a snapshot with Docker's filters: after ``since_ns``, not after
-    ``until_ns`` (0: no bound), the last ``tail``; the files are closed."""
+    """The messages of a snapshot with Docker's filters: from ``since_ns`` to ``until_ns``
+    (both included; 0: no bound), the last ``tail``; the files are closed."""
     kept: deque[LogMessage] | list[LogMessage] = deque(maxlen=tail) if tail is not None else []
     try:
         for stream, size in files:
             for message in _messages(stream, size):
-                if since_ns and message.time_ns <= since_ns:
+                if since_ns and message.time_ns < since_ns:
                     continue
                 if until_ns and message.time_ns > until_ns:
                     continue
