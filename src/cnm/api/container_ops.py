@@ -45,12 +45,9 @@ async def update_container(request: web.Request) -> web.Response:
     body = Fields(await read_json(request), "")
     resources, given = parse_resources(body)
     policy = None
-    if body.child("RestartPolicy") is not None:
-        entry = body.child("RestartPolicy")
-        assert entry is not None
-        policy = RestartPolicy(
-            entry.string("Name") or "no", entry.integer("MaximumRetryCount") or 0
-        )
+    entry = body.child("RestartPolicy")
+    if entry is not None and entry.string("Name"):  # the CLI sends an empty one: unchanged
+        policy = RestartPolicy(entry.string("Name"), entry.integer("MaximumRetryCount") or 0)
     b = backend(request)
     warnings = await b.run(
         b.rt.update_container, request.match_info["ref"], resources, given, policy

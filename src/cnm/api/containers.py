@@ -8,9 +8,16 @@ once and the body when the condition is met, as Docker does: the docker CLI send
 even the fastest container. The 304 answers (start of a running container, stop of a stopped
 one) come from the runtime's NotModified.
 
+Logs and attach follow the runtime's output (``Runtime.follow_output``): ``logs`` reads the log
+driver's messages (one frame each) and with ``follow`` the ones that come after, until the run
+ends; ``attach`` relays reads as they come (after the log with ``logs``) until the run it
+attached to ends, so a client attached before start misses nothing. The snapshot of the log and
+the follower are taken together, so nothing is sent twice or lost in between.
+
 Attach with ``stdin`` forwards the client's input to the container's stdin (OpenStdin only; the
-runtime queues it until the process runs). When that input ends, Docker's rules: with StdinOnce
-and no terminal the container's stdin is closed and the output goes on; else the attach ends.
+runtime queues it until the process runs) until the detach keys. When that input ends, Docker's
+rules: with StdinOnce and no terminal the container's stdin is closed and the output goes on;
+else the attach ends.
 """
 
 from __future__ import annotations
