@@ -85,6 +85,8 @@ def test_cp_diff_commit_top_pause_and_prune(
         time.sleep(0.05)
     docker("cp", f"{name}:/made", str(tmp_path / "out.txt"))
     assert (tmp_path / "out.txt").read_text() == "made\n"
+    sized = json.loads(docker("inspect", "--size", "--format", "{{json .}}", name).stdout)
+    assert sized["SizeRw"] >= len("copied in\n") and sized["SizeRootFs"] > sized["SizeRw"]
     diff = docker("diff", name).stdout.splitlines()
     assert "A /made" in diff and "C /tmp" in diff and "A /tmp/in.txt" in diff
     image = f"committed-{name}:1"

@@ -51,7 +51,7 @@ from cnm.api.container_json import (
 )
 from cnm.api.exits import EXITS, Exits
 from cnm.api.filters import Filters, match_labels, match_values, parse_filters, validate_keys
-from cnm.errors import InvalidParameter, NotFound
+from cnm.errors import Conflict, InvalidParameter, NotFound
 from cnm.runtime.logdriver import LogMessage, format_time, read_messages
 from cnm.runtime.outputs import LINES, RAW
 
@@ -195,7 +195,15 @@ async def wait_container(request: web.Request) -> web.StreamResponse:
 # ----------------------------------------------------------------------------- inspect, list
 
 
-def _inspect(rt: Runtime, controller: Controller, ref: str) -> dict[str, Any]:
+def _sizes(rt: Runtime, container: Container) -> dict[str, int]:
+    """Docker's ``SizeRw`` (the container's own changes) and ``SizeRootFs`` (with its image),
+    which ``size=1`` asks for."""
+    own = rt.container_size(container.id) if container.image_id else 0
+    image = rt.image(container.image_id).size if container.image_id else 0
+    return {"SizeRw": own, "SizeRootFs": own + image}
+
+
+def _inspect(rt: Runtime, controller: Controller, ref: str, size: bool = False) -> dict[str, Any]:
     container = rt.container(ref)
     paths = ContainerPaths(log=str(rt.log_path(container.id)))
     if container.sandbox_id is not None:
@@ -203,12 +211,16 @@ def _inspect(rt: Runtime, controller: Controller, ref: str) -> dict[str, Any]:
         paths.hostname = str(controller.sandbox_file(container.sandbox_id, "hostname"))
         paths.hosts = str(controller.sandbox_file(container.sandbox_id, "hosts"))
     settings = network_settings_json(container, rt.network_state(container))
-    return container_inspect_json(container, settings, paths, [])
+    shown = container_inspect_json(container, settings, paths, [])
+    if size:
+        shown.update(_sizes(rt, container))
+    return shown
 
 
 async def inspect_container(request: web.Request) -> web.Response:
     b = backend(request)
-    return json_response(await b.run(_inspect, b.rt, b.controller, _ref(request)))
+    size = query_bool(request, "size")
+    return json_response(await b.run(_inspect, b.rt, b.controller, _ref(request), size))
 
 
 def _selected(container: Container, state: ContainerNetworkState, filters: Filters) -> bool:
@@ -227,9 +239,12 @@ def _selected(container: Container, state: ContainerNetworkState, filters: Filte
     return True
 
 
-def _list(rt: Runtime, filters: Filters, all_: bool, limit: int | None) -> list[dict[str, Any]]:
+def _list(
+    rt: Runtime, filters: Filters, all_: bool, limit: int | None, size: bool = False
+) -> list[dict[str, Any]]:
     """Newest first. Stopped containers too with ``all``, a ``status`` filter or a ``limit``
-    (Docker's "the n last created"), which counts the containers that pass the filters."""
+    (Docker's "the n last created"), which counts the containers that pass the filters; with
+    ``size`` their sizes too (``docker ps -s``)."""
     now = time.time()
     limited = limit is not None and limit > 0
     everything = all_ or limited or "status" in filters
@@ -239,6 +254,8 @@ def _list(rt: Runtime, filters: Filters, all_: bool, limit: int | None) -> list[
         if _selected(container, state, filters):
             settings = network_settings_json(container, state)
             found.append(container_summary_json(container, settings, now))
+            if size:
+                found[-1].update(_sizes(rt, container))
             if limited and len(found) == limit:
                 break
     return found
@@ -251,8 +268,9 @@ async def list_containers(request: web.Request) -> web.Response:
         if status not in CONTAINER_STATUSES:
             raise InvalidParameter(f"invalid filter 'status={status}'")
     b = backend(request)
-    all_ = query_bool(request, "all")
-    return json_response(await b.run(_list, b.rt, filters, all_, query_int(request, "limit")))
+    all_, size = query_bool(request, "all"), query_bool(request, "size")
+    limit = query_int(request, "limit")
+    return json_response(await b.run(_list, b.rt, filters, all_, limit, size))
 
 
 # ----------------------------------------------------------------------------- output
@@ -394,6 +412,8 @@ async def attach_container(request: web.Request) -> web.StreamResponse:
     keys = streams.parse_detach_keys(request.query.get("detachKeys", ""))
     b = backend(request)
     container = await b.run(b.rt.container, _ref(request))
+    if container.state.paused:
+        raise Conflict("You cannot attach to a paused container, unpause it first")
     chosen = _chosen(stdout, stderr)
     logs, stream = query_bool(request, "logs"), query_bool(request, "stream")
     follower = streams.Follower(asyncio.get_running_loop())

@@ -1090,7 +1090,7 @@ def _apply_image_defaults(config: ContainerConfig, image: Image) -> None:
     config.user = config.user or image.user
     config.stop_signal = config.stop_signal or image.stop_signal
     config.labels = {**image.labels, **config.labels}
-    config.exposed_ports = sorted({*image.exposed_ports, *config.exposed_ports})
+    config.exposed_ports = list(dict.fromkeys([*config.exposed_ports, *image.exposed_ports]))
 
 
 def _absolute_path(path: str) -> str:
