@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Event:
     """``kind`` is one of network-create, network-delete, endpoint-join, endpoint-leave,
-    endpoint-rename (the endpoint carries its new name), and sandbox-create, sandbox-delete
+    endpoint-rename (the endpoint carries its new name), sandbox-create, sandbox-delete
     (``network`` is None for these two; sandbox-delete comes before the namespace is removed,
-    so listeners can let go of it)."""
+    so listeners can let go of it), and peer-join, peer-leave (an endpoint of a global network
+    on another host became reachable from here, or stopped being so; ``sandbox`` is None)."""
 
     kind: str
     network: Network | None

@@ -41,6 +41,20 @@ def container_name(name: str) -> str:
     return name.removeprefix("/")
 
 
+def interface_name(name: str) -> str:
+    """A Linux interface name: 1-15 bytes (IFNAMSIZ less the NUL), none of them '/', ':' or
+    whitespace, and not "." or ".." (the kernel's dev_valid_name)."""
+    if not 0 < len(name.encode()) < 16:
+        raise InvalidParameter(
+            f"invalid interface name {name!r}: it must be 1 to 15 characters long"
+        )
+    if name in (".", "..") or any(c in "/:" or c.isspace() for c in name):
+        raise InvalidParameter(
+            f"invalid interface name {name!r}: '/', ':', whitespace, '.' and '..' are not allowed"
+        )
+    return name
+
+
 def mac_address(text: str) -> str:
     """A MAC for an interface: lower-case and colon-separated; unicast, not all zeros."""
     if not _MAC.fullmatch(text):

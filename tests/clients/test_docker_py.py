@@ -26,7 +26,14 @@ def test_negotiation_ping_info(client: docker.DockerClient, daemon: Daemon) -> N
     pinned.close()
     assert client.ping() is True
     assert client.version()["Components"][0]["Name"] == "Engine"
-    assert client.info()["Plugins"]["Network"] == ["bridge", "host", "ipvlan", "macvlan", "null"]
+    assert client.info()["Plugins"]["Network"] == [
+        "bridge",
+        "host",
+        "ipvlan",
+        "macvlan",
+        "null",
+        "overlay",
+    ]
 
 
 def test_list_predefined(client: docker.DockerClient) -> None:

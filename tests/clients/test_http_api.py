@@ -68,7 +68,7 @@ def test_unserved_endpoints_fail_cleanly(daemon: Daemon) -> None:
 def test_info(daemon: Daemon) -> None:
     data = daemon.request("GET", "/info").json()
     assert isinstance(data, dict)
-    assert data["Plugins"]["Network"] == ["bridge", "host", "ipvlan", "macvlan", "null"]
+    assert data["Plugins"]["Network"] == ["bridge", "host", "ipvlan", "macvlan", "null", "overlay"]
     assert data["Containers"] == 0
     assert data["OSType"] == "linux"
     assert data["DockerRootDir"] == str(daemon.root / "data")

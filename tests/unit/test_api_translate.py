@@ -56,6 +56,7 @@ def test_full_docker_cli_request() -> None:
     assert parse_network_create(body) == NetworkRequest(
         name="my-net",
         driver="bridge",
+        scope="local",
         options={"com.docker.network.driver.mtu": "1400"},
         labels={"team": "a"},
         internal=True,
@@ -126,7 +127,7 @@ def test_minimal_request_defaults() -> None:
         ({"Name": "n", "Ingress": True}, "swarm mode"),
         ({"Name": "n", "ConfigOnly": True}, "config-only"),
         ({"Name": "n", "ConfigFrom": {"Network": "cfg"}}, "config-only network"),
-        ({"Name": "n", "Scope": "swarm"}, "local scope only"),
+        ({"Name": "n", "Scope": "swarm"}, "swarm scope needs swarm mode"),
         ({"Name": "n", "EnableIPv4": False}, "EnableIPv4=false"),
     ],
 )

@@ -34,9 +34,12 @@ from cnm.api import (
     containers,
     execs,
     images,
+    metrics,
     networks,
+    observe,
     stats,
     system,
+    ui,
     volumes,
 )
 from cnm.api.common import (
@@ -154,7 +157,9 @@ def make_app(
 ) -> web.Application:
     """The API application over a started controller (and runtime); its worker threads stop on
     cleanup. Blocking calls still running (a stop, an exec's process) are not waited for."""
-    app = web.Application(middlewares=[log_requests, map_errors, check_version])
+    app = web.Application(
+        middlewares=[log_requests, metrics.record_operations, map_errors, check_version]
+    )
     app.on_response_prepare.append(docker_headers)
     executor = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="cnm-api")
     blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="cnm-wait")
@@ -176,7 +181,18 @@ def make_app(
         archive.add_routes(app)
         stats.add_routes(app)
         volumes.add_routes(app)
+    observe.add_routes(app)
+    metrics.add_routes(app)
+    ui.add_routes(app)
     sections = "|".join(NOT_SERVED_YET)
     add_route(app, "GET", "/plugins/{name}/json", no_such_plugin)
     add_route(app, "*", f"/{{section:(?:{sections})}}{{rest:(?:/.*)?}}", not_served_yet)
+    return app
+
+
+def make_read_only_app(main: web.Application) -> web.Application:
+    """The page, topology, explain, inspect and metrics routes of ``main`` for the loopback
+    TCP listener (``ui.make_read_only_app``), with the same error mapping."""
+    app = ui.make_read_only_app(main[BACKEND], main, [map_errors])
+    app.router.add_get("/metrics", metrics.metrics)
     return app

@@ -122,9 +122,10 @@ def parse_network_create(body: object) -> NetworkRequest:
     ``CheckDuplicate`` is ignored: names are always unique, as in Docker since API 1.44."""
     root = JsonObject(body, "")
     scope = root.string("Scope")
-    if scope not in ("", "local"):
+    if scope not in ("", "local", "global"):
         raise InvalidParameter(
-            f"scope {scope!r} is not supported: cnm creates networks of local scope only"
+            f"scope {scope!r} is not supported: cnm networks are of local or global scope "
+            "(swarm scope needs swarm mode)"
         )
     if root.boolean("Ingress"):
         raise InvalidParameter("ingress networks belong to swarm mode, which cnm does not support")
@@ -145,6 +146,7 @@ def parse_network_create(body: object) -> NetworkRequest:
         internal=bool(root.boolean("Internal")),
         attachable=bool(root.boolean("Attachable")),
         enable_ipv6=bool(root.boolean("EnableIPv6")),
+        scope=scope,
     )
     ipam = root.object("IPAM")
     if ipam is not None:
@@ -179,12 +181,14 @@ def network_to_json(
     network: Network,
     attachments: Iterable[tuple[Endpoint, Sandbox]] = (),
     container_names: Mapping[str, str] | None = None,
+    peers: Iterable[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """A network as ``GET /networks/{id}`` shows it. ``attachments`` are the network's
     endpoints joined to a sandbox, listed under ``Containers`` by the sandbox's container id
     and named after that container (``container_names``; the endpoint's name for a sandbox that
     no container owns). The list call passes none, as Docker's list leaves ``Containers``
-    empty."""
+    empty. A global network also lists ``Peers``: the hosts with endpoints on it (name,
+    address), as Docker shows an overlay's."""
     names = container_names or {}
     containers = {
         sandbox.container_id: {
@@ -199,7 +203,7 @@ def network_to_json(
     ipam_options: dict[str, str] | None = dict(network.ipam_options)
     if network.predefined and not ipam_options:
         ipam_options = None
-    return {
+    shown: dict[str, Any] = {
         "Name": network.name,
         "Id": network.id,
         "Created": network.created,
@@ -221,3 +225,6 @@ def network_to_json(
         "Options": dict(network.options),
         "Labels": dict(network.labels),
     }
+    if network.scope == "global":
+        shown["Peers"] = [{"Name": name, "IP": address} for name, address in peers]
+    return shown

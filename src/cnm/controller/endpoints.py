@@ -1,9 +1,17 @@
 """Endpoints and their addresses.
 
 An endpoint is made in this order: its addresses are taken from the network's pools, the driver
-makes what it keeps of it (the bridge driver chooses its MAC), then the record is committed; a
-connect commits it later, together with its join. Removal: the record first, then the driver's
+makes what it keeps of it (the bridge driver chooses its MAC; a remote plugin may choose an
+address where IPAM gave none of that family), then the record is committed; a connect commits
+it later, together with its join. An IPAM driver that needs the MAC with each address request
+(``requires_mac_address``) gets one chosen first, as libnetwork chooses it. Removal: the record first, then the driver's
 part, then the addresses go back to IPAM (Docker gives them back at a container's stop).
+
+An endpoint of a global-scope network is recorded in the cluster's store as soon as it is
+made, with its name claimed there (``names/endpoint/<network id>/<name>``: endpoint names are
+unique network-wide, on every host at once) and with what the other hosts need to reach it and
+to answer for its names: its host, that host's tunnel endpoint, its container's id and
+hostname. The table holds this host's endpoints only; the others are peers (``cluster.py``).
 
 The table keeps three indexes beside it (by network and name, by network, by sandbox), so that
 no per-attach lookup grows with the number of endpoints.
@@ -12,6 +20,7 @@ no per-attach lookup grows with the number of endpoints.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 import threading
 from collections.abc import Iterable
@@ -24,16 +33,30 @@ from cnm.controller.networks import (
     request_address,
 )
 from cnm.controller.registry import Registry
-from cnm.driverapi import EndpointSpec
-from cnm.errors import Conflict, InvalidParameter, NotFound
+from cnm.controller.scopes import Op, Stores
+from cnm.driverapi import EndpointSpec, Scope, random_mac
+from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
+from cnm.ipamapi import MAC_ADDRESS_OPTION
 from cnm.model import Endpoint, EndpointOptions, Network
-from cnm.store.api import Store
+from cnm.store.api import Delete, Put, Store, StoreConflict
 from cnm.transaction import Transaction, transaction
+
+log = logging.getLogger(__name__)
 
 LEGACY_LINKS = (
     "links on the default bridge network (legacy links) are not supported by cnm: on a "
     "user-defined network --link makes an alias the linking container resolves"
 )
+
+
+def endpoint_name_prefix(network_id: str) -> str:
+    """Under which a global network's endpoint names are claimed, on every host."""
+    return f"names/endpoint/{network_id}/"
+
+
+def endpoint_name_key(network_id: str, name: str) -> str:
+    """Where a global endpoint's name is claimed in the cluster's store."""
+    return endpoint_name_prefix(network_id) + name
 
 
 def endpoint_spec(
@@ -55,10 +78,19 @@ def endpoint_spec(
 
 
 class Endpoints:
-    def __init__(self, store: Store, registry: Registry, networks: Networks) -> None:
-        self._store = store
+    def __init__(
+        self,
+        stores: Stores,
+        registry: Registry,
+        networks: Networks,
+        node_id: str = "",
+        vtep: str = "",
+    ) -> None:
+        self._stores = stores
         self._registry = registry
         self._networks = networks
+        self._node_id = node_id
+        self._vtep = vtep
         self._table: dict[str, Endpoint] = {}
         self._by_name: dict[tuple[str, str], str] = {}  # (network id, name) -> id
         self._by_network: dict[str, set[str]] = {}
@@ -146,7 +178,8 @@ class Endpoints:
         self, network: Network, options: EndpointOptions, *, persist: bool = True
     ) -> Endpoint:
         """Allocate and create an endpoint (the caller holds the network's lock). With
-        ``persist`` False the caller records it in the same store commit as its join."""
+        ``persist`` False the caller records it in the same store commit as its join (a
+        global endpoint is recorded at once all the same: its name is claimed then)."""
         endpoint_id = secrets.token_hex(32)
         name = options.name or endpoint_id[:12]
         if self._networks.get(network.id) is None:
@@ -167,7 +200,7 @@ class Endpoints:
         mac_address = None
         if options.mac_address is not None:
             mac_address = validate.mac_address(options.mac_address)
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         endpoint = Endpoint(
             id=endpoint_id,
             name=name,
@@ -179,6 +212,10 @@ class Endpoints:
             gateway_priority=options.gateway_priority,
             links=dict(options.links),
         )
+        is_global = network.scope == Scope.GLOBAL
+        if is_global:
+            endpoint.host, endpoint.vtep = self._node_id, self._vtep
+        store = self._stores.of(network)
         with transaction() as txn:
             self._allocate_addresses(network, endpoint, txn)
             info = driver.create_endpoint(endpoint_spec(endpoint))
@@ -186,8 +223,14 @@ class Endpoints:
                 "driver endpoint", lambda: driver.delete_endpoint(network.id, endpoint.id)
             )
             endpoint.mac_address = info.mac_address or endpoint.mac_address
-            if persist:
-                self._store.put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0)
+            if endpoint.ipv4_address is None and info.address is not None:
+                endpoint.ipv4_address = str(info.address)
+            if endpoint.ipv6_address is None and info.address_v6 is not None:
+                endpoint.ipv6_address = str(info.address_v6)
+            if is_global:
+                self._claim(store, network, endpoint)
+            elif persist:
+                store.put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0)
             self.put(endpoint)
         return endpoint
 
@@ -196,9 +239,13 @@ class Endpoints:
             if endpoint.requested_ipv4 or endpoint.requested_ipv6:
                 raise InvalidParameter(f"network {network.name} does not assign addresses")
             return
-        ipam = self._registry.ipam(network.ipam_driver)
+        ipam = self._registry.network_ipam(network)
+        options: dict[str, str] = {}
+        if ipam.capabilities().requires_mac_address:
+            endpoint.mac_address = endpoint.mac_address or random_mac()
+            options[MAC_ADDRESS_OPTION] = endpoint.mac_address
         if network.ipv4_pools:
-            address = request_address(ipam, network.ipv4_pools, endpoint.requested_ipv4)
+            address = request_address(ipam, network.ipv4_pools, endpoint.requested_ipv4, options)
             txn.on_failure("address", lambda: release_address(ipam, network.ipv4_pools, address))
             endpoint.ipv4_address = str(address)
         elif endpoint.requested_ipv4:
@@ -206,7 +253,7 @@ class Endpoints:
                 f"network {network.name} has no pool for {endpoint.requested_ipv4}"
             )
         if network.ipv6_pools:
-            address_v6 = request_address(ipam, network.ipv6_pools, endpoint.requested_ipv6)
+            address_v6 = request_address(ipam, network.ipv6_pools, endpoint.requested_ipv6, options)
             txn.on_failure("address", lambda: release_address(ipam, network.ipv6_pools, address_v6))
             endpoint.ipv6_address = str(address_v6)
         elif endpoint.requested_ipv6:
@@ -214,17 +261,52 @@ class Endpoints:
                 f"network {network.name} has no pool for {endpoint.requested_ipv6}"
             )
 
+    def _claim(self, store: Store, network: Network, endpoint: Endpoint) -> None:
+        """Record a global endpoint with its name, or fail if another host holds the name."""
+        try:
+            store.commit(
+                [
+                    Put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0),
+                    Put(endpoint_name_key(network.id, endpoint.name), endpoint.id.encode(), 0),
+                ]
+            )
+        except StoreConflict:
+            raise Conflict(
+                f"endpoint with name {endpoint.name} already exists in network {network.name}"
+            ) from None
+
+    def removal(self, network: Network, endpoint: Endpoint) -> list[tuple[Store, Op]]:
+        """The store writes that remove an endpoint's records."""
+        store = self._stores.of(network)
+        writes: list[tuple[Store, Op]] = [(store, Delete(f"endpoint/{endpoint.id}"))]
+        if network.scope == Scope.GLOBAL:
+            writes.append((store, Delete(endpoint_name_key(network.id, endpoint.name))))
+        return writes
+
     def delete(self, network: Network, endpoint: Endpoint) -> None:
-        """Remove an endpoint that is not joined (the caller holds the network's lock)."""
-        driver = self._registry.driver(network.driver)
-        self._store.delete(f"endpoint/{endpoint.id}")
+        """Remove an endpoint that is not joined (the caller holds the network's lock). Once
+        the record is gone, a driver that fails to forget its part is logged and the
+        addresses go back all the same (Docker logs such driver errors too): nothing is left
+        that a retry could start from."""
+        driver = self._registry.network_driver(network)
+        self._stores.commit(self.removal(network, endpoint))
         self.drop(endpoint.id)
-        driver.delete_endpoint(network.id, endpoint.id)
+        try:
+            driver.delete_endpoint(network.id, endpoint.id)
+        except CnmError as err:
+            log.warning("driver error deleting endpoint %s: %s", endpoint.name, err)
         self.release_addresses(network, endpoint)
 
     def release_addresses(self, network: Network, endpoint: Endpoint) -> None:
+        if not endpoint.ipv4_address and not endpoint.ipv6_address:
+            return
         ipam = self._registry.ipam_or_none(network.ipam_driver)
         if ipam is None:
+            log.error(
+                "endpoint %s: IPAM driver %s is unavailable; its addresses were not released",
+                endpoint.name,
+                network.ipam_driver,
+            )
             return
         for pools, text in (
             (network.ipv4_pools, endpoint.ipv4_address),

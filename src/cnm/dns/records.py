@@ -154,14 +154,14 @@ class View:
         return None
 
 
-def _names(endpoint: Endpoint, sandbox: Sandbox) -> dict[str, str]:
+def _names(endpoint: Endpoint, container_id: str, hostname: str) -> dict[str, str]:
     """Name -> why, lowercased, the first reason kept where names coincide."""
     names: dict[str, str] = {}
     for name, why in (
         (endpoint.name, "container name"),
         *((alias, "alias") for alias in endpoint.aliases),
-        (sandbox.container_id[:12], "short id"),
-        (sandbox.hostname, "hostname"),
+        (container_id[:12], "short id"),
+        (hostname, "hostname"),
     ):
         if name:
             key = name.lower()
@@ -214,13 +214,29 @@ class Records:
                 table = self._tables[network.id] = NetworkTable(network)
             self._unclaim(table, endpoint.id)
             if not network.predefined:
-                self._claim(table, endpoint, sandbox)
+                self._claim(table, endpoint, sandbox.container_id, sandbox.hostname)
             self._members.setdefault(sandbox.id, {})[endpoint.id] = (endpoint.join_order, table.id)
             links = self._links.setdefault(sandbox.id, {})
             links.pop(endpoint.id, None)
             if endpoint.links and not network.predefined:
                 links[endpoint.id] = dict(endpoint.links)
             self._refresh(sandbox.id)
+
+    def add_peer(self, network: Network, endpoint: Endpoint) -> None:
+        """Record the names of an endpoint on another host of the cluster (a peer): it is
+        in no sandbox here, its container's id and hostname come with its record."""
+        with self._lock:
+            table = self._tables.get(network.id)
+            if table is None:
+                table = self._tables[network.id] = NetworkTable(network)
+            self._unclaim(table, endpoint.id)
+            self._claim(table, endpoint, endpoint.container_id, endpoint.hostname)
+
+    def remove_peer(self, network_id: str, endpoint_id: str) -> None:
+        with self._lock:
+            table = self._tables.get(network_id)
+            if table is not None:
+                self._unclaim(table, endpoint_id)
 
     def remove_endpoint(self, network_id: str, endpoint_id: str, sandbox_id: str) -> None:
         with self._lock:
@@ -243,7 +259,9 @@ class Records:
         with self._lock:
             self._tables.pop(network_id, None)
 
-    def _claim(self, table: NetworkTable, endpoint: Endpoint, sandbox: Sandbox) -> None:
+    def _claim(
+        self, table: NetworkTable, endpoint: Endpoint, container_id: str, hostname: str
+    ) -> None:
         ttl = self.ttl
         a = aaaa = b""
         reverse: list[str] = []
@@ -259,7 +277,7 @@ class Records:
         if not (a or aaaa):
             return
         keys: list[bytes] = []
-        for name, why in _names(endpoint, sandbox).items():
+        for name, why in _names(endpoint, container_id, hostname).items():
             claim = Claim(endpoint.name, why, a, aaaa)
             for key in (encode_name(name), encode_name(f"{name}.{table.name}")):
                 if key is not None:

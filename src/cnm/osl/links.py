@@ -12,6 +12,11 @@ Why it looks like this:
   solicitations to every other bridge port, and attach cost grows with the number of ports.
 * Links are looked up by name through RTM_GETLINK with IFLA_IFNAME (one message), never by
   dumping all links; only start-up reconciliation dumps.
+* A link a remote plugin made is moved into a sandbox and renamed by one RTM_SETLINK carrying
+  IFLA_NET_NS_FD and IFLA_IFNAME: the kernel moves it first (using the new name only if the
+  old one is taken there) and renames it in the target namespace, so a failure leaves it where
+  it was, under its old name. It arrives down: moving closes a device. The way back is the
+  same message in the other direction (libnetwork gives the plugin its link back so).
 * /proc/sys/net is resolved against the calling thread's namespace, so sysctl writes for a
   namespace happen while the thread is inside it.
 * A macvlan child is born inside the sandbox the same way (IFLA_NET_NS_FD; its lower link,
@@ -37,7 +42,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from cnm.errors import CnmError, Conflict, InvalidParameter, Unavailable
+from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound, Unavailable
 from cnm.osl.namespace import NetNamespace, current_thread_namespace, pin_current_netns
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -53,7 +58,8 @@ def _open_socket() -> IPRoute:
     return IPRoute(groups=0)
 
 
-def _translate(err: NetlinkError, what: str) -> CnmError:
+def netlink_error(err: NetlinkError, what: str) -> CnmError:
+    """The cnm error for a netlink failure while doing ``what``."""
     if err.code == errno.EEXIST:
         return Conflict(f"{what}: already exists")
     if err.code == EXFULL:
@@ -83,6 +89,7 @@ class LinkDetails:
     loopback: bool
 
 
+IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 MACVLAN_MODES = ("private", "vepa", "bridge", "passthru")
 
@@ -108,7 +115,7 @@ class _Links:
         except NetlinkError as err:
             if err.code == errno.ENODEV:
                 return None
-            raise _translate(err, f"look up link {name}") from err
+            raise netlink_error(err, f"look up link {name}") from err
         return msgs[0]["index"] if msgs else None
 
     def details(self, name: str) -> LinkDetails | None:
@@ -118,7 +125,7 @@ class _Links:
         except NetlinkError as err:
             if err.code == errno.ENODEV:
                 return None
-            raise _translate(err, f"look up link {name}") from err
+            raise netlink_error(err, f"look up link {name}") from err
         if not msgs:
             return None
         msg = msgs[0]
@@ -143,14 +150,14 @@ class _Links:
         try:
             self.ipr.link("set", index=index, master=master)
         except NetlinkError as err:
-            raise _translate(err, f"enslave link {index} to {master}") from err
+            raise netlink_error(err, f"enslave link {index} to {master}") from err
 
     def delete(self, index: int) -> None:
         try:
             self.ipr.link("del", index=index)
         except NetlinkError as err:
             if err.code != errno.ENODEV:
-                raise _translate(err, f"delete link {index}") from err
+                raise netlink_error(err, f"delete link {index}") from err
 
     def add_address(self, index: int, address: IPInterface) -> None:
         kwargs: dict[str, object] = {}
@@ -167,7 +174,7 @@ class _Links:
                 **kwargs,
             )
         except NetlinkError as err:
-            raise _translate(err, f"add address {address}") from err
+            raise netlink_error(err, f"add address {address}") from err
 
     def add_route(
         self,
@@ -188,7 +195,7 @@ class _Links:
         try:
             self.ipr.route("replace" if replace else "add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"add route to {destination}") from err
+            raise netlink_error(err, f"add route to {destination}") from err
 
     def delete_route(self, destination: IPNetwork) -> None:
         family = 10 if destination.version == 6 else 2
@@ -196,7 +203,43 @@ class _Links:
             self.ipr.route("del", dst=str(destination), family=family)
         except NetlinkError as err:
             if err.code not in (errno.ESRCH, errno.ENOENT):  # IPv4 says ESRCH, IPv6 ENOENT
-                raise _translate(err, f"delete route to {destination}") from err
+                raise netlink_error(err, f"delete route to {destination}") from err
+
+    def move(self, index: int, target: NetNamespace, new_name: str, mac: str | None = None) -> None:
+        """Move link ``index`` to ``target``, named ``new_name`` there (see the module note)."""
+        spec: dict[str, object] = {"index": index, "net_ns_fd": target.fd, "ifname": new_name}
+        if mac is not None:
+            spec["address"] = mac
+        try:
+            self.ipr.link("set", **spec)
+        except NetlinkError as err:
+            raise netlink_error(err, f"move link {index} to {target.path} as {new_name}") from err
+
+    def addresses(self, index: int) -> list[IPInterface]:
+        """The addresses on link ``index`` (link-local ones included)."""
+        found: list[IPInterface] = []
+        for msg in self.ipr.addr("dump", index=index):
+            if msg["index"] != index:
+                continue
+            address = msg.get_attr("IFA_ADDRESS")
+            found.append(ipaddress.ip_interface(f"{address}/{msg['prefixlen']}"))
+        return found
+
+    def is_up(self, index: int) -> bool:
+        msgs = self.ipr.link("get", index=index)
+        return bool(msgs and msgs[0]["flags"] & IFF_UP)
+
+    def default_gateway(self, version: int) -> tuple[IPAddress, int] | None:
+        """The main table's default route for IP ``version``: its next hop and output link."""
+        family = 10 if version == 6 else 2
+        for msg in self.ipr.route("dump", family=family):
+            if msg["dst_len"] != 0 or msg.get_attr("RTA_TABLE") != 254:
+                continue
+            gateway = msg.get_attr("RTA_GATEWAY")
+            oif = msg.get_attr("RTA_OIF")
+            if gateway is not None and oif is not None:
+                return ipaddress.ip_address(gateway), oif
+        return None
 
     def summaries(self) -> Iterator[LinkSummary]:
         for msg in self.ipr.link("dump"):
@@ -272,16 +315,22 @@ class HostNetwork:
         with self.namespace.entered():
             yield
 
-    def create_bridge(self, name: str, *, mtu: int | None, alias: str) -> int:
+    def create_bridge(
+        self, name: str, *, mtu: int | None, alias: str, mac: str | None = None
+    ) -> int:
         """Create a bridge tagged with ``alias``. The kernel ignores IFLA_IFALIAS in
-        RTM_NEWLINK, so the alias is set by a second message."""
+        RTM_NEWLINK, so the alias is set by a second message. A bridge given its ``mac`` keeps
+        it; one without takes the lowest MAC of its ports whenever they change
+        (br_stp_recalculate_bridge_id), which changes its gateway's MAC under the containers."""
         spec: dict[str, object] = {"ifname": name, "kind": "bridge"}
         if mtu is not None:
             spec["mtu"] = mtu
+        if mac is not None:
+            spec["address"] = mac
         try:
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create bridge {name}") from err
+            raise netlink_error(err, f"create bridge {name}") from err
         index = self.links.index_of(name)
         if index is None:
             raise CnmError(f"bridge {name} vanished right after creation")
@@ -289,7 +338,7 @@ class HostNetwork:
             self.links.ipr.link("set", index=index, ifalias=alias)
         except NetlinkError as err:
             self.links.delete(index)
-            raise _translate(err, f"tag bridge {name}") from err
+            raise netlink_error(err, f"tag bridge {name}") from err
         return index
 
     def create_veth(
@@ -320,7 +369,7 @@ class HostNetwork:
         try:
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create veth {host_name}") from err
+            raise netlink_error(err, f"create veth {host_name}") from err
         index = self.links.index_of(host_name)
         if index is None:
             raise CnmError(f"veth {host_name} vanished right after creation")
@@ -334,12 +383,21 @@ class HostNetwork:
             raise
         return index
 
+    def move_into(
+        self, name: str, target: NetNamespace, new_name: str, mac: str | None = None
+    ) -> None:
+        """Move the host link ``name`` into ``target`` as ``new_name`` (with ``mac``)."""
+        index = self.links.index_of(name)
+        if index is None:
+            raise NotFound(f"link {name} not found in the host namespace")
+        self.links.move(index, target, new_name, mac)
+
     def tag(self, index: int, alias: str) -> None:
         """Set the link's alias (IFLA_IFALIAS): the kernel ignores it in RTM_NEWLINK."""
         try:
             self.links.ipr.link("set", index=index, ifalias=alias)
         except NetlinkError as err:
-            raise _translate(err, f"tag link {index}") from err
+            raise netlink_error(err, f"tag link {index}") from err
 
     def supports_link_kind(self, kind: str) -> bool:
         """Whether this kernel can make links of ``kind``, for kinds that need a lower link
@@ -358,7 +416,7 @@ class HostNetwork:
         try:
             self.links.ipr.link("add", ifname=name, kind="vlan", link=parent, vlan_id=vlan_id)
         except NetlinkError as err:
-            raise _translate(err, f"create VLAN sub-interface {name}") from err
+            raise netlink_error(err, f"create VLAN sub-interface {name}") from err
         index = self.links.index_of(name)
         if index is None:
             raise CnmError(f"VLAN sub-interface {name} vanished right after creation")
@@ -399,7 +457,7 @@ class HostNetwork:
         try:
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create macvlan {name} on link {parent}") from err
+            raise netlink_error(err, f"create macvlan {name} on link {parent}") from err
 
     def on_link_networks(self) -> list[IPNetwork]:
         """Destinations of the host's directly connected routes in the main table (for IPAM to
@@ -421,6 +479,23 @@ class HostNetwork:
         finally:
             ipr.close()
         return found
+
+
+def interface_addresses() -> dict[str, list[IPAddress]]:
+    """The addresses of the calling thread's namespace, by interface name (for checking a
+    ``--cluster-advertise`` value: an address or interface of this host)."""
+    found: dict[str, list[IPAddress]] = {}
+    ipr = _open_socket()
+    try:
+        names = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in ipr.link("dump")}
+        for msg in ipr.addr("dump"):
+            address = msg.get_attr("IFA_ADDRESS")
+            name = names.get(msg["index"])
+            if address and name:
+                found.setdefault(name, []).append(ipaddress.ip_address(address.split("%")[0]))
+    finally:
+        ipr.close()
+    return found
 
 
 class SandboxNetwork:
@@ -490,6 +565,20 @@ class SandboxNetwork:
                 )
             }
         return found
+
+    def free_name(self, prefix: str) -> str:
+        """The lowest ``<prefix><n>`` no link here carries."""
+        n = 0
+        while self.links.index_of(f"{prefix}{n}") is not None:
+            n += 1
+        return f"{prefix}{n}"
+
+    def move_out(self, name: str, target: NetNamespace, new_name: str) -> None:
+        """Move the link ``name`` out of this sandbox into ``target`` as ``new_name``; a
+        link already gone is not an error."""
+        index = self.links.index_of(name)
+        if index is not None:
+            self.links.move(index, target, new_name)
 
     def set_default_route(self, gateway: IPAddress, oif: int) -> None:
         default = ipaddress.ip_network("::/0" if gateway.version == 6 else "0.0.0.0/0")
