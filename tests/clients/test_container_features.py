@@ -178,6 +178,11 @@ def test_capabilities_sysctls_memory_and_update(
         )
         == "on-failure:3"
     )
+    info = docker(
+        "info", "--format",
+        "{{json .Plugins.Volume}} {{json .Plugins.Log}} {{.MemoryLimit}} {{.LoggingDriver}} {{.DefaultRuntime}}",
+    ).stdout.strip()  # fmt: skip
+    assert info == '["local"] ["json-file","local","none"] true json-file runc'
     plain = containers("plain")
     refused = docker(
         "run", "--name", plain, busybox, "ip", "link", "set", "lo", "mtu", "1300", check=False

@@ -345,6 +345,22 @@ class ContainerNetworkState:
 
 
 @dataclass(frozen=True)
+class HostSupport:
+    """What the container side of this machine has, as ``docker info`` reports it."""
+
+    runtime_path: str  # runc's path ("" if it is missing)
+    log_drivers: list[str]
+    volume_drivers: list[str]
+    memory_limit: bool
+    swap_limit: bool
+    cpu_cfs: bool
+    cpu_shares: bool
+    cpuset: bool
+    pids_limit: bool
+    oom_kill_disable: bool
+
+
+@dataclass(frozen=True)
 class ExecInfo:
     """An exec as inspect shows it."""
 

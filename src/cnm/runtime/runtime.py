@@ -44,7 +44,7 @@ from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.osl.reaper import REAPER
-from cnm.runtime import bundle, console, hostsettings, logdriver, users
+from cnm.runtime import bundle, cgroups, console, hostsettings, logdriver, users
 from cnm.runtime import changes as changes_module
 from cnm.runtime import resources as resources_module
 from cnm.runtime import stats as stats_module
@@ -72,6 +72,7 @@ from cnm.runtime.model import (
     EndpointRequest,
     ExecInfo,
     HostConfig,
+    HostSupport,
     Image,
     MountPoint,
     Resources,
@@ -289,6 +290,23 @@ class Runtime:
         if history:
             _check_readable(container)
         return self._outputs.subscribe(container.id, mode, streams, notify, history)
+
+    def host_support(self) -> HostSupport:
+        """What containers can have here: runc, the log and volume drivers, the cgroup
+        files behind the limits (``docker info``)."""
+        supports = cgroups.supports
+        return HostSupport(
+            runtime_path=shutil.which(self.config.runc) or "",
+            log_drivers=list(logdriver.DRIVERS),
+            volume_drivers=["local"],
+            memory_limit=supports("memory", "memory.limit_in_bytes"),
+            swap_limit=supports("memory", "memory.memsw.limit_in_bytes"),
+            cpu_cfs=supports("cpu", "cpu.cfs_quota_us"),
+            cpu_shares=supports("cpu", "cpu.shares"),
+            cpuset=supports("cpuset", "cpuset.cpus"),
+            pids_limit=supports("pids", "pids.max"),
+            oom_kill_disable=supports("memory", "memory.oom_control"),
+        )
 
     def network_state(self, container: Container) -> ContainerNetworkState:
         """The container's sandbox, endpoints and published ports as they are now."""
