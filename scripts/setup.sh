@@ -5,9 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# graphviz renders `cnm topology` as SVG or PNG; runc runs the containers, tini is the
-# docker-init of --init, procps the ps of docker top.
-packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip graphviz runc tini procps)
+# graphviz renders `cnm topology` as SVG or PNG.
+packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip graphviz)
 extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
     # docker.io brings the Docker 20.10 CLI the client tests drive; etcd-server brings the etcd
@@ -16,7 +15,7 @@ if [ "${1:-}" = "--test" ]; then
     # that the CNI tests and bench/cni.py run beside cnm-cni; chromium and chromium-driver are
     # the headless browser the topology page is tested in; docker-compose (1.29.2, built on
     # docker-py) drives Compose projects against the daemon.
-    packages+=(docker.io busybox-static iptables iperf3 etcd-server etcd-client containernetworking-plugins chromium chromium-driver docker-compose)
+    packages+=(docker.io docker-compose busybox-static iptables iperf3 etcd-server etcd-client containernetworking-plugins chromium chromium-driver)
 else
     extras="."
 fi

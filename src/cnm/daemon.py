@@ -131,6 +131,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a DNS server for containers, instead of the host's (repeatable)",
     )
     parser.add_argument(
+        "--host-gateway-ip",
+        default=None,
+        metavar="IP",
+        help="the address --add-host NAME:host-gateway names (default: the default bridge's "
+        "gateway, as Docker's)",
+    )
+    parser.add_argument(
         "--plugin-dir",
         action="append",
         default=[],
@@ -671,10 +678,12 @@ def _run(args: argparse.Namespace) -> int:
             ipaddress.ip_address(server)
         except ValueError:
             raise DaemonError(f"invalid --dns {server!r}: not an IP address") from None
-    try:
-        ipaddress.ip_address(args.ip)
-    except ValueError:
-        raise DaemonError(f"invalid --ip {args.ip!r}: not an IP address") from None
+    for flag, value in (("--ip", args.ip), ("--host-gateway-ip", args.host_gateway_ip)):
+        try:
+            if value is not None:
+                ipaddress.ip_address(value)
+        except ValueError:
+            raise DaemonError(f"invalid {flag} {value!r}: not an IP address") from None
     cluster = cluster_options(args)
     plugins = plugin_config(args)
     listen_address = None
@@ -714,6 +723,7 @@ def _run(args: argparse.Namespace) -> int:
             default_bridge_mtu=args.mtu,
             dns=list(args.dns),
             default_host_ip=args.ip,
+            host_gateway_ip=args.host_gateway_ip,
         )
         controller = build_controller(
             config,

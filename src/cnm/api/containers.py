@@ -30,7 +30,7 @@ from urllib.parse import quote_plus
 
 from aiohttp import web
 
-from cnm.api import streams
+from cnm.api import links, streams
 from cnm.api.common import (
     BACKEND,
     Backend,
@@ -118,7 +118,7 @@ async def kill_container(request: web.Request) -> web.Response:
 
 async def remove_container(request: web.Request) -> web.Response:
     if query_bool(request, "link"):
-        raise InvalidParameter("links are not supported by cnm")
+        return await links.remove_link(request)
     b = backend(request)
     force, volumes = query_bool(request, "force"), query_bool(request, "v")
     await b.run_blocking(b.rt.remove_container, _ref(request), force, volumes)
@@ -211,7 +211,7 @@ def _inspect(rt: Runtime, controller: Controller, ref: str, size: bool = False) 
         paths.hostname = str(controller.sandbox_file(container.sandbox_id, "hostname"))
         paths.hosts = str(controller.sandbox_file(container.sandbox_id, "hosts"))
     settings = network_settings_json(container, rt.network_state(container))
-    shown = container_inspect_json(container, settings, paths, [])
+    shown = container_inspect_json(container, settings, paths, [], rt.legacy_links(container))
     if size:
         shown.update(_sizes(rt, container))
     return shown

@@ -8,7 +8,7 @@ cannot strip the prefix and re-route. ``check_version`` then refuses versions ou
 Errors leave as Docker's ``{"message": "..."}`` with the status the cnm.errors class carries.
 An unknown route, or a known one with the wrong method, is 404 "page not found" (Docker maps
 both the same way). Engine endpoints that the docker CLI may call but cnm does not serve
-(build, swarm...) answer 501 with a message; the part of cnm that comes to serve one of them
+(build, plugins...) answer 501 with a message; the part of cnm that comes to serve one of them
 removes its prefix from ``NOT_SERVED_YET``. The container, image and exec endpoints are served
 when the application is made with a runtime (the daemon always gives one).
 
@@ -32,12 +32,15 @@ from cnm.api import (
     archive,
     container_ops,
     containers,
+    events,
     execs,
     images,
+    links,
     metrics,
     networks,
     observe,
     stats,
+    swarm,
     system,
     ui,
     volumes,
@@ -63,17 +66,10 @@ BLOCKING_THREADS = 64  # stops, kills and exec processes, one thread each while 
 NOT_SERVED_YET = (
     "auth",
     "build",
-    "configs",
     "distribution",
-    "events",
-    "nodes",
     "plugins",
-    "secrets",
-    "services",
     "session",
-    "swarm",
     "system",
-    "tasks",
 )
 
 
@@ -172,7 +168,11 @@ def make_app(
     app.on_cleanup.append(stop_workers)
     system.add_routes(app)
     networks.add_routes(app)
+    # The network side's own routes: swarm mode as a node outside a swarm, and /events.
+    swarm.add_routes(app)
+    events.add_routes(app)
     if runtime is not None:
+        links.add_routes(app)
         containers.add_routes(app)
         execs.add_routes(app)
         images.add_routes(app)

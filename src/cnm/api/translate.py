@@ -5,9 +5,9 @@ with Docker works here: field names match case-insensitively (an exact match win
 fields are ignored, and ``null`` means "not given" (docker-py sends ``"Options": null``). A value
 of the wrong type is refused with its path, e.g. ``IPAM.Config[0].Subnet must be a string``.
 
-Responses follow Docker 28's shape field for field (``docker network inspect``), with one
-documented choice: ``IPAM.Options`` is ``null`` for the predefined networks and an object for
-user networks, which is what Docker shows for networks made by its CLI.
+Responses follow Docker 28's shape field for field (``docker network inspect``). ``IPAM.Options``
+echoes what the create request gave, as Docker does: ``null`` when it had none (docker-py sends
+none; the predefined networks have none), an object otherwise (the docker CLI always sends one).
 """
 
 from __future__ import annotations
@@ -88,6 +88,10 @@ class JsonObject:
                 )
         return dict(value)
 
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is given (not absent, not null)."""
+        return self._get(name) is not None
+
     def object(self, name: str) -> JsonObject | None:
         value = self._get(name)
         return None if value is None else JsonObject(value, self._where(name))
@@ -151,7 +155,8 @@ def parse_network_create(body: object) -> NetworkRequest:
     ipam = root.object("IPAM")
     if ipam is not None:
         request.ipam_driver = ipam.string("Driver") or "default"
-        request.ipam_options = ipam.string_map("Options")
+        if ipam.has("Options"):
+            request.ipam_options = ipam.string_map("Options")
         for index, item in enumerate(ipam.array("Config")):
             entry = JsonObject(item, f"IPAM.Config[{index}]")
             request.ipam_config.append(
@@ -200,9 +205,9 @@ def network_to_json(
         }
         for endpoint, sandbox in attachments
     }
-    ipam_options: dict[str, str] | None = dict(network.ipam_options)
+    ipam_options = None if network.ipam_options is None else dict(network.ipam_options)
     if network.predefined and not ipam_options:
-        ipam_options = None
+        ipam_options = None  # records made before cnm kept "not given" apart from {}
     shown: dict[str, Any] = {
         "Name": network.name,
         "Id": network.id,

@@ -135,7 +135,7 @@ class Cluster:
         networks: Networks,
         endpoints: Endpoints,
         sandboxes: Sandboxes,
-        events: EventBus,
+        events: EventBus[Event],
         local_subnets: Callable[[], list[IPNetwork]],
         after_restore: Callable[[list[str]], None],
     ) -> None:

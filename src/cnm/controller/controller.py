@@ -16,6 +16,7 @@ from typing import Protocol
 from cnm.controller.cluster import Cluster, ClusterConfig, ClusterStatus
 from cnm.controller.endpoints import Endpoints, endpoint_name_prefix
 from cnm.controller.files import SandboxFiles
+from cnm.controller.gateway import order_key
 from cnm.controller.ids import StoreIds
 from cnm.controller.joins import Joins
 from cnm.controller.networks import Networks
@@ -25,7 +26,7 @@ from cnm.controller.restore import adopt, remove_unjoined_interfaces, replay_ipa
 from cnm.controller.sandboxes import Sandboxes
 from cnm.controller.scopes import Stores
 from cnm.driverapi import NetworkDriver, Scope
-from cnm.errors import Forbidden, NotFound
+from cnm.errors import Forbidden, InvalidParameter, NotFound
 from cnm.events import Event, EventBus
 from cnm.firewall.api import Firewall
 from cnm.ipamapi import IpamDriver, IPNetwork
@@ -41,6 +42,7 @@ from cnm.model import (
 )
 from cnm.osl.links import HostNetwork
 from cnm.store.api import GlobalStore, Store
+from cnm.validate import HOST_GATEWAY
 
 
 @dataclass
@@ -55,6 +57,9 @@ class ControllerConfig:
     default_host_ip: str = "0.0.0.0"  # published ports' host address when none is given
     dns: list[str] = field(default_factory=list)  # the daemon's --dns: resolvers for sandboxes
     cluster: ClusterConfig | None = None  # with a cluster store: this host's membership
+    # What --add-host NAME:host-gateway names; None: the default bridge's IPv4 gateway (Docker's
+    # --host-gateway-ip default).
+    host_gateway_ip: str | None = None
 
 
 class Closable(Protocol):
@@ -89,7 +94,7 @@ class Controller:
         self.firewall = parts.firewall
         self._port_mapper = parts.port_mapper
         self._finder = parts.finder
-        self.events = EventBus()
+        self.events: EventBus[Event] = EventBus()
         self._registry = Registry(parts.finder)
         for driver in parts.drivers:
             self._registry.add_driver(driver)
@@ -357,7 +362,24 @@ class Controller:
     # ----------------------------------------------------------------- sandboxes and joins
 
     def create_sandbox(self, options: SandboxOptions | None = None) -> Sandbox:
-        return replace(self._sandboxes.create(options or SandboxOptions()))
+        options = options or SandboxOptions()
+        extra_hosts = [self._host_gateway(entry) for entry in options.extra_hosts]
+        return replace(self._sandboxes.create(replace(options, extra_hosts=extra_hosts)))
+
+    def host_gateway_ip(self) -> str:
+        """The address ``host-gateway`` stands for in --add-host: the daemon's
+        --host-gateway-ip, else the default bridge's gateway."""
+        if self.config.host_gateway_ip:
+            return self.config.host_gateway_ip
+        bridge = self._networks.find("bridge")
+        gateways = [p.gateway for p in (*bridge.ipv4_pools, *bridge.ipv6_pools) if p.gateway]
+        if not gateways:
+            raise InvalidParameter("unable to derive the IP value for host-gateway")
+        return gateways[0].split("/")[0]
+
+    def _host_gateway(self, entry: str) -> str:
+        name, _, address = entry.partition(":")
+        return f"{name}:{self.host_gateway_ip()}" if address == HOST_GATEWAY else entry
 
     def delete_sandbox(self, sandbox_id: str) -> None:
         self._joins.delete_sandbox(sandbox_id)
@@ -367,6 +389,24 @@ class Controller:
 
     def leave(self, endpoint_id: str) -> None:
         self._joins.leave(endpoint_id)
+
+    def join_order(
+        self, requests: Sequence[tuple[str, EndpointOptions]]
+    ) -> list[tuple[str, EndpointOptions]]:
+        """``requests`` (network, endpoint options) in the order libnetwork keeps a sandbox's
+        endpoints (``gateway.order_key``), the order a starting container joins them in: the
+        first gets eth0. Whether a network will offer both gateways is read from its record."""
+
+        def key(request: tuple[str, EndpointOptions]) -> tuple[bool, bool, int, str]:
+            network = self._networks.find(request[0])
+            offers = (
+                not network.internal
+                and self._registry.network_driver(network).capabilities().uses_addresses
+            )
+            dual = offers and bool(network.ipv4_pools and network.enable_ipv6)
+            return order_key(network.internal, dual, request[1].gateway_priority, network.name)
+
+        return sorted(requests, key=key)
 
     def connect(
         self, network_ref: str, sandbox_id: str, options: EndpointOptions | None = None
@@ -380,6 +420,11 @@ class Controller:
 
     def rename_endpoints(self, sandbox_id: str, name: str) -> None:
         self._joins.rename(sandbox_id, name)
+
+    def set_link_hosts(self, sandbox_id: str, entries: list[str]) -> None:
+        """Replace the hosts lines a sandbox has for legacy links (``names:address``, written
+        after its extra hosts), at once in its hosts file."""
+        self._joins.set_link_hosts(sandbox_id, entries)
 
     def publish(self, sandbox_id: str, requests: list[PortRequest]) -> list[PortMapping]:
         """Publish ports for the sandbox, replacing those it had, on its gateway endpoint; they

@@ -44,8 +44,9 @@ from cnm.transaction import Transaction, transaction
 log = logging.getLogger(__name__)
 
 LEGACY_LINKS = (
-    "links on the default bridge network (legacy links) are not supported by cnm: on a "
-    "user-defined network --link makes an alias the linking container resolves"
+    "links on the default bridge network are legacy links, given as the container's --link "
+    "(HostConfig.Links), not per endpoint: on a user-defined network --link makes an alias "
+    "the linking container resolves"
 )
 
 
@@ -57,6 +58,13 @@ def endpoint_name_prefix(network_id: str) -> str:
 def endpoint_name_key(network_id: str, name: str) -> str:
     """Where a global endpoint's name is claimed in the cluster's store."""
     return endpoint_name_prefix(network_id) + name
+
+
+def ipv6_disabled(network: Network, address: str) -> InvalidParameter:
+    return InvalidParameter(
+        f"invalid endpoint settings: network {network.name} was created without IPv6 "
+        f"(enable_ipv6), so its containers get no IPv6 address: {address} cannot be used"
+    )
 
 
 def endpoint_spec(
@@ -71,6 +79,7 @@ def endpoint_spec(
             ipaddress.IPv6Interface(endpoint.ipv6_address) if endpoint.ipv6_address else None
         ),
         mac_address=endpoint.mac_address,
+        options=dict(endpoint.driver_options),
         joined=joined,
         sandbox_key=sandbox_key if joined else None,
         ifname=endpoint.ifname if joined else None,
@@ -197,6 +206,9 @@ class Endpoints:
             )
         if network.predefined and options.links:
             raise InvalidParameter(LEGACY_LINKS)
+        for text in options.link_local_ips:
+            if validate.link_local_ip(text).version == 6 and not network.enable_ipv6:
+                raise ipv6_disabled(network, text)
         mac_address = None
         if options.mac_address is not None:
             mac_address = validate.mac_address(options.mac_address)
@@ -211,6 +223,8 @@ class Endpoints:
             aliases=list(options.aliases),
             gateway_priority=options.gateway_priority,
             links=dict(options.links),
+            link_local_ips=[str(validate.link_local_ip(a)) for a in options.link_local_ips],
+            driver_options=dict(options.driver_options),
         )
         is_global = network.scope == Scope.GLOBAL
         if is_global:
@@ -252,7 +266,9 @@ class Endpoints:
             raise InvalidParameter(
                 f"network {network.name} has no pool for {endpoint.requested_ipv4}"
             )
-        if network.ipv6_pools:
+        if endpoint.requested_ipv6 and not network.enable_ipv6:
+            raise ipv6_disabled(network, endpoint.requested_ipv6)
+        if network.ipv6_pools and network.enable_ipv6:
             address_v6 = request_address(ipam, network.ipv6_pools, endpoint.requested_ipv6, options)
             txn.on_failure("address", lambda: release_address(ipam, network.ipv6_pools, address_v6))
             endpoint.ipv6_address = str(address_v6)

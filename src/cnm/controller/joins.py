@@ -59,7 +59,7 @@ class Joins:
         endpoints: Endpoints,
         sandboxes: Sandboxes,
         ports: PublishedPorts,
-        events: EventBus,
+        events: EventBus[Event],
     ) -> None:
         self._stores = stores
         self._registry = registry
@@ -153,8 +153,11 @@ class Joins:
             if info.interface_name is not None:
                 updated.ifname = info.interface_name
             if info.configure_interface and key is not None:
-                moved = configure_interface(key, updated, info, joined)
-                txn.on_failure("default route", lambda: set_default_routes(key, joined, moved))
+                name = self._networks.name_of
+                moved = configure_interface(key, updated, info, joined, name)
+                txn.on_failure(
+                    "default route", lambda: set_default_routes(key, joined, moved, name)
+                )
                 updated.gateway_v4 = str(info.gateway) if info.gateway else None
                 updated.gateway_v6 = str(info.gateway_v6) if info.gateway_v6 else None
             self._ports.place(sandbox.id, [*joined, updated])
@@ -219,7 +222,7 @@ class Joins:
         except CnmError as err:
             log.warning("driver error disconnecting endpoint %s: %s", endpoint.name, err)
         if not sandbox.use_host_network:
-            hand_over_default_routes(sandbox.key, endpoint, remaining)
+            hand_over_default_routes(sandbox.key, endpoint, remaining, self._networks.name_of)
         self._sandboxes.files.write_hosts(sandbox, remaining)
         self._events.emit(
             Event("endpoint-leave", replace(network), replace(endpoint), replace(sandbox))
@@ -264,6 +267,17 @@ class Joins:
                 self._events.emit(
                     Event("endpoint-rename", replace(network), replace(endpoint), replace(sandbox))
                 )
+
+    def set_link_hosts(self, sandbox_id: str, entries: list[str]) -> None:
+        """Replace the sandbox's hosts lines of legacy links (``names:address``)."""
+        sandbox = self._sandboxes.find(sandbox_id)
+        with self._sandboxes.lock(sandbox.id):
+            for entry in entries:
+                validate.extra_host(entry)
+            updated = replace(self._sandboxes.find(sandbox.id), link_hosts=list(entries))
+            self._stores.local.put(f"sandbox/{sandbox.id}", updated.to_json())
+            self._sandboxes.put(updated)
+            self._sandboxes.files.write_hosts(updated, self._endpoints.joined_to(sandbox.id))
 
     def publish(self, sandbox_id: str, requests: list[PortRequest]) -> list[PortMapping]:
         """Publish ports for the sandbox, replacing those it had, on its gateway endpoint."""

@@ -14,6 +14,10 @@ succeed; its pools come from IPAM's global address space, and its driver reserve
 resources (a VNI) once, here, through the controller's id allocator. The other hosts learn of
 it from the store (``cluster.py``).
 
+An IPv6 subnet given without ``enable_ipv6`` is reserved and shown, as Docker does, and nothing
+uses it: the driver is not told of it and endpoints get no IPv6 address (and a static one is
+refused, where Docker would take it and leave it unused).
+
 The three predefined networks (``bridge``, ``host``, ``none``) are made at the first start and
 never removed; their names cannot be taken.
 """
@@ -81,7 +85,7 @@ def network_spec(network: Network) -> NetworkSpec:
         internal=network.internal,
         enable_ipv6=network.enable_ipv6,
         ipv4=data(network.ipv4_pools),
-        ipv6=data(network.ipv6_pools),
+        ipv6=data(network.ipv6_pools) if network.enable_ipv6 else (),
     )
 
 
@@ -122,7 +126,7 @@ class Networks:
     """The network table: records by id, lookups by name, id or id prefix, and the locks."""
 
     def __init__(
-        self, stores: Stores, registry: Registry, ids: IdAllocator, events: EventBus
+        self, stores: Stores, registry: Registry, ids: IdAllocator, events: EventBus[Event]
     ) -> None:
         self._stores = stores
         self._registry = registry
@@ -144,6 +148,11 @@ class Networks:
     def get(self, network_id: str) -> Network | None:
         with self._lock:
             return self._table.get(network_id)
+
+    def name_of(self, network_id: str) -> str:
+        """The name of a network by id ("" once it is gone), for the sandbox order."""
+        network = self.get(network_id)
+        return network.name if network is not None else ""
 
     def find(self, ref: str) -> Network:
         """By id, then name, then unique id prefix (Docker's order)."""
@@ -229,7 +238,7 @@ class Networks:
                 attachable=request.attachable,
                 enable_ipv6=request.enable_ipv6,
                 ipam_driver=request.ipam_driver,
-                ipam_options=dict(request.ipam_options),
+                ipam_options=None if request.ipam_options is None else dict(request.ipam_options),
                 predefined=predefined,
             )
             with transaction() as txn:
@@ -279,19 +288,17 @@ class Networks:
             except ValueError:
                 raise InvalidParameter(f"invalid subnet {config.subnet!r}: not a CIDR") from None
             (v6_configs if subnet.version == 6 else v4_configs).append(config)
-        if v6_configs and not network.enable_ipv6:
-            raise InvalidParameter("an IPv6 subnet was given but IPv6 is not enabled (--ipv6)")
         if network.enable_ipv6 and not v6_configs:
             raise InvalidParameter("IPv6 is enabled (--ipv6) but no IPv6 subnet was given")
         local_space, global_space = ipam.default_address_spaces()
         address_space = global_space if network.scope == Scope.GLOBAL else local_space
         for config in v4_configs or [IpamRequest()]:
             network.ipv4_pools.append(
-                _allocate_pool(ipam, address_space, network.ipam_options, config, False, txn)
+                _allocate_pool(ipam, address_space, network.ipam_options or {}, config, False, txn)
             )
         for config in v6_configs:
             network.ipv6_pools.append(
-                _allocate_pool(ipam, address_space, network.ipam_options, config, True, txn)
+                _allocate_pool(ipam, address_space, network.ipam_options or {}, config, True, txn)
             )
 
     def _check_scopes_apart(self, network: Network) -> None:

@@ -180,7 +180,7 @@ def replay_ipam(ipam: IpamDriver, network: Network, endpoints: list[Endpoint]) -
     for pools, v6 in ((network.ipv4_pools, False), (network.ipv6_pools, True)):
         for pool in pools:
             ipam.request_pool(
-                pool.address_space, pool.subnet, pool.ip_range, network.ipam_options, v6
+                pool.address_space, pool.subnet, pool.ip_range, network.ipam_options or {}, v6
             )
             if pool.gateway:
                 ipam.request_address(pool.pool_id, ipaddress.ip_interface(pool.gateway).ip, {})

@@ -1,12 +1,14 @@
 """The embedded resolver's records: per network, the names of the containers on it; per sandbox,
-the view (its networks in join order) that its queries are answered from.
+the view (its networks in the sandbox's order) that its queries are answered from.
 
 Names (Docker's rule): on every user-defined network an endpoint is known by its container's
 name (the endpoint's name), its aliases on that network, the container's 12-character short ID
 and its hostname, each also as ``<name>.<network>``; every address also has a PTR record naming
 ``<container>.<network>.``. The predefined networks (the default bridge) offer no names. A
-sandbox sees only the networks it is joined to; the first of them in join order that has the
-name answers, so one alias can mean different containers on different networks.
+sandbox sees only the networks it is joined to; the first of them that has the name answers, in
+the order libnetwork keeps a sandbox's endpoints and resolves names in (``controller.gateway``:
+internal networks last, dual-stack first, then gateway priority, then the network's name), so
+one alias can mean different containers on different networks.
 
 Links (``--link name:alias`` on a user-defined network, Docker's rule there): the alias, also as
 ``<alias>.<network>``, names the linked container on that network for the linking sandbox
@@ -33,6 +35,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
+from cnm.controller.gateway import order_key
 from cnm.model import Endpoint, Network, Sandbox
 
 TYPE_A = b"\x00\x01"
@@ -190,7 +193,8 @@ class Records:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._tables: dict[str, NetworkTable] = {}
-        self._members: dict[str, dict[str, tuple[int, str]]] = {}  # sandbox -> ep -> order, net
+        # sandbox -> endpoint -> (its place in the sandbox's order, network id)
+        self._members: dict[str, dict[str, tuple[tuple[bool, bool, int, str], str]]] = {}
         self._links: dict[str, dict[str, dict[str, str]]] = {}  # sandbox -> ep -> alias -> name
         self._views: dict[str, View] = {}
 
@@ -215,7 +219,9 @@ class Records:
             self._unclaim(table, endpoint.id)
             if not network.predefined:
                 self._claim(table, endpoint, sandbox.container_id, sandbox.hostname)
-            self._members.setdefault(sandbox.id, {})[endpoint.id] = (endpoint.join_order, table.id)
+            dual = bool(endpoint.gateway_v4 and endpoint.gateway_v6)
+            order = order_key(network.internal, dual, endpoint.gateway_priority, network.name)
+            self._members.setdefault(sandbox.id, {})[endpoint.id] = (order, table.id)
             links = self._links.setdefault(sandbox.id, {})
             links.pop(endpoint.id, None)
             if endpoint.links and not network.predefined:

@@ -131,9 +131,11 @@ def build_topology(controller: Controller, runtime: Runtime | None = None) -> To
         for container in runtime.containers():
             if container.sandbox_id:
                 names.setdefault(container.sandbox_id, []).append(container.name)
+    all_networks = controller.networks()
+    network_names = {network.id: network.name for network in all_networks}
     networks = [
         node
-        for network in controller.networks()
+        for network in all_networks
         if (node := _network_node(controller, network.id)) is not None
     ]
     known = {n.id for n in networks}
@@ -142,8 +144,8 @@ def build_topology(controller: Controller, runtime: Runtime | None = None) -> To
         endpoints = [
             e for e in controller.endpoints(sandbox_id=sandbox.id) if e.network_id in known
         ]
-        gateway4 = gateway_endpoint(endpoints, 4)
-        gateway6 = gateway_endpoint(endpoints, 6)
+        gateway4 = gateway_endpoint(endpoints, 4, lambda i: network_names.get(i, ""))
+        gateway6 = gateway_endpoint(endpoints, 6, lambda i: network_names.get(i, ""))
         interfaces = []
         for endpoint in sorted(endpoints, key=lambda e: e.join_order):
             try:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import InvalidParameter
+from cnm.runtime import links as links_mod
 from cnm.runtime.model import Container, ContainerConfig, EndpointRequest, HostConfig
 from cnm.runtime.networking import checked_request, port_requests
 
@@ -68,9 +69,10 @@ class CreateChecks:
     def networks(
         self, mode: str, networks: dict[str, EndpointRequest], links: list[str]
     ) -> dict[str, EndpointRequest]:
-        """The networks to attach at start, the network mode's first (it gets eth0). The
-        container's ``--link``s belong to its network mode's network, as the docker CLI puts
-        them there too."""
+        """The networks to attach at start, the network mode's first (the start joins them in
+        the sandbox's order). On a user-defined network mode the container's ``--link``s
+        belong to that network, as the docker CLI puts them there too; on the default bridge
+        they are legacy links (``links``)."""
         if mode.startswith("container:"):
             if networks:
                 raise InvalidParameter(
@@ -84,7 +86,7 @@ class CreateChecks:
             network = self._controller.network(ref)
             if network.name in resolved:
                 raise InvalidParameter(f"network {network.name} is given more than once")
-            if network.name == mode:
+            if network.name == mode and not links_mod.is_legacy(mode):
                 request = copy.deepcopy(request)
                 request.links += [link for link in links if link not in request.links]
             resolved[network.name] = checked_request(network, request)
@@ -96,15 +98,18 @@ class CreateChecks:
         ordered.update(resolved)
         return ordered
 
-    def ports(self, config: ContainerConfig, host_config: HostConfig, networks: list[str]) -> None:
-        """Malformed port specs fail at create, as does publishing with only internal
-        networks; host ports are taken at start."""
-        requests = port_requests(config, host_config)
-        if not requests or host_config.network_mode in ("host", "none"):
-            return
-        found = [self._controller.network(name) for name in networks]
-        if found and all(n.internal for n in found):
-            raise InvalidParameter(f"ports cannot be published on internal network {found[0].name}")
+    @staticmethod
+    def ports(config: ContainerConfig, host_config: HostConfig) -> None:
+        """Malformed port specs fail at create; host ports are taken at start. A container
+        whose networks are all internal is accepted, as Docker accepts it: it publishes
+        nothing until a network with a gateway is connected."""
+        port_requests(config, host_config)
+
+    @staticmethod
+    def mac_address(config: ContainerConfig) -> None:
+        """Config.MacAddress, in normal form."""
+        if config.mac_address:
+            config.mac_address = validate.mac_address(config.mac_address)
 
     @staticmethod
     def sandbox_options(host_config: HostConfig) -> None:

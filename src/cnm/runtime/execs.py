@@ -28,6 +28,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -95,6 +96,7 @@ class ExecSession:
         self._failure_log: Path | None = None
         self._files: tuple[Path, ...] = ()  # the command's, removed once it has ended
         self.failure = ""  # why the command could not be started, if it could not
+        self.on_ended: Callable[[int], None] | None = None  # told the exit code, once
 
     def start(self, command: ProcessCommand) -> ExecProcess:
         """Start the process (once): ``command`` runs ``request`` inside the container."""
@@ -143,6 +145,8 @@ class ExecSession:
             self.failure = message
             self._exit_code = 126
         self._exited.set()
+        if self.on_ended is not None:
+            self.on_ended(126)
         text = f"{message}\r\n" if self.request.tty else f"{message}\n"
         streams = []
         for data in (b"", text.encode()):
@@ -211,14 +215,17 @@ class ExecSession:
         for path in (self._failure_log, *self._files):
             if path is not None:
                 path.unlink(missing_ok=True)
+        code = 126 if failure else exit_code(returncode)
         with self._lock:
             self.failure = failure
-            self._exit_code = 126 if failure else exit_code(returncode)
+            self._exit_code = code
             self._running = False
             if self._console >= 0:
                 os.close(self._console)
                 self._console = -1
         self._exited.set()
+        if self.on_ended is not None:
+            self.on_ended(code)
 
     def wait(self, timeout: float | None = None) -> int:
         if not self._exited.wait(timeout):

@@ -89,6 +89,7 @@ class ImageContainers:
                 env=process_env(container.config, sandbox.hostname, identity.home),
                 cwd=container.config.working_dir,
                 hostname=sandbox.hostname,
+                domainname=sandbox.domainname,
                 rootfs=rootfs,
                 netns=sandbox.key,
                 sandbox_files=sandbox_files,

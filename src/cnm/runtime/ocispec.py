@@ -51,6 +51,7 @@ class SpecRequest:
     rootfs: Path
     netns: str
     sandbox_files: dict[str, Path]  # path inside (/etc/hosts) -> the sandbox's file
+    domainname: str = ""
     identity: Identity = field(default_factory=Identity)
     joined: dict[str, str] = field(default_factory=dict)  # "pid"/"ipc" -> namespace to join
     shm_source: str = ""  # ipc host or container:<id>: the /dev/shm to bind
@@ -270,8 +271,13 @@ def build(request: SpecRequest) -> dict[str, Any]:
     }
     if nodes:
         linux["devices"] = nodes
-    if host.sysctls:
-        linux["sysctl"] = dict(host.sysctls)
+    sysctls = dict(host.sysctls)
+    if request.domainname and host.uts_mode != "host":
+        # The NIS domain name through its sysctl, as dockerd 20.10 sets it: runc 1.1 does not
+        # apply the spec's own "domainname" field.
+        sysctls["kernel.domainname"] = request.domainname
+    if sysctls:
+        linux["sysctl"] = sysctls
     spec: dict[str, Any] = {
         "ociVersion": "1.0.2",
         "process": process,
@@ -281,6 +287,4 @@ def build(request: SpecRequest) -> dict[str, Any]:
     }
     if host.uts_mode != "host":
         spec["hostname"] = request.hostname
-        if container.config.domainname:
-            spec["domainname"] = container.config.domainname
     return spec

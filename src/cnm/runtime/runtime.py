@@ -11,7 +11,8 @@ no endpoint and no address (Docker does this at stop); the record keeps what it 
 
 This class composes the parts and orders their calls; each part owns its own state. Create's
 checks are ``checks``; a container's stdin and terminal ``stdio``; exec sessions ``execs``;
-file locations ``files``; runc itself ``runc``. Nothing here speaks Docker's JSON: callers get
+file locations ``files``; runc itself ``runc``; legacy links ``links``. What happens to
+containers and images is told on ``events`` (``docker events``), after it is recorded. Nothing here speaks Docker's JSON: callers get
 records (``Container``, ``ContainerNetworkState``, ``ExecInfo``, ``ExecProcess``) and the API
 turns them into Docker's wire format.
 
@@ -43,14 +44,16 @@ from typing import IO, BinaryIO
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
+from cnm.events import EventBus
 from cnm.osl.reaper import REAPER
-from cnm.runtime import bundle, cgroups, console, hostsettings, logdriver, users
+from cnm.runtime import bundle, cgroups, console, hostsettings, links, logdriver, users
 from cnm.runtime import changes as changes_module
 from cnm.runtime import resources as resources_module
 from cnm.runtime import stats as stats_module
 from cnm.runtime.archive import ArchiveStream, ContainerArchives, PathStat, Readable
 from cnm.runtime.checks import CreateChecks
 from cnm.runtime.commit import apply_changes, tar_writer
+from cnm.runtime.events import ContainerEvent, ImageEvent, RuntimeEvent
 from cnm.runtime.execs import ExecProcess, ExecSessions
 from cnm.runtime.exits import ExitWatcher, lost_exit_code
 from cnm.runtime.files import ContainerFiles
@@ -136,6 +139,7 @@ class Runtime:
         self._exits = ExitWatcher(self._handle_exit)
         self._execs = ExecSessions()
         self._listeners: list[ExitListener] = []
+        self.events: EventBus[RuntimeEvent] = EventBus()  # what `docker events` reports
         self._started = False
         self._closed = False
 
@@ -189,6 +193,9 @@ class Runtime:
     def subscribe_exit(self, callback: ExitListener) -> None:
         self._listeners.append(callback)
 
+    def _emit(self, action: str, container: Container, **attributes: str) -> None:
+        self.events.emit(ContainerEvent(action, copy.deepcopy(container), attributes))
+
     def _restore_running(self, container: Container) -> None:
         pid, started = container.state.pid, container.state.pid_start_time
         self._outputs.resume(container.id, container.config.tty)
@@ -232,7 +239,11 @@ class Runtime:
         template: Image | None = None,
     ) -> Image:
         """``docker import``; ``template`` gives the image its config (``--change``)."""
-        return self._images.import_(stream, reference, progress, template)
+        image = self._images.import_(stream, reference, progress, template)
+        if reference:
+            self.events.emit(ImageEvent("tag", image.id, normalize_reference(reference)))
+        self.events.emit(ImageEvent("import", image.id, image.id))
+        return image
 
     def images(self) -> list[Image]:
         return self._images.list()
@@ -242,6 +253,8 @@ class Runtime:
 
     def tag_image(self, ref: str, reference: str) -> None:
         self._images.tag(ref, reference)
+        image_id = self._images.get(ref).id
+        self.events.emit(ImageEvent("tag", image_id, normalize_reference(reference)))
 
     def remove_image(self, ref: str, force: bool = False) -> list[str]:
         """``docker rmi``: returns "Untagged: <name:tag>" and "Deleted: <id>" lines. A running
@@ -254,7 +267,12 @@ class Runtime:
                 if c.image_id == image_id
             ]
 
-        return self._images.remove(ref, force, users)
+        image_id = self._images.get(ref).id
+        lines = self._images.remove(ref, force, users)
+        for line in lines:  # Docker names the image by its id in both
+            action = "untag" if line.startswith("Untagged: ") else "delete"
+            self.events.emit(ImageEvent(action, image_id, image_id))
+        return lines
 
     # ------------------------------------------------------------------ lookups
 
@@ -339,9 +357,13 @@ class Runtime:
         mode = self._checks.network_mode(config, host_config, self._table.resolve)
         host_config.network_mode = mode
         wanted = self._checks.networks(mode, networks, host_config.links)
+        legacy_links = {}
+        if links.is_legacy(mode) or mode == "none":
+            legacy_links = links.resolve(host_config.links, mode, self._table.resolve)
         self._checks.sandbox_options(host_config)
+        self._checks.mac_address(config)
         container_id = secrets.token_hex(32)
-        self._checks.ports(config, host_config, list(wanted))
+        self._checks.ports(config, host_config)
         host_config = hostsettings.check(config, host_config, self._table.resolve, image is None)
         if not config.hostname:
             host_name = mode == "host" or host_config.uts_mode == "host"
@@ -358,6 +380,7 @@ class Runtime:
                 host_config=host_config,
                 networks=wanted,
                 mount_points=mount_points,
+                links=legacy_links,
             )
 
         try:
@@ -372,6 +395,7 @@ class Runtime:
             self._image_containers.prepare_init_layer(container, image)
         self._configure_output(container)
         log.info("container created id=%s name=%s", container_id[:12], container.name)
+        self._emit("create", container)
         return copy.deepcopy(container)
 
     # ------------------------------------------------------------------ start
@@ -428,6 +452,8 @@ class Runtime:
             self._after_exit(container)
             raise failed
         log.info("container started id=%s pid=%d", container_id[:12], container.state.pid)
+        self._emit("start", container)
+        self._relink_parents(container)
 
     def _shared(self, container: Container) -> SharedNamespaces:
         """The namespaces and /dev/shm a start takes from other containers or the host."""
@@ -461,19 +487,21 @@ class Runtime:
                 container.host_config.network_mode.removeprefix("container:")
             )
         shared = self._shared(container) if image is not None else SharedNamespaces()
+        link_hosts, link_env = self._networking.legacy_links(container, self._linked(container))
+        process = _with_env(container, link_env)
         run = self._outputs.prepare(container.id, container.config.tty)
         stdio = console.ProcessStdio(output=dict(run.container_fds))
         with transaction() as txn:
             txn.on_failure("output", lambda: self._outputs.discard(container.id, run))
-            sandbox = self._networking.attach(container, txn, lender)
+            sandbox = self._networking.attach(container, txn, lender, link_hosts)
             txn.on_failure("stdio", stdio.close)
             files = self._networking.sandbox_files(sandbox)
             if image is None:
                 on_exit = self._exits.on_reaped(container.id)
-                pid = self._host_containers.start(container, sandbox, files, stdio, txn, on_exit)
+                pid = self._host_containers.start(process, sandbox, files, stdio, txn, on_exit)
             else:
                 pid = self._image_containers.start(
-                    container, image, sandbox, files, stdio, txn, shared
+                    process, image, sandbox, files, stdio, txn, shared
                 )
             started = self._exits.pin(container.id, pid)
             txn.on_failure("pidfd", lambda: self._exits.release(container.id))
@@ -496,6 +524,65 @@ class Runtime:
         if image is not None:  # a host container's process is our child: spawn watches it
             self._exits.watch_child(container.id, pid)
 
+    def _linked(self, container: Container) -> dict[str, Container]:
+        """The containers a starting container's legacy links name, by alias (copies)."""
+        given = {validate.link(e)[1]: validate.link(e)[0] for e in container.host_config.links}
+        linked = {}
+        for alias, child_id in container.links.items():
+            try:
+                linked[alias] = self._table.copy(child_id)
+            except NotFound:
+                raise Conflict(
+                    f"Cannot link to a non running container: /{given.get(alias, child_id)} "
+                    f"AS /{container.name}/{alias}"
+                ) from None
+        return linked
+
+    def _relink_parents(self, child: Container) -> None:
+        """A container started: the running containers linking to it see its new address."""
+        for parent in self._table.linking_to(child.id):
+            aliases = [alias for alias, cid in parent.links.items() if cid == child.id]
+            with suppress(CnmError):
+                self._networking.relink(parent, aliases, self._table.copy(child.id))
+
+    def legacy_links(self, container: Container) -> list[tuple[str, str]]:
+        """A container's legacy links as (linked container's name, alias); a linked container
+        that was removed keeps the name it was linked by."""
+        given = {validate.link(e)[1]: validate.link(e)[0] for e in container.host_config.links}
+        found = []
+        for alias, child_id in container.links.items():
+            try:
+                name = self._table.copy(child_id).name
+            except NotFound:
+                name = given.get(alias, child_id)
+            found.append((name, alias))
+        return found
+
+    def remove_link(self, path: str) -> None:
+        """``docker rm --link web/alias``: the link of ``web`` named ``alias`` goes, and with
+        it the hosts line (its environment stays until the next start, as in Docker)."""
+        full = path if path.startswith("/") else f"/{path}"
+        parent_ref, _, alias = full.rpartition("/")
+        if not parent_ref:
+            raise Conflict("Conflict, cannot remove the default link name of the container")
+        try:
+            parent_id = self._table.resolve(parent_ref.lstrip("/")).id
+        except NotFound:
+            raise NotFound(f"No such container: {path}") from None
+        with self._table.lock_for(parent_id):
+            parent = self._table.current(parent_id)
+            if alias not in parent.links:
+                raise NotFound(f"No such container: {path}")
+            updated = copy.deepcopy(parent)
+            del updated.links[alias]
+            updated.host_config.links = [
+                e for e in parent.host_config.links if validate.link(e)[1] != alias
+            ]
+            self._table.save(updated)
+            with self._table.lock:
+                parent.links, parent.host_config.links = updated.links, updated.host_config.links
+            self._networking.relink(parent, [alias], None)
+
     # ------------------------------------------------------------------ exits
 
     def _handle_exit(self, container_id: str, pid: int, code: int) -> None:
@@ -513,6 +600,7 @@ class Runtime:
     def _finish(self, container: Container, code: int) -> None:
         """Tear a container down after its process ended and record the exit, and whether
         its restart policy restarts it (the caller holds the container's lock)."""
+        self._emit("die", container, exitCode=str(code))
         oom_killed = self._image_containers.oom_killed(container) if container.image_id else False
         self._teardown(container)
         self._stdio.new_run(container)
@@ -564,6 +652,7 @@ class Runtime:
     def _signal(self, container: Container, signum: int, everyone: bool = False) -> None:
         """``signum`` to the container's first process, and with ``everyone`` to the rest; a
         paused container is thawed to receive it (as Docker does for stop and kill)."""
+        self._emit("kill", container, signal=str(int(signum)))
         self._exits.signal(container.id, signum)
         if everyone:
             self._processes(container).signal_all(container, signum)
@@ -605,11 +694,11 @@ class Runtime:
         if grace is None:
             configured = container.config.stop_timeout
             grace = DEFAULT_STOP_TIMEOUT if configured is None else configured
-        if self._table.await_exit(container_id, seen, None if grace < 0 else grace):
-            return
-        self._signal(container, signal.SIGKILL, everyone=True)
-        if not self._table.await_exit(container_id, seen, KILL_WAIT_S):
-            raise CnmError(f"container {container_id} did not stop after SIGKILL")
+        if not self._table.await_exit(container_id, seen, None if grace < 0 else grace):
+            self._signal(container, signal.SIGKILL, everyone=True)
+            if not self._table.await_exit(container_id, seen, KILL_WAIT_S):
+                raise CnmError(f"container {container_id} did not stop after SIGKILL")
+        self._emit("stop", container)
 
     def kill_container(self, ref: str, signal_name: str | int = "SIGKILL") -> None:
         """Send a signal to the container's first process; for SIGKILL, wait until it is torn
@@ -636,6 +725,7 @@ class Runtime:
         with suppress(NotModified):
             self.stop_container(ref, timeout)
         self.start_container(ref)
+        self._emit("restart", self._table.copy(ref))
 
     def wait_container(
         self, ref: str, condition: str = "not-running", timeout: float | None = None
@@ -675,6 +765,7 @@ class Runtime:
                     except (Conflict, NotFound) as err:
                         log.info("kept volume %s: %s", point.name[:12], err)
         log.info("container removed id=%s", container_id[:12])
+        self._emit("destroy", container)
 
     def rename_container(self, ref: str, new_name: str) -> None:
         name = validate.container_name(new_name)
@@ -697,6 +788,7 @@ class Runtime:
                 with suppress(CnmError):
                     self._networking.rename(container, old_name)
                 raise
+        self._emit("rename", container, oldName=f"/{old_name}")
 
     # ------------------------------------------------------------------ pause, update
 
@@ -713,6 +805,7 @@ class Runtime:
             with self._table.lock:
                 container.state.status = "paused"
             self._table.save(container)
+        self._emit("pause", container)
 
     def unpause_container(self, ref: str) -> None:
         container_id = self._table.resolve(ref).id
@@ -724,6 +817,7 @@ class Runtime:
             with self._table.lock:
                 container.state.status = "running"
             self._table.save(container)
+        self._emit("unpause", container)
 
     def update_container(
         self,
@@ -755,6 +849,7 @@ class Runtime:
                 container.host_config.resources = merged
                 container.host_config.restart_policy = policy
             self._table.save(container)
+        self._emit("update", container)
         return []
 
     # ------------------------------------------------------------------ stdin, terminal
@@ -798,7 +893,9 @@ class Runtime:
         request = ExecRequest(
             list(cmd), list(env), workdir, tty, user, privileged, detach_keys, console_size
         )
-        return self._execs.create(container.id, request, open_stdin, console_size).id
+        exec_id = self._execs.create(container.id, request, open_stdin, console_size).id
+        self._emit(f"exec_create: {_exec_line(cmd)}", container, execID=exec_id)
+        return exec_id
 
     def exec_start(self, exec_id: str) -> ExecProcess:
         """Start an exec's process; its streams and exit code. A command that cannot start
@@ -806,11 +903,19 @@ class Runtime:
         Docker; so does one runc cannot run (see ``ExecSession``)."""
         session = self._execs.get(exec_id)
         container = _running(self._table.current(session.container_id))
+
+        def ended(code: int) -> None:
+            self._emit("exec_die", container, execID=exec_id, exitCode=str(code))
+
+        session.on_ended = ended
         try:
             command = self._processes(container).exec_command(container, session.request)
         except InvalidParameter as err:
-            return session.refuse(str(err))
-        return session.start(command)
+            process = session.refuse(str(err))
+        else:
+            process = session.start(command)
+        self._emit(f"exec_start: {_exec_line(session.request.cmd)}", container, execID=exec_id)
+        return process
 
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
         """Set the size of a running exec's terminal (nothing to do without one)."""
@@ -930,6 +1035,9 @@ class Runtime:
                 with suppress(Conflict, CnmError):
                     self.unpause_container(container.id)
         log.info("container committed id=%s image=%s", container.id[:12], committed.id[7:19])
+        self._emit("commit", container, imageID=committed.id)
+        if reference is not None:
+            self.events.emit(ImageEvent("tag", committed.id, normalize_reference(reference)))
         return committed
 
     @contextmanager
@@ -1089,6 +1197,21 @@ _RESTARTING = (
     "You cannot remove a restarting container {}. Stop the container before attempting removal "
     "or force remove"
 )
+
+
+def _with_env(container: Container, link_env: list[str]) -> Container:
+    """The container as its process is started: the legacy links' variables first, its own
+    environment over them (Docker's order)."""
+    if not link_env:
+        return container
+    process = copy.deepcopy(container)
+    process.config.env = merge_env(link_env, container.config.env)
+    return process
+
+
+def _exec_line(cmd: list[str]) -> str:
+    """An exec's command as Docker's event names it: the program, a space, its arguments."""
+    return f"{cmd[0]} {' '.join(cmd[1:])}" if cmd else ""
 
 
 def _running(container: Container) -> Container:
