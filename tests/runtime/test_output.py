@@ -107,6 +107,36 @@ def test_followers_see_each_byte_once_and_the_end(runtime: Runtime, busybox: str
     line_follower.close()
 
 
+def test_a_follower_of_this_run_that_comes_during_the_exit_is_ended(
+    runtime: Runtime, busybox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``logs -f`` between the end of the output and the exit's record (the teardown, made
+    slow here) still ends: it must not wait for a next run that never comes."""
+    runtime.create_container("quick", config(busybox, "sleep", "1000"), host(), {})
+    networking = runtime._networking
+    release = networking.release
+    tearing_down = threading.Event()
+
+    def slow_release(*args: object) -> None:
+        tearing_down.set()
+        time.sleep(1.0)
+        release(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(networking, "release", slow_release)
+    runtime.start_container("quick")
+    killing = threading.Thread(target=runtime.kill_container, args=("quick",))
+    killing.start()  # it returns once the container is torn down
+    assert tearing_down.wait(20)
+    assert runtime.container("quick").state.running  # the window: output ended, no exit yet
+    ended = threading.Event()
+    follower, _ = runtime.follow_output(
+        "quick", LINES, frozenset({STDOUT}), lambda c: c is None and ended.set(), True, True
+    )
+    assert ended.wait(5)
+    follower.close()
+    killing.join()
+
+
 def test_output_waits_in_the_fifo_while_no_daemon_reads_it(
     make_runtime: object, busybox_tar: Path
 ) -> None:

@@ -322,14 +322,12 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     if query_bool(request, "follow") and container.state.running:
         follower = streams.Follower(asyncio.get_running_loop())
         subscription, snapshot = await b.run(
-            b.rt.follow_output, container.id, LINES, chosen, follower.notify, True
+            b.rt.follow_output, container.id, LINES, chosen, follower.notify, True, True
         )
         history = await b.run(read_messages, snapshot, since, until, None)
     else:
         history = await b.run(b.rt.read_logs, container.id, since, until, None)
     try:
-        if follower is not None and not (await b.run(b.rt.container, container.id)).state.running:
-            follower.notify(None)  # the run ended before the follower was there to see it
         history = [m for m in history if m.stream in chosen]
         if tail is not None:
             history = history[-tail:] if tail else []

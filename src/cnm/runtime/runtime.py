@@ -300,14 +300,32 @@ class Runtime:
         return self._outputs.read(container.id, since_ns, until_ns, tail)
 
     def follow_output(
-        self, ref: str, mode: str, streams: frozenset[int], notify: Notify, history: bool = False
+        self,
+        ref: str,
+        mode: str,
+        streams: frozenset[int],
+        notify: Notify,
+        history: bool = False,
+        this_run: bool = False,
     ) -> tuple[Subscription, list[tuple[IO[bytes], int]]]:
         """Follow the container's output (``outputs.OutputHub.subscribe``); with
-        ``history`` the log as it is now, to read first (refused for the none driver)."""
+        ``history`` the log as it is now, to read first (refused for the none driver). With
+        ``this_run`` only the current run's (``logs -f``): the follower is ended at once if
+        none runs. Decided under the container's lock, which an exit holds from the end of
+        the output until the state says so: a follower that came in between would otherwise
+        wait for the next run."""
         container = self._table.resolve(ref)
         if history:
             _check_readable(container)
-        return self._outputs.subscribe(container.id, mode, streams, notify, history)
+        if not this_run:
+            return self._outputs.subscribe(container.id, mode, streams, notify, history)
+        with self._table.lock_for(container.id):
+            subscription, snapshot = self._outputs.subscribe(
+                container.id, mode, streams, notify, history
+            )
+            if not self._table.current(container.id).state.running:
+                subscription.end()
+        return subscription, snapshot
 
     def host_support(self) -> HostSupport:
         """What containers can have here: runc, the log and volume drivers, the cgroup
