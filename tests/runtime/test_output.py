@@ -99,6 +99,7 @@ def test_followers_see_each_byte_once_and_the_end(runtime: Runtime, busybox: str
     line_follower, _ = runtime.follow_output("followed", LINES, frozenset({STDOUT}), on_lines)
     runtime.start_container("followed")  # the followers came first: they get the whole run
     assert done.wait(20)
+    assert runtime.wait_container("followed", timeout=20) == 0  # its exit handled, too
     assert raw[-1] is None and lines[-1] is None
     raw_bytes = b"".join(c.data for batch in raw[:-1] if batch for c in batch)
     assert raw_bytes == b"prompt> one\ntwo\n"

@@ -46,7 +46,7 @@ def test_always_restarts_with_back_off_until_stopped(runtime: Runtime, busybox: 
 
 def test_on_failure_gives_up_after_its_count(runtime: Runtime, busybox: str) -> None:
     runtime.create_container(
-        "flaky", config(busybox, "sh", "-c", "exit 1"),
+        "flaky", config(busybox, "sh", "-c", "echo try; exit 1"),
         host(restart_policy=RestartPolicy("on-failure", 2)), {},
     )  # fmt: skip
     runtime.create_container(
@@ -65,6 +65,13 @@ def test_on_failure_gives_up_after_its_count(runtime: Runtime, busybox: str) -> 
     assert (flaky.restart_count, flaky.state.exit_code) == (2, 1)
     fine = runtime.container("fine")
     assert (fine.restart_count, fine.state.status) == (0, "exited")
+    assert logged(runtime, "flaky").count("try\n") == 3
+    runtime.start_container("flaky")  # a user's start: RestartCount back to 0, two more retries
+    _until(lambda: logged(runtime, "flaky").count("try\n") == 6)
+    _until(lambda: runtime.container("flaky").state.status == "exited")
+    time.sleep(0.5)
+    assert runtime.container("flaky").restart_count == 2
+    assert logged(runtime, "flaky").count("try\n") == 6
 
 
 def test_a_new_runtime_starts_what_the_policies_say(
@@ -88,3 +95,57 @@ def test_a_new_runtime_starts_what_the_policies_say(
     assert not second.container("unless").state.running
     assert not second.container("never").state.running
     assert not second.container("always").state.manually_stopped
+
+
+def test_a_forced_removal_wins_over_the_restart_due_at_start_up(
+    make_runtime: Callable[[], Runtime], busybox_tar: Path
+) -> None:
+    """``docker rm -f`` right after the daemon's start: the restart it had due is cancelled
+    or, if it was starting the container already, the container is killed and removed."""
+    first = make_runtime()
+    with open(busybox_tar, "rb") as stream:
+        first.import_image(stream, "busybox:local")
+    for name in ("one", "two", "three"):
+        first.create_container(
+            name, config("busybox:local", "sleep", "1000"),
+            host(restart_policy=RestartPolicy("always")), {},
+        )  # fmt: skip
+        first.start_container(name)
+        first.stop_container(name, timeout=0)
+    first.close()
+    first.controller.close()
+
+    second = make_runtime()
+    for index, name in enumerate(("one", "two", "three")):
+        time.sleep(0.02 * index)  # before, while and after the restarts run
+        second.remove_container(name, force=True)
+    time.sleep(0.5)
+    assert second.containers(all=True) == []
+
+
+def test_a_new_runtime_leaves_an_on_failure_container_without_retries_left(
+    make_runtime: Callable[[], Runtime], busybox_tar: Path
+) -> None:
+    """Docker's ShouldRestart at start-up counts the container's RestartCount."""
+    first = make_runtime()
+    with open(busybox_tar, "rb") as stream:
+        first.import_image(stream, "busybox:local")
+    first.create_container(
+        "spent", config("busybox:local", "sh", "-c", "echo try; exit 1"),
+        host(restart_policy=RestartPolicy("on-failure", 1)), {},
+    )  # fmt: skip
+    first.start_container("spent")
+    _until(
+        lambda: (
+            first.container("spent").restart_count == 1
+            and first.container("spent").state.status == "exited"
+        )
+    )
+    first.close()
+    first.controller.close()
+
+    second = make_runtime()
+    time.sleep(1.0)
+    spent = second.container("spent")
+    assert (spent.state.status, spent.restart_count) == ("exited", 1)
+    assert logged(second, "spent").count("try\n") == 2

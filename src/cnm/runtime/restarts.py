@@ -2,7 +2,8 @@
 
 After a container's process ends, its policy decides: ``always`` restarts it, ``unless-stopped``
 unless a user stopped it, ``on-failure[:N]`` if it exited non-zero (at most N times, counted
-since the last start by a user). The restart waits a back-off: 100 ms, doubled after each
+since the last start by a user: the container's ``RestartCount``, which that start sets back
+to 0). The restart waits a back-off: 100 ms, doubled after each
 restart up to one minute, back to 100 ms once a run lasted 10 seconds. Meanwhile the container
 is ``restarting`` (inspect shows ``Restarting: true``). A stop or a kill by a user cancels the
 policy until the container is started again (Docker's ExitOnNext; a kill with another signal
@@ -10,11 +11,11 @@ than a configured stop signal does not), and so does a removal.
 
 When the daemon starts, a container that is not running is started if its policy says so:
 ``always`` whatever stopped it, ``unless-stopped`` if no user did, ``on-failure`` if its last
-exit code was not 0, even after a user's stop (Docker's ShouldRestart at start-up, quirks
-included).
+exit code was not 0 and it has restarts left, even after a user's stop (Docker's ShouldRestart
+at start-up, quirks included).
 
-The back-off and the count live in memory, as Docker's do: a daemon restart begins them
-anew. Timers run on threads of their own and call the runtime back; the runtime decides under
+The back-off lives in memory, as Docker's does: a daemon restart begins it anew (the count is
+the container's record). Timers run on threads of their own and call the runtime back; the runtime decides under
 the container's lock whether the restart is still due.
 """
 
@@ -34,7 +35,6 @@ RESET_AFTER_S = 10.0
 @dataclass
 class _Backoff:
     delay: float = 0.0
-    count: int = 0  # restarts since the last start by a user
 
 
 class RestartManager:
@@ -43,10 +43,12 @@ class RestartManager:
         self._lock = threading.Lock()
         self._state: dict[str, _Backoff] = {}
         self._timers: dict[str, threading.Timer] = {}
+        self._firing: dict[str, threading.Thread] = {}  # fired, waiting for the container
         self._closed = False
 
     def reset(self, container_id: str) -> None:
-        """A user started the container: the count and the back-off start again."""
+        """A user started the container: the back-off starts again (and the runtime sets the
+        count back to 0)."""
         self.cancel(container_id)
         with self._lock:
             self._state.pop(container_id, None)
@@ -61,11 +63,8 @@ class RestartManager:
             if ran_s >= RESET_AFTER_S:
                 state.delay = 0.0
             state.delay = INITIAL_DELAY_S if state.delay == 0 else min(state.delay * 2, MAX_DELAY_S)
-            if policy.name == "on-failure":
-                limit = policy.maximum_retry_count
-                if exit_code == 0 or (limit and state.count >= limit):
-                    return None
-            state.count += 1
+            if policy.name == "on-failure" and not _retry_left(container, exit_code):
+                return None
             return state.delay
 
     def schedule(self, container_id: str, delay: float) -> None:
@@ -82,19 +81,32 @@ class RestartManager:
         timer.start()
 
     def _fire(self, container_id: str) -> None:
+        current = threading.current_thread()
         with self._lock:
-            if self._closed or self._timers.get(container_id) is not threading.current_thread():
+            if self._closed or self._timers.get(container_id) is not current:
                 return
             del self._timers[container_id]
+            self._firing[container_id] = current
         self._restart(container_id)
 
+    def claim(self, container_id: str) -> bool:
+        """From the restart, under the container's lock: whether it is still wanted. A stop,
+        kill or removal that took the lock first cancelled it (Docker's canceled restart)."""
+        with self._lock:
+            if self._firing.get(container_id) is not threading.current_thread():
+                return False
+            del self._firing[container_id]
+            return True
+
     def cancel(self, container_id: str) -> bool:
-        """Drop a pending restart; whether there was one."""
+        """Drop a pending restart, also one that fired and waits for the container; whether
+        there was one."""
         with self._lock:
             timer = self._timers.pop(container_id, None)
+            firing = self._firing.pop(container_id, None)
         if timer is not None:
             timer.cancel()
-        return timer is not None
+        return timer is not None or firing is not None
 
     def forget(self, container_id: str) -> None:
         self.reset(container_id)
@@ -103,6 +115,7 @@ class RestartManager:
         with self._lock:
             self._closed = True
             timers, self._timers = self._timers, {}
+            self._firing.clear()
         for timer in timers.values():
             timer.cancel()
 
@@ -114,6 +127,13 @@ def due_at_start(container: Container) -> bool:
         return True
     if policy == "unless-stopped":
         return not container.state.manually_stopped
-    if policy == "on-failure":
-        return container.state.exit_code != 0  # Docker's rule, whoever stopped it
+    if policy == "on-failure":  # Docker's rule, whoever stopped it
+        return _retry_left(container, container.state.exit_code)
     return False
+
+
+def _retry_left(container: Container, exit_code: int) -> bool:
+    """on-failure[:N]: a failure, and fewer than N restarts since the last start by a user
+    (the container's RestartCount, which that start sets back to 0)."""
+    limit = container.host_config.restart_policy.maximum_retry_count
+    return exit_code != 0 and (not limit or container.restart_count < limit)

@@ -444,8 +444,13 @@ class Runtime:
                 return
             if container.state.running or (by_user and container.state.restarting):
                 raise NotModified(f"container {container_id} is already running")
+            if not by_user and not self._restarts.claim(container_id):
+                return  # a stop, kill or removal came first
             if not by_user and container.state.status not in ("restarting", "exited", "created"):
                 return
+            if by_user:  # Docker's ResetRestartManager: the count starts again, failed or not
+                with self._table.lock:
+                    container.restart_count = 0
             image = None
             if container.image_id:
                 image = self._images.by_id(container.image_id)
@@ -757,13 +762,22 @@ class Runtime:
     def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``docker rm``; with ``volumes`` (``-v``) its anonymous volumes go too."""
         container = self._table.resolve(ref)
-        if container.state.running or container.state.restarting:
-            if not force:
-                what = _RESTARTING if container.state.restarting else _RUNNING
-                raise Conflict(what.format(container.id))
-            with suppress(Conflict):  # it ended meanwhile
-                self.kill_container(container.id, "SIGKILL")
-        self._remove(container.id, volumes)
+        if force:
+            self._restarts.cancel(container.id)  # a restart due now (or at start-up) is off
+        for attempt in range(2):
+            if container.state.running or container.state.restarting:
+                if not force:
+                    what = _RESTARTING if container.state.restarting else _RUNNING
+                    raise Conflict(what.format(container.id))
+                with suppress(Conflict):  # it ended meanwhile
+                    self.kill_container(container.id, "SIGKILL")
+            try:
+                self._remove(container.id, volumes)
+                return
+            except Conflict:
+                if not force or attempt:
+                    raise
+            container = self._table.resolve(container.id)  # a restart was starting it
 
     def _remove(self, container_id: str, remove_volumes: bool = False) -> None:
         with self._table.lock_for(container_id):
