@@ -12,7 +12,7 @@ than a configured stop signal does not), and so does a removal.
 When the daemon starts, a container that is not running is started if its policy says so:
 ``always`` whatever stopped it, ``unless-stopped`` if no user did, ``on-failure`` if its last
 exit code was not 0 and it has restarts left, even after a user's stop (Docker's ShouldRestart
-at start-up, quirks included).
+at start-up, quirks included); that start counts in ``RestartCount``, as in dockerd 20.10.
 
 The back-off lives in memory, as Docker's does: a daemon restart begins it anew (the count is
 the container's record). Timers run on threads of their own and call the runtime back; the runtime decides under

@@ -177,6 +177,9 @@ class Runtime:
         for container in containers:
             current = self._table.current(container.id)
             if not current.state.running and due_at_start(current):
+                with self._table.lock:  # Docker counts this start as a restart too
+                    current.restart_count += 1
+                self._table.save(current)
                 self._restarts.schedule(container.id, 0)
 
     def close(self) -> None:
