@@ -61,10 +61,20 @@ def busybox(daemon: Daemon) -> str:
 
 
 @pytest.fixture
-def containers(daemon: Daemon, names: Callable[[str], str]) -> Iterator[Callable[[str], str]]:
+def volumes(daemon: Daemon) -> Iterator[Callable[[str], str]]:
+    """``volumes("data")`` gives a unique volume name; those volumes are removed afterwards,
+    after the test's containers."""
+    yield from unique_names(daemon, "/volumes/{}?force=1")
+
+
+@pytest.fixture
+def containers(
+    daemon: Daemon, names: Callable[[str], str], volumes: Callable[[str], str]
+) -> Iterator[Callable[[str], str]]:
     """``containers("web")`` gives a unique container name; those containers are removed
-    (forcibly) afterwards, before the test's networks."""
-    yield from unique_names(daemon, "/containers/{}?force=1")
+    (forcibly, with their anonymous volumes) afterwards, before the test's networks and
+    volumes."""
+    yield from unique_names(daemon, "/containers/{}?force=1&v=1")
 
 
 @pytest.fixture(params=DOCKER_CLIS or [None], ids=lambda p: f"docker={p}")

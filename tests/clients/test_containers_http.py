@@ -254,8 +254,11 @@ def test_hijacked_attach_and_logs_framing(
 
     wait = daemon.request("POST", f"/containers/{name}/wait")
     assert wait.json() == {"StatusCode": 0}
-    logs = daemon.request("GET", f"/containers/{name}/logs?stdout=1&stderr=1&tail=1").body
+    logs = daemon.request("GET", f"/containers/{name}/logs?stdout=1&stderr=1&tail=2").body
     assert b"\x01\x00\x00\x00\x00\x00\x00\x04out\n" in logs
+    assert b"\x02\x00\x00\x00\x00\x00\x00\x04err\n" in logs
+    last = daemon.request("GET", f"/containers/{name}/logs?stdout=1&stderr=1&tail=1").body
+    assert len(last) == 12 and last in logs  # Docker's tail: the last message of both streams
     reply = daemon.request("GET", f"/containers/{name}/logs")
     assert (reply.status, reply.message) == (
         400,

@@ -166,6 +166,6 @@ def test_errors_reach_the_user(docker: DockerCli, names: Callable[[str], str]) -
     assert driver.returncode == 1
     assert "could not find network driver 'no-such-driver'" in driver.stderr
 
-    unserved = docker("volume", "ls", check=False)
+    unserved = docker("plugin", "ls", check=False)
     assert unserved.returncode == 1
     assert "cnm does not serve GET" in unserved.stderr

@@ -125,4 +125,4 @@ def test_errors_carry_dockers_status_codes(
     assert _status(lambda: api.disconnect_container_from_network("c", "f" * 64))[0] == 404
     status, message = _status(lambda: api.create_network(names("pyerr"), ingress=True))
     assert (status, "swarm mode" in message) == (400, True)
-    assert _status(lambda: client.volumes.list())[0] == 501
+    assert _status(lambda: client.plugins.list())[0] == 501

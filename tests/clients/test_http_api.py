@@ -60,9 +60,9 @@ def test_unknown_routes_and_methods(daemon: Daemon) -> None:
 
 
 def test_unserved_endpoints_fail_cleanly(daemon: Daemon) -> None:
-    reply = daemon.request("GET", "/v1.47/volumes")
+    reply = daemon.request("GET", "/v1.47/plugins")
     assert reply.status == 501
-    assert reply.message == "cnm does not serve GET /v1.47/volumes"
+    assert reply.message == "cnm does not serve GET /v1.47/plugins"
     assert daemon.request("POST", "/swarm/init").status == 501
 
 

@@ -24,6 +24,7 @@ from tests.support.runtime import (
     host,
     host_run,
     ipv4_of,
+    logged,
     make_network,
     output,
     run_exec,
@@ -218,11 +219,11 @@ def test_logs_exec_and_wait(runtime: Runtime, busybox: str) -> None:
     )
     runtime.start_container("talker")
     assert runtime.wait_container("talker", timeout=10) == 7
-    stdout, stderr = runtime.log_paths("talker")
-    assert stdout.read_text() == "to-out\n" and stderr.read_text() == "to-err\n"
+    assert logged(runtime, "talker", 1) == "to-out\n"
+    assert logged(runtime, "talker", 2) == "to-err\n"
     runtime.start_container("talker")  # a second run appends
     assert runtime.wait_container("talker", timeout=10) == 7
-    assert stdout.read_text() == "to-out\nto-out\n"
+    assert logged(runtime, "talker", 1) == "to-out\nto-out\n"
 
     runtime.create_container("box", config(busybox, "sleep", "1000"), host(), {})
     runtime.start_container("box")
@@ -314,7 +315,7 @@ def test_live_restore_keeps_a_container_running_and_notices_its_exit_later(
     output(second, "survivor", "touch", "/tmp/go")
     assert second.wait_container("survivor", timeout=10) == 5
     assert second.controller.endpoints() == []  # torn down: the address is back in the pool
-    assert second.log_paths("survivor")[0].read_text() == "bye\n"
+    assert logged(second, "survivor") == "bye\n"
 
 
 def test_host_filesystem_container_serves_a_busybox_client(

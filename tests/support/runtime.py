@@ -97,6 +97,12 @@ def output(runtime: Runtime, ref: str, *cmd: str) -> str:
     return out
 
 
+def logged(runtime: Runtime, ref: str, stream: int | None = None) -> str:
+    """What the container's log holds (of one stream: 1 stdout, 2 stderr), bytes as text."""
+    messages = runtime.read_logs(ref)
+    return b"".join(m.data for m in messages if stream in (None, m.stream)).decode()
+
+
 def host_run(*cmd: str, timeout: float = 10) -> str:
     """A command in the test's host namespace (a child of the calling thread), via the reaper."""
     done = REAPER.run(list(cmd), timeout=timeout)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +20,7 @@ from cnm.api.container_json import (
     status_text,
 )
 from cnm.api.exits import Exits
-from cnm.api.streams import LogTail, frame, last_lines
+from cnm.api.streams import DetachScanner, frame, parse_detach_keys
 from cnm.api.timefmt import human_duration, unix_time
 from cnm.errors import InvalidParameter
 from cnm.model import Endpoint, Network, PortMapping
@@ -156,7 +155,8 @@ def test_modes_without_a_network_entry(mode: str) -> None:
         ({"Image": 3}, "Image must be a string"),
         ({"Image": "x", "Env": ["=x"]}, "invalid environment variable"),
         ({"Image": "x", "ExposedPorts": {"http": {}}}, "invalid port specification"),
-        ({"Image": "x", "HostConfig": {"Binds": ["/a:/b"]}}, "volumes"),
+        ({"Image": "x", "HostConfig": {"Memory": "1g"}}, "HostConfig.Memory"),
+        ({"Image": "x", "HostConfig": {"CgroupParent": "/x"}}, "cgroup-parent"),
         ({"Image": "x", "HostConfig": {"Dns": [1]}}, r"HostConfig.Dns\[0\] must be a string"),
         (
             {"Image": "x", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "99999"}]}}},
@@ -386,39 +386,31 @@ def test_image_shapes() -> None:
 def test_stream_framing() -> None:
     assert frame(1, b"hi\n") == b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n"
     assert frame(2, b"x" * 256)[:8] == b"\x02\x00\x00\x00\x00\x00\x01\x00"
-    assert last_lines(b"a\nb\nc", 2) == b"b\nc"
-    assert last_lines(b"a\nb\n", 5) == b"a\nb\n"
-    assert last_lines(b"a\n", 0) == b""
 
 
-def test_log_tail_follows_appends_and_restarts(tmp_path: Path) -> None:
-    path = tmp_path / "stdout.log"
-    tail = LogTail(path, 1)
-    assert tail.read() == b""  # no file yet
-    path.write_bytes(b"one\n")
-    assert tail.read() == b"one\n"
-    with open(path, "ab") as log:
-        log.write(b"two\n")
-    assert tail.read() == b"two\n"
-    late = LogTail.at_end(path, 1)
-    path.unlink()  # removed (--rm): what an open tail has is still readable
-    assert late.read() == b""
-    tail.close()
-    late.close()
+def test_detach_keys_docker_forms_and_escape_proxy() -> None:
+    assert parse_detach_keys("") == b"\x10\x11"  # ctrl-p,ctrl-q
+    assert parse_detach_keys("ctrl-x") == b"\x18"
+    assert parse_detach_keys("a,CTRL-@,ctrl-_") == b"a\x00\x1f"
+    for bad in ("ctrl-", "ctrl-1", "ab", "ctrl-xy"):
+        with pytest.raises(InvalidParameter, match="Invalid detach keys"):
+            parse_detach_keys(bad)
+    scanner = DetachScanner(b"\x10\x11")
+    assert scanner.feed(b"\x10") == (b"", False)  # held
+    assert scanner.feed(b"x") == (b"\x10x", False)  # a failed match is passed on
+    assert scanner.feed(b"\x10\x11") == (b"\x10\x11", False)  # several bytes at once: data
+    assert scanner.feed(b"\x10") == (b"", False)
+    assert scanner.feed(b"\x11") == (b"", True)
 
 
-def test_exits_resolve_waiters_and_open_tails(tmp_path: Path) -> None:
+def test_exits_resolve_waiters() -> None:
     async def scenario() -> None:
         exits = Exits()
         exits.bind(asyncio.get_running_loop())
-        (tmp_path / "out.log").write_bytes(b"bye\n")
-        tail = LogTail(tmp_path / "out.log", 1)
-        first = exits.next_exit("c1", [tail])
+        first = exits.next_exit("c1")
         other = exits.next_exit("c2")
         exits.listener("c1", 3)  # as the runtime calls it, before an automatic removal
-        (tmp_path / "out.log").unlink()
         assert await asyncio.wait_for(first, 1) == 3
-        assert tail.read() == b"bye\n"
         assert not other.done()
         exits.close()
         assert other.cancelled()

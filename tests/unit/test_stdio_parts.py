@@ -13,9 +13,9 @@ from cnm.api.container_json import ContainerPaths, container_inspect_json, parse
 from cnm.cli.container import create_body
 from cnm.cli.main import build_parser
 from cnm.errors import InvalidParameter
-from cnm.runtime import bundle
+from cnm.runtime import ocispec
 from cnm.runtime.console import Stdin
-from cnm.runtime.model import Container
+from cnm.runtime.model import Container, ContainerConfig, HostConfig
 
 
 def _body(command: str, *argv: str) -> dict[str, object]:
@@ -54,9 +54,15 @@ def test_console_size_and_stdin_once_are_kept_and_shown() -> None:
 
 def test_oci_process_terminal() -> None:
     def process(terminal: bool = False, size: list[int] | None = None) -> dict[str, object]:
-        spec = bundle.oci_spec(
-            container_id="c", args=["sh"], env=[], cwd="", hostname="h", rootfs=Path("/r"),
-            netns="/n", files={}, terminal=terminal, console_size=size,
+        container = Container(
+            "c" * 64, "x", "", "i", ContainerConfig("i", tty=terminal),
+            HostConfig(console_size=size or [0, 0]),
+        )  # fmt: skip
+        spec = ocispec.build(
+            ocispec.SpecRequest(
+                container=container, args=["sh"], env=[], cwd="", hostname="h",
+                rootfs=Path("/r"), netns="/n", sandbox_files={},
+            )
         )  # fmt: skip
         return dict(spec["process"])
 

@@ -19,6 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnm import validate
+from cnm.api.host_config import (
+    Fields,
+    host_config_extras_json,
+    mount_points_json,
+    parse_config_extras,
+    parse_host_extras,
+)
 from cnm.api.system import go_arch
 from cnm.api.timefmt import human_duration, unix_time
 from cnm.api.translate import JsonObject
@@ -112,15 +119,14 @@ def _console_size(host: JsonObject) -> list[int]:
 
 
 def parse_container_create(body: object) -> CreateRequest:
-    """Translate a ``POST /containers/create`` body. Volumes are refused (cnm has none);
-    the network ``default`` (or an empty network mode) means ``bridge``, as in Docker."""
-    root = JsonObject(body, "")
+    """Translate a ``POST /containers/create`` body (the fields beyond networking are
+    ``host_config``'s); the network ``default`` (or an empty network mode) means ``bridge``,
+    as in Docker."""
+    root = Fields(body, "")
     image = root.string("Image")
     if not image:
         raise InvalidParameter("no image given: Image is required (cnm/host runs on the host)")
-    host = root.object("HostConfig") or JsonObject({}, "HostConfig")
-    if host.strings("Binds") or host.array("Mounts"):
-        raise InvalidParameter("volumes and mounts are not supported by cnm")
+    host = root.child("HostConfig") or Fields({}, "HostConfig")
     for entry in root.strings("Env"):
         if not _ENV_NAME.match(entry):
             raise InvalidParameter(f"invalid environment variable: {entry!r}")
@@ -140,6 +146,7 @@ def parse_container_create(body: object) -> CreateRequest:
         exposed_ports=sorted({normalize_port(p) for p in exposed}) if exposed else [],
         labels=root.string_map("Labels"),
     )
+    parse_config_extras(root, config)
     mode = host.string("NetworkMode")
     if mode in ("", "default"):
         mode = "bridge"
@@ -155,6 +162,7 @@ def parse_container_create(body: object) -> CreateRequest:
         auto_remove=bool(host.boolean("AutoRemove")),
         console_size=_console_size(host),
     )
+    parse_host_extras(host, host_config)
     networks: dict[str, EndpointRequest] = {}
     networking = root.object("NetworkingConfig")
     endpoints = networking.object("EndpointsConfig") if networking else None
@@ -174,8 +182,12 @@ def parse_container_create(body: object) -> CreateRequest:
 def status_text(container: Container, now: float) -> str:
     """The ``Status`` column of ``docker ps``: "Up 3 seconds", "Exited (0) 2 seconds ago"."""
     state = container.state
-    if state.status == "running":
-        return "Up " + human_duration(now - unix_time(state.started_at))
+    if state.status in ("running", "paused"):
+        up = "Up " + human_duration(now - unix_time(state.started_at))
+        return up + " (Paused)" if state.paused else up
+    if state.status == "restarting":
+        ago = human_duration(now - unix_time(state.finished_at))
+        return f"Restarting ({state.exit_code}) {ago} ago"
     if state.status == "removing":
         return "Removal In Progress"
     if state.status == "dead":
@@ -230,7 +242,7 @@ def container_summary_json(
         "Status": status_text(container, now),
         "HostConfig": {"NetworkMode": container.host_config.network_mode},
         "NetworkSettings": {"Networks": network_settings.get("Networks") or {}},
-        "Mounts": [],
+        "Mounts": mount_points_json(container.mount_points),
     }
 
 
@@ -249,66 +261,43 @@ def _config_json(container: Container, hostname: str) -> dict[str, Any]:
         "Env": list(config.env),
         "Cmd": list(config.cmd) or None,
         "Image": config.image,
-        "Volumes": None,
+        "Volumes": {path: {} for path in config.volumes} or None,
         "WorkingDir": config.working_dir,
         "Entrypoint": list(config.entrypoint) or None,
         "OnBuild": None,
         "Labels": dict(config.labels),
     }
+    data["User"] = config.user
     if config.mac_address:
         data["MacAddress"] = config.mac_address
     if config.exposed_ports:
         data["ExposedPorts"] = {port: {} for port in config.exposed_ports}
+    if config.stop_signal:
+        data["StopSignal"] = config.stop_signal
+    if config.stop_timeout is not None:
+        data["StopTimeout"] = config.stop_timeout
     return data
 
 
 def _host_config_json(host: HostConfig, links: list[str]) -> dict[str, Any]:
+    """Docker's HostConfig: the networking fields here, the rest from ``host_config``;
+    ``links`` as Docker shows them (``/db:/web/database``)."""
     return {
-        "Binds": None,
         "ContainerIDFile": "",
-        # Clients read logs only from drivers they know: docker-py's containers.run() returns
-        # the output for json-file or journald alone. cnm's log files read back the same way.
-        "LogConfig": {"Type": "json-file", "Config": {}},
         "NetworkMode": host.network_mode,
         "PortBindings": {
             port: [{"HostIp": b.host_ip, "HostPort": b.host_port} for b in bindings]
             for port, bindings in host.port_bindings.items()
         },
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": host.auto_remove,
-        "VolumeDriver": "",
-        "VolumesFrom": None,
         "ConsoleSize": list(host.console_size),
-        "CapAdd": None,
-        "CapDrop": None,
-        "CgroupnsMode": "private",
         "Dns": list(host.dns),
         "DnsOptions": list(host.dns_options),
         "DnsSearch": list(host.dns_search),
         "ExtraHosts": list(host.extra_hosts) or None,
-        "GroupAdd": None,
-        "IpcMode": "private",
-        "Cgroup": "",
         "Links": links or None,
-        "OomScoreAdj": 0,
-        "PidMode": "",
-        "Privileged": False,
         "PublishAllPorts": host.publish_all_ports,
-        "ReadonlyRootfs": False,
-        "SecurityOpt": None,
-        "UTSMode": "",
-        "UsernsMode": "",
-        "ShmSize": 0,
-        "Runtime": "runc",
-        "Isolation": "",
-        "Memory": 0,
-        "NanoCpus": 0,
-        "CpuShares": 0,
-        "PidsLimit": None,
-        "Devices": [],
-        "Ulimits": [],
-        "MaskedPaths": None,
-        "ReadonlyPaths": None,
+        **host_config_extras_json(host),
     }
 
 
@@ -426,9 +415,9 @@ def container_inspect_json(
         "Args": args[1:],
         "State": {
             "Status": state.status,
-            "Running": state.running,
-            "Paused": False,
-            "Restarting": False,
+            "Running": state.running or state.restarting,  # Docker's, also while restarting
+            "Paused": state.paused,
+            "Restarting": state.restarting,
             "OOMKilled": state.oom_killed,
             "Dead": state.status == "dead",
             "Pid": state.pid,
@@ -452,7 +441,7 @@ def container_inspect_json(
         "ExecIDs": exec_ids or None,
         "HostConfig": _host_config_json(container.host_config, links),
         "GraphDriver": {"Data": None, "Name": "overlay"},
-        "Mounts": [],
+        "Mounts": mount_points_json(container.mount_points),
         "Config": _config_json(container, container.config.hostname or container.id[:12]),
         "NetworkSettings": network_settings,
     }
@@ -468,15 +457,15 @@ def exec_inspect_json(info: ExecInfo) -> dict[str, Any]:
             "tty": info.tty,
             "entrypoint": info.cmd[0],
             "arguments": info.cmd[1:],
-            "privileged": False,
-            "user": "",
+            "privileged": info.privileged,
+            "user": info.user,
         },
         "OpenStdin": info.open_stdin,
         "OpenStderr": True,
         "OpenStdout": True,
         "CanRemove": False,
         "ContainerID": info.container_id,
-        "DetachKeys": "",
+        "DetachKeys": info.detach_keys,
         "Pid": info.pid,
     }
 
@@ -496,36 +485,58 @@ def image_summary_json(image: Image, containers: int) -> dict[str, Any]:
     }
 
 
+def _image_config_json(config: ContainerConfig | None, image: Image | None) -> dict[str, Any]:
+    """An image's ``Config`` (from ``image``) or ``ContainerConfig`` (the config of the
+    container it was committed from; empty for an imported image, as Docker shows it)."""
+    data: dict[str, Any] = {
+        "Hostname": config.hostname if config else "",
+        "Domainname": config.domainname if config else "",
+        "User": config.user if config else (image.user if image else ""),
+        "AttachStdin": False,
+        "AttachStdout": False,
+        "AttachStderr": False,
+        "Tty": config.tty if config else False,
+        "OpenStdin": config.open_stdin if config else False,
+        "StdinOnce": config.stdin_once if config else False,
+        "Env": None,
+        "Cmd": None,
+        "Image": config.image if config else "",
+        "Volumes": None,
+        "WorkingDir": "",
+        "Entrypoint": None,
+        "OnBuild": None,
+        "Labels": None,
+    }
+    source = config or image
+    if source is not None:
+        data["Env"] = list(source.env) or None
+        data["Cmd"] = list(source.cmd) or None
+        data["Volumes"] = {path: {} for path in source.volumes} or None
+        data["WorkingDir"] = source.working_dir
+        data["Entrypoint"] = list(source.entrypoint) or None
+        data["Labels"] = dict(source.labels) or None
+        if source.exposed_ports:
+            data["ExposedPorts"] = {port: {} for port in source.exposed_ports}
+        if source.stop_signal:
+            data["StopSignal"] = source.stop_signal
+    return data
+
+
 def image_inspect_json(image: Image) -> dict[str, Any]:
-    """``GET /images/{name}/json`` for an imported image: one layer, no parent."""
+    """``GET /images/{name}/json``: one layer. ``ContainerConfig`` is there as in Docker up to
+    API 1.44 (Compose 1.29 reads it when it recreates a service)."""
     return {
         "Id": image.id,
         "RepoTags": list(image.repo_tags),
         "RepoDigests": [],
-        "Parent": "",
-        "Comment": "Imported from -",
+        "Parent": image.parent,
+        "Comment": image.comment if image.container else (image.comment or "Imported from -"),
         "Created": image.created,
+        "Container": image.container,
+        "ContainerConfig": _image_config_json(image.container_config, None),
         "DockerVersion": "",
-        "Author": "",
-        "Config": {
-            "Hostname": "",
-            "Domainname": "",
-            "User": "",
-            "AttachStdin": False,
-            "AttachStdout": False,
-            "AttachStderr": False,
-            "Tty": False,
-            "OpenStdin": False,
-            "StdinOnce": False,
-            "Env": list(image.env) or None,
-            "Cmd": list(image.cmd) or None,
-            "Image": "",
-            "Volumes": None,
-            "WorkingDir": image.working_dir,
-            "Entrypoint": list(image.entrypoint) or None,
-            "OnBuild": None,
-            "Labels": None,
-        },
+        "Author": image.author,
+        "Config": _image_config_json(None, image),
         "Architecture": go_arch(),
         "Os": "linux",
         "Size": image.size,

@@ -8,9 +8,16 @@ once and the body when the condition is met, as Docker does: the docker CLI send
 even the fastest container. The 304 answers (start of a running container, stop of a stopped
 one) come from the runtime's NotModified.
 
+Logs and attach follow the runtime's output (``Runtime.follow_output``): ``logs`` reads the log
+driver's messages (one frame each) and with ``follow`` the ones that come after, until the run
+ends; ``attach`` relays reads as they come (after the log with ``logs``) until the run it
+attached to ends, so a client attached before start misses nothing. The snapshot of the log and
+the follower are taken together, so nothing is sent twice or lost in between.
+
 Attach with ``stdin`` forwards the client's input to the container's stdin (OpenStdin only; the
-runtime queues it until the process runs). When that input ends, Docker's rules: with StdinOnce
-and no terminal the container's stdin is closed and the output goes on; else the attach ends.
+runtime queues it until the process runs) until the detach keys. When that input ends, Docker's
+rules: with StdinOnce and no terminal the container's stdin is closed and the output goes on;
+else the attach ends.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus
 
 from aiohttp import web
 
@@ -43,7 +51,9 @@ from cnm.api.container_json import (
 )
 from cnm.api.exits import EXITS, Exits
 from cnm.api.filters import Filters, match_labels, match_values, parse_filters, validate_keys
-from cnm.errors import InvalidParameter, NotFound
+from cnm.errors import Conflict, InvalidParameter, NotFound
+from cnm.runtime.logdriver import LogMessage, format_time, read_messages
+from cnm.runtime.outputs import LINES, RAW
 
 if TYPE_CHECKING:
     from cnm.controller import Controller
@@ -53,6 +63,7 @@ if TYPE_CHECKING:
 LIST_FILTERS = frozenset({"id", "label", "name", "network", "status"})
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
 REMOVAL_POLL_S = (1.0, 0.02)  # looking for a removal: in general; after an exit with --rm
+CLIENT_CHECK_S = 0.5  # how often a stream with nothing to send looks whether its client left
 
 
 def _ref(request: web.Request) -> str:
@@ -84,12 +95,10 @@ def _stop_timeout(request: web.Request) -> int | None:
 
 
 async def stop_container(request: web.Request) -> web.Response:
-    signal = request.query.get("signal", "")
-    if signal.upper().removeprefix("SIG") not in ("", "TERM", "15"):
-        raise InvalidParameter(f"cnm stops containers with SIGTERM, not {signal}: use kill")
     b = backend(request)
     timeout = _stop_timeout(request)
-    await b.run_blocking(b.rt.stop_container, _ref(request), timeout)
+    signal = request.query.get("signal") or None
+    await b.run_blocking(b.rt.stop_container, _ref(request), timeout, signal)
     return web.Response(status=204)
 
 
@@ -111,7 +120,8 @@ async def remove_container(request: web.Request) -> web.Response:
     if query_bool(request, "link"):
         return await links.remove_link(request)
     b = backend(request)
-    await b.run_blocking(b.rt.remove_container, _ref(request), query_bool(request, "force"))
+    force, volumes = query_bool(request, "force"), query_bool(request, "v")
+    await b.run_blocking(b.rt.remove_container, _ref(request), force, volumes)
     return web.Response(status=204)
 
 
@@ -185,20 +195,32 @@ async def wait_container(request: web.Request) -> web.StreamResponse:
 # ----------------------------------------------------------------------------- inspect, list
 
 
-def _inspect(rt: Runtime, controller: Controller, ref: str) -> dict[str, Any]:
+def _sizes(rt: Runtime, container: Container) -> dict[str, int]:
+    """Docker's ``SizeRw`` (the container's own changes) and ``SizeRootFs`` (with its image),
+    which ``size=1`` asks for."""
+    own = rt.container_size(container.id) if container.image_id else 0
+    image = rt.image(container.image_id).size if container.image_id else 0
+    return {"SizeRw": own, "SizeRootFs": own + image}
+
+
+def _inspect(rt: Runtime, controller: Controller, ref: str, size: bool = False) -> dict[str, Any]:
     container = rt.container(ref)
-    paths = ContainerPaths(log=str(rt.log_paths(container.id)[0]))
+    paths = ContainerPaths(log=str(rt.log_path(container.id)))
     if container.sandbox_id is not None:
         paths.resolv_conf = str(controller.sandbox_file(container.sandbox_id, "resolv.conf"))
         paths.hostname = str(controller.sandbox_file(container.sandbox_id, "hostname"))
         paths.hosts = str(controller.sandbox_file(container.sandbox_id, "hosts"))
     settings = network_settings_json(container, rt.network_state(container))
-    return container_inspect_json(container, settings, paths, [], rt.legacy_links(container))
+    shown = container_inspect_json(container, settings, paths, [], rt.legacy_links(container))
+    if size:
+        shown.update(_sizes(rt, container))
+    return shown
 
 
 async def inspect_container(request: web.Request) -> web.Response:
     b = backend(request)
-    return json_response(await b.run(_inspect, b.rt, b.controller, _ref(request)))
+    size = query_bool(request, "size")
+    return json_response(await b.run(_inspect, b.rt, b.controller, _ref(request), size))
 
 
 def _selected(container: Container, state: ContainerNetworkState, filters: Filters) -> bool:
@@ -217,9 +239,12 @@ def _selected(container: Container, state: ContainerNetworkState, filters: Filte
     return True
 
 
-def _list(rt: Runtime, filters: Filters, all_: bool, limit: int | None) -> list[dict[str, Any]]:
+def _list(
+    rt: Runtime, filters: Filters, all_: bool, limit: int | None, size: bool = False
+) -> list[dict[str, Any]]:
     """Newest first. Stopped containers too with ``all``, a ``status`` filter or a ``limit``
-    (Docker's "the n last created"), which counts the containers that pass the filters."""
+    (Docker's "the n last created"), which counts the containers that pass the filters; with
+    ``size`` their sizes too (``docker ps -s``)."""
     now = time.time()
     limited = limit is not None and limit > 0
     everything = all_ or limited or "status" in filters
@@ -229,6 +254,8 @@ def _list(rt: Runtime, filters: Filters, all_: bool, limit: int | None) -> list[
         if _selected(container, state, filters):
             settings = network_settings_json(container, state)
             found.append(container_summary_json(container, settings, now))
+            if size:
+                found[-1].update(_sizes(rt, container))
             if limited and len(found) == limit:
                 break
     return found
@@ -241,8 +268,9 @@ async def list_containers(request: web.Request) -> web.Response:
         if status not in CONTAINER_STATUSES:
             raise InvalidParameter(f"invalid filter 'status={status}'")
     b = backend(request)
-    all_ = query_bool(request, "all")
-    return json_response(await b.run(_list, b.rt, filters, all_, query_int(request, "limit")))
+    all_, size = query_bool(request, "all"), query_bool(request, "size")
+    limit = query_int(request, "limit")
+    return json_response(await b.run(_list, b.rt, filters, all_, limit, size))
 
 
 # ----------------------------------------------------------------------------- output
@@ -252,71 +280,122 @@ def _streams(request: web.Request) -> tuple[bool, bool]:
     return query_bool(request, "stdout"), query_bool(request, "stderr")
 
 
-async def _tails(
-    b: Backend, container: Container, stdout: bool, stderr: bool, from_start: bool
-) -> list[streams.LogTail]:
-    out_path, err_path = await b.run(b.rt.log_paths, container.id)
-    chosen = [(out_path, streams.STDOUT)] * stdout + [(err_path, streams.STDERR)] * stderr
-    if from_start:
-        return [streams.LogTail(path, number) for path, number in chosen]
-    return [streams.LogTail.at_end(path, number) for path, number in chosen]
+def _chosen(stdout: bool, stderr: bool) -> frozenset[int]:
+    return frozenset([streams.STDOUT] * stdout + [streams.STDERR] * stderr)
 
 
-def _finished(
-    b: Backend, exits: Exits, container: Container, tails: list[streams.LogTail]
-) -> asyncio.Future[int]:
-    """The end of the container's current run (of its next one if it is not running)."""
-    exited = exits.next_exit(container.id, tails)
-    if not container.state.running:
-        return exited
-    return asyncio.ensure_future(_until_exit(b, exited, container))
+def _time_ns(request: web.Request, name: str) -> int:
+    """Docker's ``since``/``until``: UNIX seconds with an optional fraction ("0": unset)."""
+    text = request.query.get(name, "") or "0"
+    seconds, _, fraction = text.partition(".")
+    if not seconds.isdigit() or (fraction and not fraction.isdigit()):
+        raise InvalidParameter(f"invalid value for {name}: {text!r}")
+    return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9] or 0)
+
+
+def _details(message: LogMessage) -> bytes:
+    """``docker logs --details``: the message's attributes before it (Docker's form)."""
+    if not message.attrs:
+        return b""
+    pairs = (f"{quote_plus(k)}={quote_plus(v)}" for k, v in sorted(message.attrs.items()))
+    return (",".join(pairs) + " ").encode()
 
 
 async def container_logs(request: web.Request) -> web.StreamResponse:
+    """Docker's logs: the log driver's messages, one frame each, with ``since``, ``until``,
+    ``tail``, ``timestamps`` and ``details``; with ``follow`` the messages that come after,
+    until the container's run ends (or ``until`` passes)."""
     stdout, stderr = _streams(request)
     if not (stdout or stderr):
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
-    if query_bool(request, "timestamps"):
-        raise InvalidParameter("cnm keeps container logs without timestamps")
-    for name in ("since", "until"):
-        if request.query.get(name, "0") not in ("", "0"):
-            raise InvalidParameter(f"cnm keeps container logs without timestamps: {name}")
-    tail = request.query.get("tail", "all") or "all"
-    if tail != "all" and not tail.isdigit():
-        raise InvalidParameter(f"invalid value for tail: {tail!r}")
+    since, until = _time_ns(request, "since"), _time_ns(request, "until")
+    timestamps, details = query_bool(request, "timestamps"), query_bool(request, "details")
+    tail_text = request.query.get("tail", "all") or "all"
+    if tail_text != "all" and not tail_text.lstrip("-").isdigit():
+        raise InvalidParameter(f"invalid value for tail: {tail_text!r}")
+    tail = None if tail_text == "all" or int(tail_text) < 0 else int(tail_text)
+    chosen = _chosen(stdout, stderr)
     b = backend(request)
     container = await b.run(b.rt.container, _ref(request))
-    tails = await _tails(b, container, stdout, stderr, from_start=True)
-    finished: asyncio.Future[Any] | None = None
+    follower = None
+    subscription = None
     if query_bool(request, "follow") and container.state.running:
-        finished = _finished(b, request.app[EXITS], container, tails)
-    multiplexed = not container.config.tty
-    response = web.StreamResponse(status=200)
-    response.content_type = streams.content_type(request, multiplexed)
-    await response.prepare(request)
-    write = streams.stream_writer(response, multiplexed)
-    if tail != "all":
-        for log in tails:
-            await write(log.stream, streams.last_lines(log.read(), int(tail)))
+        follower = streams.Follower(asyncio.get_running_loop())
+        subscription, snapshot = await b.run(
+            b.rt.follow_output, container.id, LINES, chosen, follower.notify, True, True
+        )
+        history = await b.run(read_messages, snapshot, since, until, None)
+    else:
+        history = await b.run(b.rt.read_logs, container.id, since, until, None)
     try:
-        await streams.follow(tails, write, finished, request)
+        history = [m for m in history if m.stream in chosen]
+        if tail is not None:
+            history = history[-tail:] if tail else []
+        multiplexed = not container.config.tty
+        response = web.StreamResponse(status=200)
+        response.content_type = streams.content_type(request, multiplexed)
+        await response.prepare(request)
+        write = streams.stream_writer(response, multiplexed)
+        try:
+            for message in history:
+                prefix = _details(message) if details else b""
+                if timestamps:
+                    prefix = format_time(message.time_ns).encode() + b" " + prefix
+                await write(message.stream, prefix + message.data)
+            if follower is not None and not (until and time.time_ns() > until):
+                await _follow_logs(request, follower, write, timestamps, until)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client left
+        return response
     finally:
-        if finished is not None and not finished.done():
-            finished.cancel()
-    await response.write_eof()
-    return response
+        if subscription is not None:
+            subscription.close()
+
+
+async def _follow_logs(
+    request: web.Request,
+    follower: streams.Follower,
+    write: streams.Writer,
+    timestamps: bool,
+    until: int,
+) -> None:
+    while True:
+        limit = (until - time.time_ns()) / 1e9 if until else None
+        try:
+            chunks = await follower.get(min(limit, CLIENT_CHECK_S) if limit else CLIENT_CHECK_S)
+        except TimeoutError:
+            if streams.client_gone(request) or (until and time.time_ns() > until):
+                return
+            continue
+        if chunks is None:
+            return
+        if until:
+            chunks = [c for c in chunks if c.time_ns <= until]
+        try:
+            await streams.write_chunks(write, chunks, timestamps)
+        except ConnectionError:
+            return
 
 
 async def _feed_stdin(
     b: Backend,
     container: Container,
     received: asyncio.Queue[bytes | None],
+    keys: bytes,
     detached: asyncio.Future[None],
 ) -> None:
     """The client's input to the container's stdin, then Docker's rules for its end (see the
-    module docstring): close the stdin, or end the attach (``detached``)."""
-    while (data := await received.get()) is not None:
+    module docstring): close the stdin, or end the attach (``detached``). The detach keys end
+    the attach too, and the container's stdin stays open."""
+
+    async def send(data: bytes) -> None:
         await b.run(b.rt.write_stdin, container.id, data)
+
+    if await streams.copy_input(received, keys, send):
+        if not detached.done():
+            detached.set_result(None)
+        return
     if container.config.stdin_once and not container.config.tty:
         await b.run(b.rt.close_stdin, container.id)
     elif not detached.done():
@@ -324,38 +403,74 @@ async def _feed_stdin(
 
 
 async def attach_container(request: web.Request) -> web.StreamResponse:
-    """Stream the container's output from its log files, and with ``stdin`` send the client's
-    input to the container. With ``stream``, until the container's current or next run ends;
-    with ``logs``, starting from the beginning of its logs."""
+    """Stream the container's output as it comes (from its log first with ``logs``), and with
+    ``stdin`` send the client's input to the container. With ``stream``, until the
+    container's current or next run ends, or the client types the detach keys."""
     stdout, stderr = _streams(request)
+    keys = streams.parse_detach_keys(request.query.get("detachKeys", ""))
     b = backend(request)
     container = await b.run(b.rt.container, _ref(request))
-    from_start = query_bool(request, "logs") or container.state.status == "created"
-    tails = await _tails(b, container, stdout, stderr, from_start)
-    finished = None
-    if query_bool(request, "stream"):
-        finished = _finished(b, request.app[EXITS], container, tails)
-    multiplexed = not container.config.tty
-    response = await streams.hijack(request, multiplexed)
-    until: asyncio.Future[Any] | None = finished
-    feeding = None
-    if query_bool(request, "stdin") and container.config.open_stdin:
-        detached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        feeding = asyncio.ensure_future(
-            _feed_stdin(b, container, streams.client_input(request), detached)
+    if container.state.paused:
+        raise Conflict("You cannot attach to a paused container, unpause it first")
+    chosen = _chosen(stdout, stderr)
+    logs, stream = query_bool(request, "logs"), query_bool(request, "stream")
+    follower = streams.Follower(asyncio.get_running_loop())
+    subscription = None
+    history: list[LogMessage] = []
+    if stream:
+        subscription, snapshot = await b.run(
+            b.rt.follow_output, container.id, RAW, chosen, follower.notify, logs
         )
-        if finished is not None:
-            either: set[asyncio.Future[Any]] = {finished, detached}
-            until = asyncio.ensure_future(asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED))
+        history = await b.run(read_messages, snapshot, 0, 0, None)
+    elif logs:
+        history = await b.run(b.rt.read_logs, container.id, 0, 0, None)
+    feeding = None
     try:
-        await streams.follow(tails, streams.stream_writer(response, multiplexed), until, request)
+        multiplexed = not container.config.tty
+        response = await streams.hijack(request, multiplexed)
+        write = streams.stream_writer(response, multiplexed)
+        for message in history:
+            if message.stream in chosen:
+                await write(message.stream, message.data)
+        if subscription is None:
+            return response
+        detached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if query_bool(request, "stdin") and container.config.open_stdin:
+            received = streams.client_input(request)
+            feeding = asyncio.ensure_future(_feed_stdin(b, container, received, keys, detached))
+        await _relay(request, follower, write, detached)
     except ConnectionError:
         pass  # the client left
     finally:
-        for future in (finished, until, feeding):
-            if future is not None and not future.done():
-                future.cancel()
+        if subscription is not None:
+            subscription.close()
+        if feeding is not None and not feeding.done():
+            feeding.cancel()
     return response
+
+
+async def _relay(
+    request: web.Request,
+    follower: streams.Follower,
+    write: streams.Writer,
+    detached: asyncio.Future[None],
+) -> None:
+    """The followed output to the client until the run ends, the client detaches or goes."""
+    while not detached.done():
+        getting = asyncio.ensure_future(follower.get())
+        either: set[asyncio.Future[Any]] = {getting, detached}
+        done, _ = await asyncio.wait(
+            either, timeout=CLIENT_CHECK_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        if getting not in done:
+            getting.cancel()
+            if not detached.done() and streams.client_gone(request):
+                return
+            continue
+        chunks = getting.result()
+        if chunks is None:
+            return
+        await streams.write_chunks(write, chunks)
 
 
 def _size(request: web.Request) -> tuple[int, int]:
@@ -380,6 +495,7 @@ def add_routes(app: web.Application) -> None:
 
     async def stop_waiting(_: web.Application) -> None:
         exits.close()
+        streams.Follower.end_all()
 
     app.on_startup.append(listen)
     app.on_shutdown.append(stop_waiting)

@@ -7,13 +7,20 @@ the client's stdin when the exec asked for it (otherwise the process's stdin is 
 once), and sends the process's stdout and stderr in Docker's frames until both end and the
 process has exited, so that ``GET /exec/{id}/json`` afterwards already shows the exit code.
 A detached start answers 200 at once; the output of a detached exec is read and dropped, so
-that a chatty command never blocks on a full pipe.
+that a chatty command never blocks on a full pipe. So is the output of an exec whose client
+typed the detach keys (the exec's ``DetachKeys``, Docker's ctrl-p,ctrl-q by default): the
+stream ends, the process goes on.
+
+``User`` (a name or id of the container's, ``:group`` too) and ``Privileged`` (every
+capability) are the runtime's; a command that cannot start exits 126 with the reason on its
+error stream, as Docker's exec does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import IO, TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import IO, TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -32,8 +39,8 @@ async def create_exec(request: web.Request) -> web.Response:
     cmd = body.strings("Cmd")
     if not cmd:
         raise InvalidParameter("No exec command specified")
-    if body.string("User") or body.boolean("Privileged"):
-        raise InvalidParameter("cnm runs exec commands as the container's user, unprivileged")
+    detach_keys = body.string("DetachKeys")
+    streams.parse_detach_keys(detach_keys, "escape keys")
     size = body.array("ConsoleSize") or [0, 0]
     if len(size) != 2 or not all(isinstance(n, int) for n in size):
         raise InvalidParameter(f"invalid ConsoleSize: {size!r}")
@@ -47,6 +54,9 @@ async def create_exec(request: web.Request) -> web.Response:
         body.string("WorkingDir"),
         bool(body.boolean("AttachStdin")),
         (size[0], size[1]),
+        body.string("User"),
+        bool(body.boolean("Privileged")),
+        detach_keys,
     )
     return json_response({"Id": exec_id}, status=201)
 
@@ -58,31 +68,41 @@ async def _pipe_reader(pipe: IO[bytes]) -> asyncio.StreamReader:
     return reader
 
 
-async def _copy_output(pipe: IO[bytes] | None, write: streams.Writer | None, stream: int) -> None:
-    if pipe is None:
-        return  # stderr of a TTY exec: the terminal merges it into stdout
-    reader = await _pipe_reader(pipe)
-    while True:
-        try:
-            data = await reader.read(streams.READ_CHUNK)
-        except OSError:
-            data = b""  # a terminal's master side reads EIO once the process is gone
-        if not data:
-            return
-        if write is not None:
+class _Output:
+    """Where an exec's output goes: the client, until it leaves or detaches."""
+
+    def __init__(self, write: streams.Writer | None) -> None:
+        self.write = write
+
+    async def copy(self, pipe: IO[bytes] | None, stream: int) -> None:
+        if pipe is None:
+            return  # stderr of a TTY exec: the terminal merges it into stdout
+        reader = await _pipe_reader(pipe)
+        while True:
             try:
-                await write(stream, data)
-            except ConnectionError:
-                write = None  # the client left; keep draining so the process can finish
+                data = await reader.read(streams.READ_CHUNK)
+            except OSError:
+                data = b""  # a terminal's master side reads EIO once the process is gone
+            if not data:
+                return
+            if self.write is not None:
+                try:
+                    await self.write(stream, data)
+                except ConnectionError:
+                    self.write = None  # the client left; keep draining so the process ends
 
 
-async def _copy_input(queue: asyncio.Queue[bytes | None], pipe: IO[bytes]) -> None:
+async def _copy_input(queue: asyncio.Queue[bytes | None], pipe: IO[bytes], keys: bytes) -> bool:
+    """The client's input to the process until its end (False) or the detach keys (True)."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.connect_write_pipe(asyncio.Protocol, pipe)
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
+
+    async def send(data: bytes) -> None:
+        writer.write(data)
+
     try:
-        while (data := await queue.get()) is not None:
-            writer.write(data)
+        return await streams.copy_input(queue, keys, send)
     finally:
         transport.close()
 
@@ -92,24 +112,52 @@ async def _run(
     process: ExecProcess,
     write: streams.Writer | None,
     attach_stdin: bool,
+    keys: bytes = streams.DEFAULT_DETACH_KEYS,
 ) -> None:
+    """Relay the exec until its output ends and it exited, or until the client detaches
+    (then the rest of its output is drained in the background)."""
+    output = _Output(write)
+    copying = asyncio.ensure_future(
+        asyncio.gather(
+            output.copy(process.stdout, streams.STDOUT),
+            output.copy(process.stderr, streams.STDERR),
+        )
+    )
     input_task = None
     if attach_stdin:
         input_task = asyncio.ensure_future(
-            _copy_input(streams.client_input(request), process.stdin)
+            _copy_input(streams.client_input(request), process.stdin, keys)
         )
     else:
         process.stdin.close()
-    await asyncio.gather(
-        _copy_output(process.stdout, write, streams.STDOUT),
-        _copy_output(process.stderr, write, streams.STDERR),
-    )
-    await backend(request).run_blocking(process.wait)  # the exit code is recorded by then
+    waiting: set[asyncio.Future[Any]] = {copying}
+    if input_task is not None:
+        waiting.add(input_task)
+    while waiting:
+        done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if input_task in done and not input_task.cancelled() and input_task.result():
+            output.write = None  # detached: the process goes on, its output is drained
+            _keep(_finish(request, process, copying))
+            return
+        if copying in done:
+            break
+    await _finish(request, process, copying)
     if input_task is not None:
         input_task.cancel()
 
 
+async def _finish(request: web.Request, process: ExecProcess, copying: asyncio.Future[Any]) -> None:
+    await copying
+    await backend(request).run_blocking(process.wait)  # the exit code is recorded by then
+
+
 _DETACHED: set[asyncio.Task[None]] = set()
+
+
+def _keep(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
 
 
 async def start_exec(request: web.Request) -> web.StreamResponse:
@@ -117,16 +165,15 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     b = backend(request)
     exec_id = request.match_info["id"]
     process = await b.run(b.rt.exec_start, exec_id)
-    attach_stdin = (await b.run(b.rt.exec_inspect, exec_id)).open_stdin
+    info = await b.run(b.rt.exec_inspect, exec_id)
+    keys = streams.parse_detach_keys(info.detach_keys, "escape keys")
     if body.boolean("Detach"):
-        task = asyncio.ensure_future(_run(request, process, None, False))
-        _DETACHED.add(task)
-        task.add_done_callback(_DETACHED.discard)
+        _keep(_run(request, process, None, False))
         return web.Response(status=200)
     multiplexed = not body.boolean("Tty")
     response = await streams.hijack(request, multiplexed)
     writer = streams.stream_writer(response, multiplexed)
-    await _run(request, process, writer, attach_stdin)
+    await _run(request, process, writer, info.open_stdin, keys)
     return response
 
 

@@ -7,26 +7,19 @@ container that runs ``echo hi`` must not exit before the waiter is registered). 
 is registered on the event loop, synchronously, before the headers leave; the runtime calls the
 listener (from its exit thread) after recording the exit and before an automatic removal, so the
 exit code is never lost to ``--rm``. No thread is held while waiting.
-
-The listener also opens the log files of the attached clients of a container before returning:
-an automatic removal deletes them right after, and an open file stays readable.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 
 from aiohttp import web
-
-from cnm.api.streams import LogTail
 
 
 class Exits:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Future[int]]] = {}
-        self._tails: dict[str, list[LogTail]] = {}
         self._closed = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -34,8 +27,6 @@ class Exits:
 
     def listener(self, container_id: str, exit_code: int) -> None:
         """The runtime's exit listener (runs on the runtime's exit thread)."""
-        for tail in list(self._tails.get(container_id, ())):
-            tail.open()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._fire, container_id, exit_code)
 
@@ -52,27 +43,20 @@ class Exits:
             if not future.done():
                 future.set_result(exit_code)
 
-    def next_exit(self, container_id: str, tails: Iterable[LogTail] = ()) -> asyncio.Future[int]:
-        """A future for the container's next exit code; ``tails`` are opened before any
-        automatic removal. Cancel the future when no longer interested."""
+    def next_exit(self, container_id: str) -> asyncio.Future[int]:
+        """A future for the container's next exit code. Cancel it when no longer
+        interested."""
         assert self._loop is not None, "bind() the event loop first"
         future: asyncio.Future[int] = self._loop.create_future()
         if self._closed:
             future.cancel()
             return future
         self._waiters.setdefault(container_id, set()).add(future)
-        tails = list(tails)
-        self._tails.setdefault(container_id, []).extend(tails)
 
         def forget(done: asyncio.Future[int]) -> None:
             self._waiters.get(container_id, set()).discard(done)
             if not self._waiters.get(container_id):
                 self._waiters.pop(container_id, None)
-            kept = [t for t in self._tails.get(container_id, []) if t not in tails]
-            if kept:
-                self._tails[container_id] = kept
-            else:
-                self._tails.pop(container_id, None)
 
         future.add_done_callback(forget)
         return future

@@ -1,4 +1,5 @@
-"""The ``/images`` endpoints: import from a tarball, list, inspect, remove.
+"""The ``/images`` endpoints: import from a tarball, list, inspect, tag, remove; and
+``/commit``, which makes an image of a container.
 
 cnm never contacts a registry: a pull (``fromImage``) is refused with a message that says how
 images get here. An import (``fromSrc=-``) streams the request body to the runtime on a worker
@@ -17,10 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from cnm.api.common import add_route, backend, json_response, query_bool
+from cnm.api.common import add_route, backend, json_response, query_bool, read_json
 from cnm.api.container_json import image_inspect_json, image_summary_json
 from cnm.api.filters import Filters, parse_filters, validate_keys
+from cnm.api.host_config import Fields, parse_config_extras
 from cnm.errors import CnmError, InvalidParameter, NotFound
+from cnm.runtime.commit import apply_changes
+from cnm.runtime.model import ContainerConfig, Image
 
 if TYPE_CHECKING:
     from cnm.runtime.runtime import Runtime
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
 LIST_FILTERS = frozenset({"reference", "dangling"})
 
 
-class _BodyReader:
+class BodyReader:
     """The request body as a blocking binary file for a worker thread: each read waits for
     the event loop to hand over the next chunk."""
 
@@ -60,9 +64,11 @@ def _line(message: dict[str, Any]) -> bytes:
 
 
 async def _import(request: web.Request) -> web.StreamResponse:
-    if request.query.get("changes"):
-        raise InvalidParameter("cnm imports images without changes (docker import --change)")
+    """An import, with ``changes`` (Dockerfile instructions, as ``--change`` sends them) and
+    ``message`` (its comment)."""
     reference = _reference(request)
+    template = Image(id="", comment=request.query.get("message", ""))
+    apply_changes(template, request.query.getall("changes", []))
     b = backend(request)
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -71,7 +77,7 @@ async def _import(request: web.Request) -> web.StreamResponse:
         loop.call_soon_threadsafe(lines.put_nowait, _line({"status": text}))
 
     job = asyncio.ensure_future(
-        b.run(b.rt.import_image, _BodyReader(request, loop), reference, progress)
+        b.run(b.rt.import_image, BodyReader(request, loop), reference, progress, template)
     )
     job.add_done_callback(lambda _: lines.put_nowait(None))
     response = web.StreamResponse(status=200)
@@ -161,7 +167,55 @@ async def remove_image(request: web.Request) -> web.Response:
     return json_response(report)
 
 
+async def tag_image(request: web.Request) -> web.Response:
+    """``POST /images/{name}/tag?repo=&tag=``."""
+    reference = _reference(request)
+    if reference is None:
+        raise InvalidParameter("repository name (repo) is required")
+    b = backend(request)
+    await b.run(b.rt.tag_image, request.match_info["name"], reference)
+    return web.Response(status=201)
+
+
+async def commit(request: web.Request) -> web.Response:
+    """``POST /commit?container=...``: the body is a Config whose fields win over the
+    container's (what a client leaves out, the container gives)."""
+    ref = request.query.get("container", "")
+    if not ref:
+        raise InvalidParameter("container is required")
+    sent = await read_json(request) if request.can_read_body else None
+    body = Fields(sent if sent is not None else {}, "")  # the 20.10 CLI sends null
+    config = ContainerConfig(image="")
+    parse_config_extras(body, config)
+    base = Image(
+        id="",
+        cmd=body.strings("Cmd"),
+        entrypoint=body.strings("Entrypoint"),
+        env=body.strings("Env"),
+        working_dir=body.string("WorkingDir"),
+        user=config.user,
+        labels=body.string_map("Labels"),
+        exposed_ports=sorted(body.child("ExposedPorts") or []),
+        volumes=config.volumes,
+        stop_signal=config.stop_signal,
+        comment=request.query.get("comment", ""),
+        author=request.query.get("author", ""),
+    )
+    b = backend(request)
+    image = await b.run_blocking(
+        b.rt.commit_container,
+        ref,
+        _reference(request),
+        base,
+        request.query.getall("changes", []),
+        query_bool(request, "pause", default=True),
+    )
+    return json_response({"Id": image.id}, status=201)
+
+
 def add_routes(app: web.Application) -> None:
+    add_route(app, "POST", "/commit", commit)
+    add_route(app, "POST", "/images/{name:.+}/tag", tag_image)
     add_route(app, "POST", "/images/create", create_image)
     add_route(app, "GET", "/images/json", list_images)
     add_route(app, "GET", "/images/{name:.+}/json", inspect_image)

@@ -8,7 +8,7 @@ cannot strip the prefix and re-route. ``check_version`` then refuses versions ou
 Errors leave as Docker's ``{"message": "..."}`` with the status the cnm.errors class carries.
 An unknown route, or a known one with the wrong method, is 404 "page not found" (Docker maps
 both the same way). Engine endpoints that the docker CLI may call but cnm does not serve
-(volumes, plugins...) answer 501 with a message; the part of cnm that comes to serve one of them
+(build, plugins...) answer 501 with a message; the part of cnm that comes to serve one of them
 removes its prefix from ``NOT_SERVED_YET``. The container, image and exec endpoints are served
 when the application is made with a runtime (the daemon always gives one).
 
@@ -29,6 +29,8 @@ from cnm import __version__
 from cnm.api import (
     API_VERSION,
     MIN_API_VERSION,
+    archive,
+    container_ops,
     containers,
     events,
     execs,
@@ -37,9 +39,11 @@ from cnm.api import (
     metrics,
     networks,
     observe,
+    stats,
     swarm,
     system,
     ui,
+    volumes,
 )
 from cnm.api.common import (
     BACKEND,
@@ -62,12 +66,10 @@ BLOCKING_THREADS = 64  # stops, kills and exec processes, one thread each while 
 NOT_SERVED_YET = (
     "auth",
     "build",
-    "commit",
     "distribution",
     "plugins",
     "session",
     "system",
-    "volumes",
 )
 
 
@@ -140,13 +142,9 @@ async def not_served_yet(request: web.Request) -> web.Response:
     )
 
 
-async def no_such_volume(request: web.Request) -> web.Response:
-    """cnm has no volumes and no plugins, so none of them exists: a 404 lets ``docker inspect
-    NAME`` go on to its "No such object" instead of stopping at a 501."""
-    return error_response(404, f"get {request.match_info['name']}: no such volume")
-
-
 async def no_such_plugin(request: web.Request) -> web.Response:
+    """cnm has no plugins, so none exists: a 404 lets ``docker inspect NAME`` go on to its
+    "No such object" instead of stopping at a 501."""
     return error_response(404, f'plugin "{request.match_info["name"]}" not found')
 
 
@@ -178,11 +176,15 @@ def make_app(
         containers.add_routes(app)
         execs.add_routes(app)
         images.add_routes(app)
+        # The container side beyond the lifecycle (issue 11): its own routes.
+        container_ops.add_routes(app)
+        archive.add_routes(app)
+        stats.add_routes(app)
+        volumes.add_routes(app)
     observe.add_routes(app)
     metrics.add_routes(app)
     ui.add_routes(app)
     sections = "|".join(NOT_SERVED_YET)
-    add_route(app, "GET", "/volumes/{name}", no_such_volume)
     add_route(app, "GET", "/plugins/{name}/json", no_such_plugin)
     add_route(app, "*", f"/{{section:(?:{sections})}}{{rest:(?:/.*)?}}", not_served_yet)
     return app

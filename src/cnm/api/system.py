@@ -23,6 +23,7 @@ from cnm.api.common import Backend, DaemonInfo, add_route, backend, json_respons
 
 if TYPE_CHECKING:
     from cnm.controller.cluster import ClusterStatus
+    from cnm.runtime.model import HostSupport
 
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -96,7 +97,8 @@ def info_json(
     warnings = None
     if cluster is not None and cluster.degraded is not None:
         warnings = [f"WARNING: the cluster store is out of reach (degraded): {cluster.degraded}"]
-    running = sum(1 for state in container_states if state == "running")
+    running = sum(1 for state in container_states if state in ("running", "restarting"))
+    paused = sum(1 for state in container_states if state == "paused")
     os_release = _os_release()
     now = datetime.now(UTC)
     no_commit = {"ID": "", "Expected": ""}
@@ -104,8 +106,8 @@ def info_json(
         "ID": info.engine_id,
         "Containers": len(container_states),
         "ContainersRunning": running,
-        "ContainersPaused": 0,
-        "ContainersStopped": len(container_states) - running,
+        "ContainersPaused": paused,
+        "ContainersStopped": len(container_states) - running - paused,
         "Images": images,
         "Driver": "none",
         "DriverStatus": [],
@@ -204,7 +206,33 @@ def _info(backend_: Backend, drivers: list[str]) -> dict[str, Any]:
     if runtime is None:
         return info_json(backend_.info, drivers, cluster=cluster)
     states = [c.state.status for c in runtime.containers(all=True)]
-    return info_json(backend_.info, drivers, states, len(runtime.images()), cluster)
+    data = info_json(backend_.info, drivers, states, len(runtime.images()), cluster)
+    support = runtime.host_support()
+    data.update(container_support_json(support))
+    data["Plugins"]["Volume"] = list(support.volume_drivers)
+    data["Plugins"]["Log"] = list(support.log_drivers)
+    return data
+
+
+def container_support_json(support: HostSupport) -> dict[str, Any]:
+    """The fields of ``/info`` that the container side knows (issue 11): the limits this
+    machine's cgroups allow, the storage and log drivers, runc (its drivers go under
+    ``Plugins``)."""
+    return {
+        "Driver": "overlay",
+        "MemoryLimit": support.memory_limit,
+        "SwapLimit": support.swap_limit,
+        "CpuCfsPeriod": support.cpu_cfs,
+        "CpuCfsQuota": support.cpu_cfs,
+        "CPUShares": support.cpu_shares,
+        "CPUSet": support.cpuset,
+        "PidsLimit": support.pids_limit,
+        "OomKillDisable": support.oom_kill_disable,
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "Runtimes": {"runc": {"path": support.runtime_path or "runc"}},
+        "DefaultRuntime": "runc",
+    }
 
 
 async def info(request: web.Request) -> web.Response:

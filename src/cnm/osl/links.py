@@ -541,6 +541,31 @@ class SandboxNetwork:
         self.links.set_up(index)
         return index
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Every interface's traffic counters but loopback's (the kernel's 64-bit ones), by
+        name: rx/tx bytes, packets, errors, dropped."""
+        found: dict[str, dict[str, int]] = {}
+        for msg in self.links.ipr.link("dump"):
+            if msg["flags"] & IFF_LOOPBACK:
+                continue
+            stats = msg.get_attr("IFLA_STATS64") or msg.get_attr("IFLA_STATS")
+            if stats is None:
+                continue
+            found[msg.get_attr("IFLA_IFNAME")] = {
+                name: int(stats.get(name, 0))
+                for name in (
+                    "rx_bytes",
+                    "rx_packets",
+                    "rx_errors",
+                    "rx_dropped",
+                    "tx_bytes",
+                    "tx_packets",
+                    "tx_errors",
+                    "tx_dropped",
+                )
+            }
+        return found
+
     def free_name(self, prefix: str) -> str:
         """The lowest ``<prefix><n>`` no link here carries."""
         n = 0

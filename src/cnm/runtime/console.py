@@ -8,10 +8,11 @@ log files. A terminal and a stdin pipe have a far end that someone must hold, re
   the bundle directory through /proc/self/fd (a Unix socket path holds at most 107 bytes; the
   bundle path may be longer), and runc, started in that directory, connects by the bare name.
   ``runc run -d`` returns once the master is sent, so it waits in the socket's queue.
-* ``Terminal``: a ``cat`` child copies the master's output to stdout.log (a terminal merges
-  stdout and stderr into one stream). It runs in a session of its own and outlives the daemon,
-  so a daemon restart neither hangs the terminal up (that would SIGHUP the container and end
-  an interactive shell at its next read) nor stops its output being logged. The daemon keeps a
+* ``Terminal``: a ``cat`` child copies the master's output to the container's stdout FIFO (a
+  terminal merges stdout and stderr into one stream; ``outputs`` reads the FIFO). It runs in a
+  session of its own and outlives the daemon, so a daemon restart neither hangs the terminal up
+  (that would SIGHUP the container and end an interactive shell at its next read) nor loses its
+  output. The daemon keeps a
   copy of the master for input and resize, and after a restart takes it again from the
   copier with pidfd_getfd(2) (its pid is in ``console.pid`` in the bundle).
 * ``Stdin``: what attached clients send, queued (``docker run -i`` attaches and sends before
@@ -34,7 +35,7 @@ import subprocess
 import termios
 import threading
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -73,9 +74,11 @@ def _pidfd_getfd(pidfd: int, target: int) -> int:
 
 @dataclass
 class ProcessStdio:
-    """What a start leaves the daemon of a process's stdio (-1: none): the master of its
-    terminal, the write end of its stdin pipe."""
+    """A process's stdio at start: ``output``, the descriptors its output goes to by stream
+    (the container's ends of its output FIFOs; not this one's to close), and what the start
+    leaves the daemon (-1: none): the master of its terminal, the write end of its stdin pipe."""
 
+    output: dict[int, int] = field(default_factory=dict)
     master: int = -1
     stdin: int = -1
 
@@ -144,17 +147,16 @@ class Terminal:
         self._pid_file = pid_file
 
     @classmethod
-    def start(cls, master: int, log_path: Path, bundle_dir: Path) -> Terminal:
-        """Start copying the master's output to ``log_path``; ``master`` is then this one's
-        (the caller's still if this fails)."""
-        with open(log_path, "ab") as log_file:
-            child = REAPER.spawn(
-                ["cat"],
-                stdin=master,
-                stdout=log_file,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+    def start(cls, master: int, output: int, bundle_dir: Path) -> Terminal:
+        """Start copying the master's output to the descriptor ``output``; ``master`` is then
+        this one's (the caller's still if this fails)."""
+        child = REAPER.spawn(
+            ["cat"],
+            stdin=master,
+            stdout=output,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         pid_file = bundle_dir / PID_FILE
         try:
             pidfd = os.pidfd_open(child.pid)

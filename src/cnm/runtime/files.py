@@ -1,24 +1,22 @@
 """Where each container's files live, and their removal.
 
 Two directories per container: the bundle under the exec root (``containers/<id>``: the OCI
-config, the overlay's mount point, runc's log and pid file, the terminal copier's pid), which
-may be on a tmpfs and is rebuilt at each start; and the state under the data root
-(``containers/<id>``: the overlay's upper and work directories, the two log files), which lives
-as long as the container. runc's own state is under ``<exec root>/runc``.
+config, the overlay's mount point, runc's log and pid file, the terminal copier's pid, the
+output FIFOs), which may be on a tmpfs and is rebuilt at each start; and the state under the
+data root (``containers/<id>``: the overlay's upper and work directories, the init layer with
+the container's mount points, the log file), which lives as long as the container. runc's own
+state is under ``<exec root>/runc``. The log file is named as Docker names it:
+``<id>-json.log`` for json-file, ``local-logs/container.log`` for local.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from cnm.runtime import bundle
-
-LOG_NAMES = ("stdout.log", "stderr.log")
 
 
 @dataclass(frozen=True)
@@ -44,35 +42,50 @@ class ContainerFiles:
     def state_dir(self, container_id: str) -> Path:
         return self.states / container_id
 
-    def log_paths(self, container_id: str) -> tuple[Path, Path]:
-        """stdout.log and stderr.log."""
+    def log_path(self, container_id: str, driver: str) -> Path:
+        """Where the container's log driver writes (also for none, which writes nothing)."""
         state = self.state_dir(container_id)
-        return state / LOG_NAMES[0], state / LOG_NAMES[1]
+        if driver == "local":
+            return state / "local-logs" / "container.log"
+        return state / f"{container_id}-json.log"
+
+    def console_dir(self, name: str) -> Path:
+        """A directory for an exec's console socket, whose path runc needs absolute and
+        within a socket address's 107 bytes: under the exec root if that is short enough,
+        else under /tmp (made by the caller, 0700)."""
+        for base in (self.exec_root / "consoles", Path(tempfile.gettempdir()) / "cnm-consoles"):
+            candidate = base / name
+            if len(str(candidate / "console.sock")) <= 100:
+                base.mkdir(mode=0o700, parents=True, exist_ok=True)
+                return candidate
+        raise OSError(f"no directory short enough for the console socket of {name}")
+
+    def shm_dir(self, container_id: str) -> Path:
+        """The /dev/shm of a container of IPC mode shareable: a tmpfs mounted here, in the
+        daemon's namespace, which the containers that join its IPC bind too."""
+        return self.bundle_dir(container_id) / "shm"
+
+    def init_layer(self, container_id: str) -> Path:
+        """The container's own lower layer: its mount points, so they are no change of its."""
+        return self.state_dir(container_id) / "init"
 
     def prepare(self) -> None:
         for path in (self.runc_root, self.bundles, self.states):
             path.mkdir(parents=True, exist_ok=True)
 
     def create(self, container_id: str) -> None:
-        """A new container's state directory with its empty logs."""
-        self.state_dir(container_id).mkdir(parents=True, exist_ok=True)
-        for path in self.log_paths(container_id):
-            path.touch()
-
-    @contextmanager
-    def appending_logs(self, container_id: str) -> Iterator[tuple[IO[bytes], IO[bytes], int]]:
-        """The log files opened for appending, and the size of stderr.log before the start (a
-        failed start's own message is cut off again)."""
-        out_path, err_path = self.log_paths(container_id)
-        with open(out_path, "ab") as out, open(err_path, "ab") as err:
-            yield out, err, err.tell()
+        """A new container's state directory, with its init layer and upper directory."""
+        for path in (self.init_layer(container_id), self.state_dir(container_id) / "upper"):
+            path.mkdir(parents=True, exist_ok=True)
 
     def unmount_rootfs(self, container_id: str) -> None:
         bundle.unmount(self.bundle_dir(container_id) / "rootfs")
+        bundle.unmount(self.shm_dir(container_id))
 
     def remove(self, container_id: str) -> None:
         bundle_dir = self.bundle_dir(container_id)
         bundle.unmount(bundle_dir / "rootfs")
+        bundle.unmount(self.shm_dir(container_id))
         shutil.rmtree(bundle_dir, ignore_errors=True)
         shutil.rmtree(self.state_dir(container_id), ignore_errors=True)
 
@@ -81,6 +94,7 @@ class ContainerFiles:
         for path in self.bundles.iterdir():
             if path.name not in known:
                 bundle.unmount(path / "rootfs")
+                bundle.unmount(path / "shm")
                 shutil.rmtree(path, ignore_errors=True)
         for path in self.states.iterdir():
             if path.name not in known:

@@ -18,13 +18,13 @@ import select
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO
 
 from cnm.errors import CnmError
 from cnm.model import Sandbox
 from cnm.osl.reaper import REAPER, ExitCallback
 from cnm.runtime import console
 from cnm.runtime.files import ContainerFiles
+from cnm.runtime.logdriver import STDERR, STDOUT
 from cnm.runtime.model import Container
 from cnm.runtime.process import (
     ExecRequest,
@@ -79,26 +79,24 @@ class HostContainers:
         ]
         env = env_dict(process_env(container.config, sandbox.hostname))
         try:
-            with self._files.appending_logs(container.id) as (out, err, offset):
-                streams: tuple[int | IO[bytes], ...] = (stdin, out, err)
-                if slave >= 0:
-                    streams = (slave, slave, slave)  # hostinit makes it the controlling terminal
-                child = REAPER.spawn(
-                    args,
-                    stdin=streams[0],
-                    stdout=streams[1],
-                    stderr=streams[2],
-                    env=env,
-                    pass_fds=(status_w,),
-                    start_new_session=True,
-                    on_exit=on_exit,
-                )
-                os.close(status_w)
-                status_w = -1
-                failure = _read_until_eof(status_r, RUNC_TIMEOUT_S)
-                if failure:
-                    child.wait(RUNC_TIMEOUT_S)
-                    err.truncate(offset)
+            streams = (stdin, stdio.output.get(STDOUT, -1), stdio.output.get(STDERR, -1))
+            if slave >= 0:
+                streams = (slave, slave, slave)  # hostinit makes it the controlling terminal
+            child = REAPER.spawn(
+                args,
+                stdin=streams[0],
+                stdout=streams[1],
+                stderr=streams[2],
+                env=env,
+                pass_fds=(status_w,),
+                start_new_session=True,
+                on_exit=on_exit,
+            )
+            os.close(status_w)
+            status_w = -1
+            failure = _read_until_eof(status_r, RUNC_TIMEOUT_S)
+            if failure:
+                child.wait(RUNC_TIMEOUT_S)
         finally:
             for fd in (status_w, stdin, slave):
                 if fd >= 0:
@@ -114,6 +112,18 @@ class HostContainers:
         args += [f"--wd={request.workdir or container.config.working_dir or '/'}", "--"]
         env = merge_env(process_env(container.config, container.config.hostname), request.env)
         return ProcessCommand([*args, *request.cmd], env_dict(env))
+
+    def pids(self, container: Container) -> list[int]:
+        """The processes of the container: its first process's process group."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.getpgid(int(entry)) == container.state.pid:
+                        found.append(int(entry))
+                except OSError:
+                    continue
+        return found
 
     def signal_all(self, container: Container, signum: int) -> None:
         kill_group(container.state.pid, signum)

@@ -46,7 +46,7 @@ from cnm.osl.syscalls import (
 )
 
 
-def _unwanted_mounts(prefixes: list[str]) -> list[str]:
+def unwanted_mounts(prefixes: list[str]) -> list[str]:
     found = []
     with open("/proc/self/mountinfo") as mounts:
         for line in mounts:
@@ -65,7 +65,7 @@ def setup(args: argparse.Namespace) -> None:
         os.close(fd)
     unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
     mount("none", "/", flags=MS_REC | MS_PRIVATE)
-    for point in _unwanted_mounts(args.unmount_under):
+    for point in unwanted_mounts(args.unmount_under):
         umount(point, ignore=(errno.EINVAL, errno.ENOENT))  # already gone with a parent: fine
     for pair in args.bind:
         source, _, target = pair.partition(":")

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from cnm.errors import Conflict, InvalidParameter, NotFound
 from cnm.runtime.model import Image
@@ -49,13 +49,18 @@ def now_rfc3339() -> str:
 
 
 def normalize_reference(reference: str) -> str:
-    """``name[:tag]`` -> ``name:tag`` (tag ``latest`` by default); InvalidParameter if malformed."""
+    """``name[:tag]`` -> ``name:tag`` (tag ``latest`` by default), in Docker's familiar form
+    (``docker.io/library/busybox`` is ``busybox``, as newer docker CLIs send it); InvalidParameter
+    if malformed."""
     name, tag = reference, "latest"
     colon = reference.rfind(":")
     if colon > reference.rfind("/"):
         name, tag = reference[:colon], reference[colon + 1 :]
     if not _NAME.match(name) or not _TAG.match(tag):
         raise InvalidParameter(f"invalid reference format: {reference!r}")
+    for registry in ("docker.io/", "index.docker.io/"):
+        if name.startswith(registry):
+            name = name.removeprefix(registry).removeprefix("library/")
     return f"{name}:{tag}"
 
 
@@ -183,10 +188,13 @@ class ImageStore:
 
     def import_(
         self,
-        stream: BinaryIO,
+        stream: BinaryIO | IO[bytes],
         reference: str | None,
         progress: Callable[[str], None] | None = None,
+        template: Image | None = None,
     ) -> Image:
+        """Unpack a root filesystem tarball as an image. ``template`` gives a new image its
+        config (a commit's, or ``--change``s); it is part of what makes the image's id."""
         tag = normalize_reference(reference) if reference else None
         if tag is not None and is_host_image(tag):
             raise InvalidParameter(f"{HOST_IMAGE} is reserved for the host's filesystem")
@@ -204,6 +212,11 @@ class ImageStore:
                     received += len(chunk)
                     if progress:
                         progress(f"Importing {received / 1e6:.1f} MB")
+            if template is not None:
+                config = copy.deepcopy(template)
+                config.id, config.repo_tags, config.created, config.size = "", [], "", 0
+                config.rootfs = ""
+                digest.update(config.to_json())
             image_id = f"sha256:{digest.hexdigest()}"
             with self._lock:
                 known = image_id in self._images
@@ -220,12 +233,12 @@ class ImageStore:
                     shutil.rmtree(final, ignore_errors=True)
                     archive.unlink()
                     scratch.rename(final)
-                    image = Image(
-                        id=image_id,
-                        created=now_rfc3339(),
-                        size=size,
-                        rootfs=str(final / "rootfs"),
-                    )
+                    image = copy.deepcopy(template) if template is not None else Image(id="")
+                    image.id = image_id
+                    image.repo_tags = []
+                    image.created = now_rfc3339()
+                    image.size = size
+                    image.rootfs = str(final / "rootfs")
                 image = copy.deepcopy(image)
                 moved: list[Image] = []
                 if tag is not None and tag not in image.repo_tags:
@@ -244,6 +257,31 @@ class ImageStore:
             return copy.deepcopy(image)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def tag(self, ref: str, reference: str) -> None:
+        """``docker tag``: ``reference`` names the image ``ref`` (and no other any more)."""
+        tag = normalize_reference(reference)
+        if is_host_image(tag):
+            raise InvalidParameter(f"{HOST_IMAGE} is reserved for the host's filesystem")
+        with self._lock:
+            image, _ = self._find(ref)
+            if tag in image.repo_tags:
+                return
+            ops: list[Put | Delete] = []
+            changed: list[Image] = []
+            for other in self._images.values():
+                if tag in other.repo_tags:
+                    other = copy.deepcopy(other)
+                    other.repo_tags.remove(tag)
+                    changed.append(other)
+                    ops.append(Put(f"image/{other.id}", other.to_json()))
+            updated = copy.deepcopy(image)
+            updated.repo_tags.append(tag)
+            changed.append(updated)
+            ops.append(Put(f"image/{updated.id}", updated.to_json()))
+            self.store.commit(ops)
+            for entry in changed:
+                self._images[entry.id] = entry
 
     def remove(
         self, ref: str, force: bool, users: Callable[[str], Sequence[tuple[str, bool]]]

@@ -15,6 +15,7 @@ import os
 import signal
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from cnm.errors import InvalidParameter
@@ -25,10 +26,14 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 @dataclass(frozen=True)
 class ProcessCommand:
-    """A command line to start, and its environment (None: the daemon's own)."""
+    """A command line to start, and its environment (None: the daemon's own). A start that
+    failed before the command ran leaves an error in ``failure_log`` (runc's JSON log)."""
 
     args: list[str]
     env: dict[str, str] | None = None
+    failure_log: Path | None = None
+    console_dir: Path | None = None  # with a terminal: the command sends it over a socket here
+    files: tuple[Path, ...] = ()  # to remove once the command has started and ended
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class ExecRequest:
     env: list[str]
     workdir: str
     tty: bool
+    user: str = ""  # as given; "" is the container's user
+    privileged: bool = False
+    detach_keys: str = ""
+    console_size: tuple[int, int] = (0, 0)  # the terminal's rows and columns at start
 
 
 class ContainerProcesses(Protocol):
@@ -86,9 +95,10 @@ def merge_env(base: list[str], override: list[str]) -> list[str]:
     return list(merged.values())
 
 
-def process_env(config: ContainerConfig, hostname: str) -> list[str]:
-    """The container's environment with Docker's additions: PATH, HOSTNAME, HOME, and TERM
-    with a terminal, each unless the container sets it."""
+def process_env(config: ContainerConfig, hostname: str, home: str = "/root") -> list[str]:
+    """The container's environment with Docker's additions: PATH, HOSTNAME, HOME (the user's
+    home from the container's /etc/passwd), and TERM with a terminal, each unless the container
+    sets it."""
     env = list(config.env)
     keys = {entry.partition("=")[0] for entry in env}
     if "PATH" not in keys:
@@ -96,7 +106,7 @@ def process_env(config: ContainerConfig, hostname: str) -> list[str]:
     if "HOSTNAME" not in keys:
         env.append(f"HOSTNAME={hostname}")
     if "HOME" not in keys:
-        env.append("HOME=/root")
+        env.append(f"HOME={home}")
     if config.tty and "TERM" not in keys:
         env.append("TERM=xterm")  # as Docker
     return env

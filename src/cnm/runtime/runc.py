@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from cnm.errors import CnmError, InvalidParameter
 from cnm.osl.reaper import REAPER
@@ -35,6 +36,11 @@ class Runc:
         self.root = root
 
     def _command(self) -> list[str]:
+        if shutil.which(self.binary) is None:
+            raise CnmError(
+                f"the container runtime {self.binary!r} is not installed: install Debian's runc "
+                "package (scripts/setup.sh does)"
+            )
         return [self.binary, "--root", str(self.root)]
 
     def run(
@@ -43,8 +49,8 @@ class Runc:
         bundle_dir: Path,
         *,
         stdin: int,
-        stdout: IO[bytes],
-        stderr: IO[bytes],
+        stdout: int | IO[bytes],
+        stderr: int | IO[bytes],
         console_socket: str | None = None,
     ) -> int:
         """``runc run -d``: start the bundle's process and return its pid. ``console_socket``
@@ -82,15 +88,25 @@ class Runc:
         return int(pid_file.read_text())
 
     def exec_args(
-        self, container_id: str, cmd: list[str], env: list[str], workdir: str, tty: bool
+        self,
+        container_id: str,
+        process: Path,
+        log: Path | None = None,
+        console_dir: Path | None = None,
     ) -> list[str]:
-        """The command line of ``runc exec`` (with ``tty`` it needs a controlling terminal)."""
-        args = [*self._command(), "exec", *(f"--env={entry}" for entry in env)]
-        if workdir:
-            args.append(f"--cwd={workdir}")
-        if tty:
-            args.append("--tty")
-        return [*args, container_id, *cmd]
+        """The command line of ``runc exec`` of the OCI process in the file ``process``,
+        logging runc's own errors to ``log``. With ``console_dir`` (the process has a
+        terminal) it detaches, sends the terminal's master over ``console.sock`` there and
+        writes the process's pid to ``exec.pid`` there (runc needs the socket's path
+        absolute for an exec)."""
+        args = [*self._command()]
+        if log is not None:
+            args += ["--log", str(log), "--log-format", "json"]
+        args += ["exec", "--process", str(process)]
+        if console_dir is not None:
+            args += ["--detach", "--console-socket", str(console_dir / "console.sock")]
+            args += ["--pid-file", str(console_dir / "exec.pid")]
+        return [*args, container_id]
 
     def delete(self, container_id: str) -> None:
         """``runc delete --force``: the container's processes are killed, its state removed."""
@@ -99,6 +115,42 @@ class Runc:
         )
         if done.returncode != 0:
             log.warning("runc delete %s: %s", container_id[:12], done.stderr.decode().strip())
+
+    def _simple(self, *args: str, stdin: bytes | None = None) -> str:
+        """A runc command that answers at once; its stdout, or Docker's error."""
+        done = REAPER.run([*self._command(), *args], input=stdin, timeout=RUNC_TIMEOUT_S)
+        if done.returncode != 0:
+            message = done.stderr.decode(errors="replace").strip().splitlines()
+            raise CnmError(f"runc {args[0]}: {message[-1] if message else done.returncode}")
+        return done.stdout.decode(errors="replace")
+
+    def pause(self, container_id: str) -> None:
+        """Freeze every process of the container (the cgroup freezer)."""
+        self._simple("pause", container_id)
+
+    def resume(self, container_id: str) -> None:
+        self._simple("resume", container_id)
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        """Apply new limits to a running container (``runc update -r -``: OCI resources)."""
+        self._simple(
+            "update", "--resources", "-", container_id, stdin=json.dumps(resources).encode()
+        )
+
+    def pids(self, container_id: str) -> list[int]:
+        """Every process of the container, as pids of the daemon's namespace."""
+        found = json.loads(self._simple("ps", "--format", "json", container_id) or "[]")
+        return [int(pid) for pid in found or []]
+
+    def cgroup_paths(self, container_id: str) -> dict[str, str]:
+        """The container's cgroup directories by controller ("" for the v2 hierarchy), from
+        runc's own state."""
+        try:
+            state = json.loads((self.root / container_id / "state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        paths = state.get("cgroup_paths") or {}
+        return {str(k): str(v) for k, v in paths.items()}
 
     def exists(self, container_id: str) -> bool:
         return (self.root / container_id).exists()
@@ -122,6 +174,15 @@ def read_error(log_path: Path) -> str:
             continue
         if entry.get("level") in ("error", "fatal"):
             message = str(entry.get("msg", ""))
+    return message
+
+
+def exec_failure(log_path: Path | None) -> str:
+    """Why ``runc exec`` could not start its command, if it could not (and the log's gone)."""
+    if log_path is None:
+        return ""
+    message = read_error(log_path)
+    log_path.unlink(missing_ok=True)
     return message
 
 

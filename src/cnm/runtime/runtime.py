@@ -31,27 +31,34 @@ from __future__ import annotations
 import copy
 import logging
 import secrets
+import shutil
 import signal
 import socket
-from collections.abc import Callable
-from contextlib import suppress
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.events import EventBus
 from cnm.osl.reaper import REAPER
-from cnm.runtime import console, links
+from cnm.runtime import bundle, cgroups, console, hostsettings, links, logdriver, users
+from cnm.runtime import changes as changes_module
+from cnm.runtime import resources as resources_module
+from cnm.runtime import stats as stats_module
+from cnm.runtime.archive import ArchiveStream, ContainerArchives, PathStat, Readable
 from cnm.runtime.checks import CreateChecks
+from cnm.runtime.commit import apply_changes, tar_writer
 from cnm.runtime.events import ContainerEvent, ImageEvent, RuntimeEvent
 from cnm.runtime.execs import ExecProcess, ExecSessions
 from cnm.runtime.exits import ExitWatcher, lost_exit_code
 from cnm.runtime.files import ContainerFiles
 from cnm.runtime.hostcontainers import HostContainers
-from cnm.runtime.imagecontainers import ImageContainers
+from cnm.runtime.imagecontainers import ImageContainers, SharedNamespaces
 from cnm.runtime.images import (
     HOST_IMAGE,
     ImageStore,
@@ -59,6 +66,7 @@ from cnm.runtime.images import (
     normalize_reference,
     now_rfc3339,
 )
+from cnm.runtime.logdriver import LogFile, LogMessage
 from cnm.runtime.model import (
     Container,
     ContainerConfig,
@@ -67,13 +75,21 @@ from cnm.runtime.model import (
     EndpointRequest,
     ExecInfo,
     HostConfig,
+    HostSupport,
     Image,
+    MountPoint,
+    Resources,
+    RestartPolicy,
 )
+from cnm.runtime.mounts import MountResolver
 from cnm.runtime.networking import ContainerNetworking, shares_sandbox
+from cnm.runtime.outputs import Notify, OutputHub, Subscription
 from cnm.runtime.process import ContainerProcesses, ExecRequest, merge_env, parse_signal
+from cnm.runtime.restarts import RestartManager, due_at_start
 from cnm.runtime.runc import Runc, start_exit_code
 from cnm.runtime.stdio import StdioTable
 from cnm.runtime.table import ContainerTable
+from cnm.runtime.volumes import Volume, VolumeStore
 from cnm.store.api import Store
 from cnm.transaction import transaction
 
@@ -81,7 +97,7 @@ __all__ = ["HOST_IMAGE", "NotModified", "Runtime", "RuntimeConfig"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STOP_TIMEOUT = 10
+DEFAULT_STOP_TIMEOUT = 10  # seconds, unless the container sets StopTimeout
 KILL_WAIT_S = 10.0
 TERMINAL_DRAIN_S = 2.0  # after an exit, for the last output of a terminal's holders
 
@@ -115,6 +131,11 @@ class Runtime:
         )
         self._host_containers = HostContainers(self._files)
         self._stdio = StdioTable(self._files)
+        self._outputs = OutputHub(self._files.bundle_dir)
+        self._volumes = VolumeStore(store, config.data_root / "volumes")
+        self._mounts = MountResolver(self._volumes, self._mounts_of)
+        self._archives = ContainerArchives(self._files)
+        self._restarts = RestartManager(self._restart_due)
         self._exits = ExitWatcher(self._handle_exit)
         self._execs = ExecSessions()
         self._listeners: list[ExitListener] = []
@@ -131,8 +152,11 @@ class Runtime:
         REAPER.acquire()
         self._started = True
         self._images.load()
+        self._volumes.load()
+        self._outputs.start()
         containers = self._table.load()
         for container in containers:
+            self._configure_output(container)
             if container.state.running:
                 self._restore_running(container)
             else:
@@ -144,14 +168,29 @@ class Runtime:
         log.info(
             "runtime restored images=%d containers=%d", len(self._images.list()), len(containers)
         )
+        if shutil.which(self.config.runc) is None:
+            log.warning(
+                "the container runtime %r is not installed: containers of images cannot start "
+                "(install Debian's runc package; scripts/setup.sh does)",
+                self.config.runc,
+            )
+        for container in containers:
+            current = self._table.current(container.id)
+            if not current.state.running and due_at_start(current):
+                with self._table.lock:  # Docker counts this start as a restart too
+                    current.restart_count += 1
+                self._table.save(current)
+                self._restarts.schedule(container.id, 0)
 
     def close(self) -> None:
         """Stop watching; containers keep running (live restore)."""
         if not self._started or self._closed:
             return
         self._closed = True
+        self._restarts.close()
         self._exits.close()
         self._stdio.close()
+        self._outputs.close()
         REAPER.release()
 
     def subscribe_exit(self, callback: ExitListener) -> None:
@@ -162,6 +201,7 @@ class Runtime:
 
     def _restore_running(self, container: Container) -> None:
         pid, started = container.state.pid, container.state.pid_start_time
+        self._outputs.resume(container.id, container.config.tty)
         if self._exits.adopt(container.id, pid, started):
             if container.config.tty:
                 self._stdio.recover_terminal(container)
@@ -172,12 +212,25 @@ class Runtime:
         self._after_exit(container)
 
     def _reconcile_stopped(self, container: Container) -> None:
-        """Remove what a crash in the middle of a stop may have left."""
+        """Remove what a crash in the middle of a stop may have left; a restart that was due
+        is the start-up's business now (``restarts.due_at_start``)."""
         self._networking.clean_up_stopped(container)
-        if container.sandbox_id:
+        if container.sandbox_id or container.state.restarting:
             container.sandbox_id = None
+            if container.state.restarting:
+                container.state.status = "exited"
             self._table.save(container)
         self._image_containers.clean_up_stopped(container.id)
+
+    def _configure_output(self, container: Container) -> None:
+        """Where the container's output is logged, by its log driver."""
+        config = container.host_config.log_config
+        log_file = None
+        if config.type != "none":
+            path = self._files.log_path(container.id, config.type)
+            log_file = LogFile(path, logdriver.rotation(config))
+        attrs = logdriver.attributes(config, container.config.labels, container.config.env)
+        self._outputs.configure(container, log_file, attrs)
 
     # ------------------------------------------------------------------ images
 
@@ -186,8 +239,10 @@ class Runtime:
         stream: BinaryIO,
         reference: str | None,
         progress: Callable[[str], None] | None = None,
+        template: Image | None = None,
     ) -> Image:
-        image = self._images.import_(stream, reference, progress)
+        """``docker import``; ``template`` gives the image its config (``--change``)."""
+        image = self._images.import_(stream, reference, progress, template)
         if reference:
             self.events.emit(ImageEvent("tag", image.id, normalize_reference(reference)))
         self.events.emit(ImageEvent("import", image.id, image.id))
@@ -198,6 +253,11 @@ class Runtime:
 
     def image(self, ref: str) -> Image:
         return self._images.get(ref)
+
+    def tag_image(self, ref: str, reference: str) -> None:
+        self._images.tag(ref, reference)
+        image_id = self._images.get(ref).id
+        self.events.emit(ImageEvent("tag", image_id, normalize_reference(reference)))
 
     def remove_image(self, ref: str, force: bool = False) -> list[str]:
         """``docker rmi``: returns "Untagged: <name:tag>" and "Deleted: <id>" lines. A running
@@ -227,8 +287,65 @@ class Runtime:
         """A copy of the container with that id, name or id prefix."""
         return self._table.copy(ref)
 
-    def log_paths(self, ref: str) -> tuple[Path, Path]:
-        return self._files.log_paths(self._table.resolve(ref).id)
+    def log_path(self, ref: str) -> Path:
+        """The file the container's log driver writes (Docker's LogPath)."""
+        container = self._table.resolve(ref)
+        return self._files.log_path(container.id, container.host_config.log_config.type)
+
+    # ------------------------------------------------------------------ output
+
+    def read_logs(
+        self, ref: str, since_ns: int = 0, until_ns: int = 0, tail: int | None = None
+    ) -> list[LogMessage]:
+        """The container's logged output with Docker's filters; NotSupported for none."""
+        container = self._table.resolve(ref)
+        _check_readable(container)
+        return self._outputs.read(container.id, since_ns, until_ns, tail)
+
+    def follow_output(
+        self,
+        ref: str,
+        mode: str,
+        streams: frozenset[int],
+        notify: Notify,
+        history: bool = False,
+        this_run: bool = False,
+    ) -> tuple[Subscription, list[tuple[IO[bytes], int]]]:
+        """Follow the container's output (``outputs.OutputHub.subscribe``); with
+        ``history`` the log as it is now, to read first (refused for the none driver). With
+        ``this_run`` only the current run's (``logs -f``): the follower is ended at once if
+        none runs. Decided under the container's lock, which an exit holds from the end of
+        the output until the state says so: a follower that came in between would otherwise
+        wait for the next run."""
+        container = self._table.resolve(ref)
+        if history:
+            _check_readable(container)
+        if not this_run:
+            return self._outputs.subscribe(container.id, mode, streams, notify, history)
+        with self._table.lock_for(container.id):
+            subscription, snapshot = self._outputs.subscribe(
+                container.id, mode, streams, notify, history
+            )
+            if not self._table.current(container.id).state.running:
+                subscription.end()
+        return subscription, snapshot
+
+    def host_support(self) -> HostSupport:
+        """What containers can have here: runc, the log and volume drivers, the cgroup
+        files behind the limits (``docker info``)."""
+        supports = cgroups.supports
+        return HostSupport(
+            runtime_path=shutil.which(self.config.runc) or "",
+            log_drivers=list(logdriver.DRIVERS),
+            volume_drivers=["local"],
+            memory_limit=supports("memory", "memory.limit_in_bytes"),
+            swap_limit=supports("memory", "memory.memsw.limit_in_bytes"),
+            cpu_cfs=supports("cpu", "cpu.cfs_quota_us"),
+            cpu_shares=supports("cpu", "cpu.shares"),
+            cpuset=supports("cpuset", "cpuset.cpus"),
+            pids_limit=supports("pids", "pids.max"),
+            oom_kill_disable=supports("memory", "memory.oom_control"),
+        )
 
     def network_state(self, container: Container) -> ContainerNetworkState:
         """The container's sandbox, endpoints and published ports as they are now."""
@@ -251,6 +368,7 @@ class Runtime:
         if name is not None:
             name = validate.container_name(name)
         image_id = ""
+        image: Image | None = None
         if not is_host_image(config.image):
             image = self._images.get(config.image)
             image_id = image.id
@@ -267,8 +385,11 @@ class Runtime:
         self._checks.mac_address(config)
         container_id = secrets.token_hex(32)
         self._checks.ports(config, host_config)
+        host_config = hostsettings.check(config, host_config, self._table.resolve, image is None)
         if not config.hostname:
-            config.hostname = socket.gethostname() if mode == "host" else container_id[:12]
+            host_name = mode == "host" or host_config.uts_mode == "host"
+            config.hostname = socket.gethostname() if host_name else container_id[:12]
+        mount_points, made = self._mounts.resolve(config, host_config, image)
 
         def make(chosen: str) -> Container:
             return Container(
@@ -279,12 +400,21 @@ class Runtime:
                 config=config,
                 host_config=host_config,
                 networks=wanted,
+                mount_points=mount_points,
                 links=legacy_links,
             )
 
-        container = self._table.add(name, make)
+        try:
+            container = self._table.add(name, make)
+        except BaseException:
+            for volume in made:
+                self._volumes.remove(volume, lambda _: [], force=True)
+            raise
         self._stdio.new_run(container)
         self._files.create(container_id)
+        if image is not None:
+            self._image_containers.prepare_init_layer(container, image)
+        self._configure_output(container)
         log.info("container created id=%s name=%s", container_id[:12], container.name)
         self._emit("create", container)
         return copy.deepcopy(container)
@@ -292,12 +422,38 @@ class Runtime:
     # ------------------------------------------------------------------ start
 
     def start_container(self, ref: str) -> None:
+        """Start by a user: a restart policy counts from here again."""
         container_id = self._table.resolve(ref).id
+        self._restarts.reset(container_id)
+        self._start_locked(container_id, by_user=True)
+
+    def _restart_due(self, container_id: str) -> None:
+        """A restart policy's timer (or the daemon's start) says: start it again."""
+        try:
+            self._start_locked(container_id, by_user=False)
+        except NotModified:
+            pass
+        except CnmError as err:
+            log.warning("restarting %s failed: %s", container_id[:12], err)
+
+    def _start_locked(self, container_id: str, by_user: bool) -> None:
         failed: CnmError | None = None
         with self._table.lock_for(container_id):
-            container = self._table.current(container_id)
-            if container.state.running:
+            try:
+                container = self._table.current(container_id)
+            except NotFound:
+                if by_user:
+                    raise
+                return
+            if container.state.running or (by_user and container.state.restarting):
                 raise NotModified(f"container {container_id} is already running")
+            if not by_user and not self._restarts.claim(container_id):
+                return  # a stop, kill or removal came first
+            if not by_user and container.state.status not in ("restarting", "exited", "created"):
+                return
+            if by_user:  # Docker's ResetRestartManager: the count starts again, failed or not
+                with self._table.lock:
+                    container.restart_count = 0
             image = None
             if container.image_id:
                 image = self._images.by_id(container.image_id)
@@ -309,8 +465,11 @@ class Runtime:
                 except OSError as err:
                     raise CnmError(f"cannot start container {container_id}: {err}") from err
             except CnmError as err:
-                container.state.error = str(err)
-                container.state.exit_code = start_exit_code(str(err))
+                with self._table.lock:
+                    if container.state.restarting:
+                        container.state.status = "exited"
+                    container.state.error = str(err)
+                    container.state.exit_code = start_exit_code(str(err))
                 self._table.save(container)
                 failed = err
         if failed is not None:
@@ -322,16 +481,44 @@ class Runtime:
         self._emit("start", container)
         self._relink_parents(container)
 
+    def _shared(self, container: Container) -> SharedNamespaces:
+        """The namespaces and /dev/shm a start takes from other containers or the host."""
+        host = container.host_config
+        namespaces: dict[str, str] = {}
+        shm = "/dev/shm" if host.ipc_mode == "host" else ""
+        for kind, mode in (("pid", host.pid_mode), ("ipc", host.ipc_mode)):
+            if not mode.startswith("container:"):
+                continue
+            other = self._table.current(mode.removeprefix("container:"))
+            if not other.state.running:
+                raise Conflict(f"cannot join {kind.upper()} of a non running container: {other.id}")
+            namespaces[kind] = f"/proc/{other.state.pid}/ns/{kind}"
+            if kind == "ipc":
+                if other.host_config.ipc_mode == "host":
+                    shm = "/dev/shm"
+                elif other.host_config.ipc_mode != "shareable":
+                    raise Conflict(
+                        f"cannot join IPC of container {other.id}: non-shareable IPC (hint: use "
+                        "IpcMode:shareable for the donor container)"
+                    )
+                else:
+                    shm = str(self._files.shm_dir(other.id))
+        init = hostsettings.init_binary() if host.init else ""
+        return SharedNamespaces(namespaces, shm, init)
+
     def _start(self, container: Container, image: Image | None) -> None:
         lender = None
         if shares_sandbox(container):
             lender = self._table.current(
                 container.host_config.network_mode.removeprefix("container:")
             )
+        shared = self._shared(container) if image is not None else SharedNamespaces()
         link_hosts, link_env = self._networking.legacy_links(container, self._linked(container))
         process = _with_env(container, link_env)
-        stdio = console.ProcessStdio()
+        run = self._outputs.prepare(container.id, container.config.tty)
+        stdio = console.ProcessStdio(output=dict(run.container_fds))
         with transaction() as txn:
+            txn.on_failure("output", lambda: self._outputs.discard(container.id, run))
             sandbox = self._networking.attach(container, txn, lender, link_hosts)
             txn.on_failure("stdio", stdio.close)
             files = self._networking.sandbox_files(sandbox)
@@ -339,7 +526,9 @@ class Runtime:
                 on_exit = self._exits.on_reaped(container.id)
                 pid = self._host_containers.start(process, sandbox, files, stdio, txn, on_exit)
             else:
-                pid = self._image_containers.start(process, image, sandbox, files, stdio, txn)
+                pid = self._image_containers.start(
+                    process, image, sandbox, files, stdio, txn, shared
+                )
             started = self._exits.pin(container.id, pid)
             txn.on_failure("pidfd", lambda: self._exits.release(container.id))
             state = ContainerState(
@@ -357,6 +546,7 @@ class Runtime:
             container.state = state
             container.sandbox_id = sandbox.id
         self._stdio.keep(container, stdio)
+        self._outputs.begin(container.id, run)
         if image is not None:  # a host container's process is our child: spawn watches it
             self._exits.watch_child(container.id, pid)
 
@@ -434,20 +624,30 @@ class Runtime:
         self._after_exit(container)
 
     def _finish(self, container: Container, code: int) -> None:
-        """Tear a container down after its process ended and record the exit (the caller
-        holds the container's lock)."""
+        """Tear a container down after its process ended and record the exit, and whether
+        its restart policy restarts it (the caller holds the container's lock)."""
         self._emit("die", container, exitCode=str(code))
+        oom_killed = self._image_containers.oom_killed(container) if container.image_id else False
         self._teardown(container)
         self._stdio.new_run(container)
+        now = now_rfc3339()
+        ran = unix_seconds(now) - unix_seconds(container.state.started_at)
+        delay = self._restarts.decide(container, code, ran)
         with self._table.lock:
             container.state = ContainerState(
-                status="exited",
+                status="exited" if delay is None else "restarting",
                 exit_code=code,
                 started_at=container.state.started_at,
-                finished_at=now_rfc3339(),
+                finished_at=now,
+                oom_killed=oom_killed,
+                manually_stopped=container.state.manually_stopped,
             )
+            if delay is not None:
+                container.restart_count += 1
         self._table.save(container)
         self._table.record_exit(container.id)
+        if delay is not None:
+            self._restarts.schedule(container.id, delay)
         log.info("container exited id=%s code=%d", container.id[:12], code)
 
     def _after_exit(self, container: Container) -> None:
@@ -458,7 +658,7 @@ class Runtime:
                 log.exception("exit listener failed")
         if container.host_config.auto_remove:
             with suppress(NotFound, Conflict):
-                self._remove(container.id)
+                self._remove(container.id, remove_volumes=True)
 
     def _teardown(self, container: Container) -> None:
         self._exits.release(container.id)
@@ -466,6 +666,7 @@ class Runtime:
         self._processes(container).end(container)
         if terminal is not None:  # its last output is logged before the exit is reported
             terminal.finish(TERMINAL_DRAIN_S)
+        self._outputs.end(container.id)
         # A host container's exec, or a sidecar, may still hold the namespace.
         detach = not container.image_id or self._table.sandbox_borrowed(container)
         self._networking.release(container, detach)
@@ -475,23 +676,50 @@ class Runtime:
     # ------------------------------------------------------------------ stop / kill / wait
 
     def _signal(self, container: Container, signum: int, everyone: bool = False) -> None:
-        """``signum`` to the container's first process, and with ``everyone`` to the rest."""
+        """``signum`` to the container's first process, and with ``everyone`` to the rest; a
+        paused container is thawed to receive it (as Docker does for stop and kill)."""
         self._emit("kill", container, signal=str(int(signum)))
         self._exits.signal(container.id, signum)
         if everyone:
             self._processes(container).signal_all(container, signum)
+        if container.state.paused:
+            self._image_containers.resume(container)
+            with self._table.lock:
+                container.state.status = "running"
+            self._table.save(container)
 
-    def stop_container(self, ref: str, timeout: int | None = DEFAULT_STOP_TIMEOUT) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds (None: 10; negative: no SIGKILL);
+    def _stopped_by_user(self, container: Container) -> bool:
+        """A stop or kill by a user cancels the restart policy until the next start. False if
+        the container was restarting: then nothing runs, and it is now simply exited."""
+        self._restarts.cancel(container.id)
+        with self._table.lock:
+            container.state.manually_stopped = True
+            restarting = container.state.restarting
+            if restarting:
+                container.state.status = "exited"
+        self._table.save(container)
+        return not restarting
+
+    def stop_container(
+        self, ref: str, timeout: int | None = None, signal_name: str | None = None
+    ) -> None:
+        """The stop signal (the container's, else SIGTERM), then SIGKILL after ``timeout``
+        seconds (None: the container's stop timeout, else 10; negative: no SIGKILL);
         returns once the container is torn down. NotModified if it is not running."""
         container_id = self._table.resolve(ref).id
         with self._table.lock_for(container_id):
             container = self._table.current(container_id)
-            if not container.state.running:
+            if not (container.state.running or container.state.restarting):
                 raise NotModified(f"container {container_id} is already stopped")
+            if not self._stopped_by_user(container):
+                return
             seen = self._table.exits_seen(container_id)
-            self._signal(container, signal.SIGTERM)
-        grace = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
+            signum = parse_signal(signal_name or container.config.stop_signal or "SIGTERM")
+            self._signal(container, signum)
+        grace = timeout
+        if grace is None:
+            configured = container.config.stop_timeout
+            grace = DEFAULT_STOP_TIMEOUT if configured is None else configured
         if not self._table.await_exit(container_id, seen, None if grace < 0 else grace):
             self._signal(container, signal.SIGKILL, everyone=True)
             if not self._table.await_exit(container_id, seen, KILL_WAIT_S):
@@ -500,17 +728,26 @@ class Runtime:
 
     def kill_container(self, ref: str, signal_name: str | int = "SIGKILL") -> None:
         """Send a signal to the container's first process; for SIGKILL, wait until it is torn
-        down (as Docker does)."""
+        down (as Docker does). It cancels the restart policy unless the container has a stop
+        signal of its own and this is another one (Docker's rule)."""
         signum = parse_signal(signal_name)
         container_id = self._table.resolve(ref).id
         with self._table.lock_for(container_id):
-            container = _running(self._table.current(container_id))
+            container = self._table.current(container_id)
+            own = container.config.stop_signal
+            if not own or signum == signal.SIGKILL or parse_signal(own) == signum:
+                if container.state.restarting:
+                    self._stopped_by_user(container)
+                    return
+                if container.state.running:
+                    self._stopped_by_user(container)
+            container = _running(container)
             seen = self._table.exits_seen(container_id)
             self._signal(container, signum, everyone=signum == signal.SIGKILL)
         if signum == signal.SIGKILL and not self._table.await_exit(container_id, seen, KILL_WAIT_S):
             raise CnmError(f"container {container_id} did not stop after SIGKILL")
 
-    def restart_container(self, ref: str, timeout: int | None = DEFAULT_STOP_TIMEOUT) -> None:
+    def restart_container(self, ref: str, timeout: int | None = None) -> None:
         with suppress(NotModified):
             self.stop_container(ref, timeout)
         self.start_container(ref)
@@ -525,23 +762,43 @@ class Runtime:
 
     # ------------------------------------------------------------------ remove / rename
 
-    def remove_container(self, ref: str, force: bool = False) -> None:
+    def remove_container(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """``docker rm``; with ``volumes`` (``-v``) its anonymous volumes go too."""
         container = self._table.resolve(ref)
-        if container.state.running:
-            if not force:
-                raise Conflict(_RUNNING.format(container.id))
-            with suppress(Conflict):  # it ended meanwhile
-                self.kill_container(container.id, "SIGKILL")
-        self._remove(container.id)
+        if force:
+            self._restarts.cancel(container.id)  # a restart due now (or at start-up) is off
+        for attempt in range(2):
+            if container.state.running or container.state.restarting:
+                if not force:
+                    what = _RESTARTING if container.state.restarting else _RUNNING
+                    raise Conflict(what.format(container.id))
+                with suppress(Conflict):  # it ended meanwhile
+                    self.kill_container(container.id, "SIGKILL")
+            try:
+                self._remove(container.id, volumes)
+                return
+            except Conflict:
+                if not force or attempt:
+                    raise
+            container = self._table.resolve(container.id)  # a restart was starting it
 
-    def _remove(self, container_id: str) -> None:
+    def _remove(self, container_id: str, remove_volumes: bool = False) -> None:
         with self._table.lock_for(container_id):
             container = self._table.current(container_id)
             if container.state.running:
                 raise Conflict(_RUNNING.format(container_id))
+            self._restarts.forget(container_id)
             self._table.remove(container_id, lambda: self._files.remove(container_id))
             self._stdio.forget(container_id)
+            self._outputs.forget(container_id)
             self._execs.forget_container(container_id)
+        if remove_volumes:
+            for point in container.mount_points:
+                if point.anonymous and point.type == "volume":
+                    try:
+                        self._volumes.remove(point.name, self._volume_users)
+                    except (Conflict, NotFound) as err:
+                        log.info("kept volume %s: %s", point.name[:12], err)
         log.info("container removed id=%s", container_id[:12])
         self._emit("destroy", container)
 
@@ -567,6 +824,68 @@ class Runtime:
                     self._networking.rename(container, old_name)
                 raise
         self._emit("rename", container, oldName=f"/{old_name}")
+
+    # ------------------------------------------------------------------ pause, update
+
+    def pause_container(self, ref: str) -> None:
+        """Freeze every process (cgroup freezer, through runc)."""
+        container_id = self._table.resolve(ref).id
+        with self._table.lock_for(container_id):
+            container = _running(self._table.current(container_id))
+            if container.state.paused:
+                raise Conflict(f"Container {container_id} is already paused")
+            if not container.image_id:
+                raise InvalidParameter(_HOST_ONLY.format("pause"))
+            self._image_containers.pause(container)
+            with self._table.lock:
+                container.state.status = "paused"
+            self._table.save(container)
+        self._emit("pause", container)
+
+    def unpause_container(self, ref: str) -> None:
+        container_id = self._table.resolve(ref).id
+        with self._table.lock_for(container_id):
+            container = _running(self._table.current(container_id))
+            if not container.state.paused:
+                raise Conflict(f"Container {container_id} is not paused")
+            self._image_containers.resume(container)
+            with self._table.lock:
+                container.state.status = "running"
+            self._table.save(container)
+        self._emit("unpause", container)
+
+    def update_container(
+        self,
+        ref: str,
+        resources: Resources,
+        given: set[str],
+        restart_policy: RestartPolicy | None = None,
+    ) -> list[str]:
+        """``docker update``: the ``given`` fields of ``resources`` (and the restart policy)
+        replace the container's, applied at once through runc when it runs; warnings."""
+        container_id = self._table.resolve(ref).id
+        with self._table.lock_for(container_id):
+            container = self._table.current(container_id)
+            if given and not container.image_id:
+                raise InvalidParameter(_HOST_ONLY.format("update"))
+            merged = resources_module.merge_update(
+                container.host_config.resources, resources, given
+            )
+            merged = resources_module.check(merged, created=False)
+            policy = container.host_config.restart_policy
+            if restart_policy is not None:
+                policy = hostsettings.check_restart_policy(
+                    restart_policy, container.host_config.auto_remove
+                )
+            if container.state.running and given:
+                oci = resources_module.oci_resources(merged)
+                self._image_containers.update(container, oci)
+            with self._table.lock:
+                container.host_config.resources = merged
+                container.host_config.restart_policy = policy
+            self._table.save(container)
+        self._emit("update", container)
+        return []
 
     # ------------------------------------------------------------------ stdin, terminal
 
@@ -596,25 +915,40 @@ class Runtime:
         workdir: str = "",
         open_stdin: bool = False,
         console_size: tuple[int, int] = (0, 0),
+        user: str = "",
+        privileged: bool = False,
+        detach_keys: str = "",
     ) -> str:
         """A new exec session in a running container; its id."""
         container = _running(self._table.resolve(ref))
-        request = ExecRequest(list(cmd), list(env), workdir, tty)
+        if container.state.paused:
+            raise Conflict(f"Container {container.id} is paused, unpause the container before exec")
+        if (user or privileged) and not container.image_id:
+            raise InvalidParameter(_HOST_ONLY.format("exec as another user or privileged in"))
+        request = ExecRequest(
+            list(cmd), list(env), workdir, tty, user, privileged, detach_keys, console_size
+        )
         exec_id = self._execs.create(container.id, request, open_stdin, console_size).id
         self._emit(f"exec_create: {_exec_line(cmd)}", container, execID=exec_id)
         return exec_id
 
     def exec_start(self, exec_id: str) -> ExecProcess:
-        """Start an exec's process; its streams and exit code."""
+        """Start an exec's process; its streams and exit code. A command that cannot start
+        (no such user) ends at once with 126 and the reason on its error stream, as in
+        Docker; so does one runc cannot run (see ``ExecSession``)."""
         session = self._execs.get(exec_id)
         container = _running(self._table.current(session.container_id))
-        command = self._processes(container).exec_command(container, session.request)
 
         def ended(code: int) -> None:
             self._emit("exec_die", container, execID=exec_id, exitCode=str(code))
 
         session.on_ended = ended
-        process = session.start(command)
+        try:
+            command = self._processes(container).exec_command(container, session.request)
+        except InvalidParameter as err:
+            process = session.refuse(str(err))
+        else:
+            process = session.start(command)
         self._emit(f"exec_start: {_exec_line(session.request.cmd)}", container, execID=exec_id)
         return process
 
@@ -627,6 +961,233 @@ class Runtime:
 
     def exec_inspect(self, exec_id: str) -> ExecInfo:
         return self._execs.get(exec_id).info()
+
+    # ------------------------------------------------------------------ filesystem
+
+    def _layers(self, container: Container) -> tuple[Path, list[Path]]:
+        """The container's upper directory and its lower layers (init layer, image)."""
+        image = self._images.by_id(container.image_id) if container.image_id else None
+        if image is None:
+            raise InvalidParameter(_HOST_ONLY.format("show the changes of"))
+        lowers = [self._files.init_layer(container.id), Path(image.rootfs)]
+        return self._files.state_dir(container.id) / "upper", lowers
+
+    def container_changes(self, ref: str) -> list[tuple[str, int]]:
+        """``docker diff``: (path, kind) with Docker's kinds (0 changed, 1 added, 2 deleted)."""
+        upper, lowers = self._layers(self._table.copy(ref))
+        return changes_module.changes(upper, lowers)
+
+    def container_size(self, ref: str) -> int:
+        """The bytes of the container's own changes (Docker's SizeRw)."""
+        container = self._table.copy(ref)
+        return changes_module.size(self._files.state_dir(container.id) / "upper")
+
+    def _archives_view(self, ref: str) -> tuple[Container, Image | None]:
+        container = self._table.copy(ref)
+        image = self._images.by_id(container.image_id) if container.image_id else None
+        if container.image_id and image is None:
+            raise NotFound(f"No such image: {container.config.image}")
+        return container, image
+
+    def stat_path(self, ref: str, path: str) -> PathStat:
+        """``HEAD /containers/{id}/archive``: what is at ``path`` in the container."""
+        container, image = self._archives_view(ref)
+        return self._archives.stat(container, image, _absolute_path(path))
+
+    def read_archive(self, ref: str, path: str) -> ArchiveStream:
+        """``docker cp CONTAINER:PATH``: a tar of ``path``; close the stream when done."""
+        container, image = self._archives_view(ref)
+        return self._archives.get(container, image, _absolute_path(path))
+
+    def write_archive(
+        self,
+        ref: str,
+        path: str,
+        source: Readable,
+        no_overwrite_dir_non_dir: bool = False,
+        copy_uid_gid: bool = False,
+    ) -> None:
+        """``docker cp ... CONTAINER:PATH``: extract a tar into the directory ``path``; with
+        ``copy_uid_gid`` its files belong to the container's user."""
+        container, image = self._archives_view(ref)
+        owner = None
+        if copy_uid_gid and image is not None:
+            root = (
+                Path(f"/proc/{container.state.pid}/root")
+                if container.state.running
+                else Path(image.rootfs)
+            )
+            identity = users.resolve(root, container.config.user, [])
+            owner = (identity.uid, identity.gid)
+        self._archives.put(
+            container, image, _absolute_path(path), source, no_overwrite_dir_non_dir, owner
+        )
+
+    def commit_container(
+        self,
+        ref: str,
+        reference: str | None,
+        template: Image,
+        changes: list[str],
+        pause: bool = True,
+    ) -> Image:
+        """``docker commit``: a new image of the container's files. ``template`` carries the
+        request's comment, author and config (empty fields: the container's)."""
+        container = self._table.copy(ref)
+        image = self._images.by_id(container.image_id) if container.image_id else None
+        if image is None:
+            raise InvalidParameter(_HOST_ONLY.format("commit"))
+        config = container.config
+        new = copy.deepcopy(template)
+        new.cmd = template.cmd or list(config.cmd)
+        new.entrypoint = template.entrypoint or list(config.entrypoint)
+        new.env = template.env or list(config.env)
+        new.working_dir = template.working_dir or config.working_dir
+        new.user = template.user or config.user
+        new.labels = template.labels or dict(config.labels)
+        new.exposed_ports = template.exposed_ports or list(config.exposed_ports)
+        new.volumes = template.volumes or sorted({*config.volumes, *image.volumes})
+        new.stop_signal = template.stop_signal or config.stop_signal
+        new.parent = image.id
+        new.container = container.id
+        new.container_config = copy.deepcopy(config)
+        apply_changes(new, changes)
+        if reference is not None:
+            normalize_reference(reference)
+        paused = False
+        if pause and container.state.running and not container.state.paused:
+            self.pause_container(container.id)
+            paused = True
+        try:
+            with self._merged_view(container, image) as root:
+                stream, done = tar_writer(root)
+                try:
+                    committed = self._images.import_(stream, reference, None, new)
+                finally:
+                    done()
+        finally:
+            if paused:
+                with suppress(Conflict, CnmError):
+                    self.unpause_container(container.id)
+        log.info("container committed id=%s image=%s", container.id[:12], committed.id[7:19])
+        self._emit("commit", container, imageID=committed.id)
+        if reference is not None:
+            self.events.emit(ImageEvent("tag", committed.id, normalize_reference(reference)))
+        return committed
+
+    @contextmanager
+    def _merged_view(self, container: Container, image: Image) -> Iterator[Path]:
+        """The container's files as one tree: its mounted rootfs while it runs, else a
+        read-only overlay of its layers mounted for the time of the body."""
+        mounted = self._files.bundle_dir(container.id) / "rootfs"
+        if container.state.running and bundle.is_mounted(mounted):
+            yield mounted
+            return
+        view = self._files.bundle_dir(container.id) / "commit-root"
+        state = self._files.state_dir(container.id)
+        (state / "upper").mkdir(parents=True, exist_ok=True)
+        bundle.mount_overlay(
+            [state / "upper", self._files.init_layer(container.id), Path(image.rootfs)],
+            None,
+            None,
+            view,
+        )
+        try:
+            yield view
+        finally:
+            bundle.unmount(view)
+
+    # ------------------------------------------------------------------ processes, stats
+
+    def container_top(self, ref: str, ps_args: str = "") -> tuple[list[str], list[list[str]]]:
+        container = _running(self._table.copy(ref))
+        if container.image_id:
+            pids = self._image_containers.pids(container)
+        else:
+            pids = self._host_containers.pids(container)
+        return stats_module.top(pids, ps_args)
+
+    def container_stats(self, ref: str) -> stats_module.Sample:
+        """One reading of a container's figures (zeros when it is not running)."""
+        container = self._table.copy(ref)
+        if not container.state.running or not container.image_id:
+            return stats_module.Sample(read_ns=time.time_ns())
+        groups = self._image_containers.cgroup_paths(container)
+        state = self._networking.state(container)
+        key = state.sandbox_key
+        if not key and shares_sandbox(container) and container.sandbox_id:
+            key = self.controller.sandbox(container.sandbox_id).key
+        return stats_module.sample(groups, key)
+
+    # ------------------------------------------------------------------ prune
+
+    def prune_containers(self, keep: Callable[[Container], bool]) -> tuple[list[str], int]:
+        """Remove every stopped container ``keep`` does not keep; (ids, bytes reclaimed)."""
+        removed: list[str] = []
+        reclaimed = 0
+        for container in self._table.containers(all=True):
+            if container.state.running or container.state.restarting or keep(container):
+                continue
+            size = changes_module.size(self._files.state_dir(container.id) / "upper")
+            try:
+                self._remove(container.id)
+            except (Conflict, NotFound):
+                continue
+            removed.append(container.id)
+            reclaimed += size
+        return removed, reclaimed
+
+    # ------------------------------------------------------------------ volumes
+
+    def _volume_users(self, name: str) -> list[str]:
+        return [
+            c.id
+            for c in self._table.containers(all=True)
+            if any(p.type == "volume" and p.name == name for p in c.mount_points)
+        ]
+
+    def _mounts_of(self, ref: str) -> tuple[str, list[MountPoint]]:
+        container = self._table.copy(ref)
+        return container.id, container.mount_points
+
+    def volumes(self) -> list[tuple[Volume, int]]:
+        """Every volume with the number of containers that use it."""
+        counts: dict[str, int] = {}
+        for container in self._table.containers(all=True):
+            for point in container.mount_points:
+                if point.type == "volume":
+                    counts[point.name] = counts.get(point.name, 0) + 1
+        return [(v, counts.get(v.name, 0)) for v in self._volumes.list()]
+
+    def volume(self, name: str) -> Volume:
+        return self._volumes.get(name)
+
+    def create_volume(
+        self, name: str | None, driver: str, options: dict[str, str], labels: dict[str, str]
+    ) -> Volume:
+        return self._volumes.create(name, driver, options, labels)[0]
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        self._volumes.remove(name, self._volume_users, force)
+
+    def volume_size(self, name: str) -> int:
+        return self._volumes.size(name)
+
+    def prune_volumes(self, keep: Callable[[Volume], bool]) -> tuple[list[str], int]:
+        """Remove every unused volume ``keep`` does not keep; (names, bytes reclaimed)."""
+        removed: list[str] = []
+        reclaimed = 0
+        for volume, used_by in self.volumes():
+            if used_by or keep(volume):
+                continue
+            size = self._volumes.size(volume.name)
+            try:
+                self._volumes.remove(volume.name, self._volume_users)
+            except (Conflict, NotFound):
+                continue
+            removed.append(volume.name)
+            reclaimed += size
+        return removed, reclaimed
 
     # ------------------------------------------------------------------ networks
 
@@ -666,6 +1227,11 @@ _RUNNING = (
     "You cannot remove a running container {}. Stop the container before attempting removal "
     "or force remove"
 )
+_HOST_ONLY = "cnm cannot {} a container of the host's filesystem (cnm/host): it runs without runc"
+_RESTARTING = (
+    "You cannot remove a restarting container {}. Stop the container before attempting removal "
+    "or force remove"
+)
 
 
 def _with_env(container: Container, link_env: list[str]) -> Container:
@@ -690,9 +1256,30 @@ def _running(container: Container) -> Container:
 
 
 def _apply_image_defaults(config: ContainerConfig, image: Image) -> None:
-    """What the container does not say, the image does: command, environment, directory."""
+    """What the container does not say, the image does: command, environment, directory,
+    user, stop signal; labels and exposed ports are the image's and the container's."""
     if not config.entrypoint and not config.cmd:
         config.cmd = list(image.cmd)
     config.entrypoint = config.entrypoint or list(image.entrypoint)
     config.env = merge_env(image.env, config.env)
     config.working_dir = config.working_dir or image.working_dir
+    config.user = config.user or image.user
+    config.stop_signal = config.stop_signal or image.stop_signal
+    config.labels = {**image.labels, **config.labels}
+    config.exposed_ports = list(dict.fromkeys([*config.exposed_ports, *image.exposed_ports]))
+
+
+def _absolute_path(path: str) -> str:
+    """A path of the container's as Docker takes it: relative paths are from its root."""
+    if not path:
+        raise InvalidParameter("path is required")
+    return path if path.startswith("/") else "/" + path
+
+
+def unix_seconds(text: str) -> float:
+    return logdriver.parse_time(text) / 1e9
+
+
+def _check_readable(container: Container) -> None:
+    if container.host_config.log_config.type == "none":
+        raise logdriver.NotSupported("configured logging driver does not support reading")

@@ -1,10 +1,9 @@
 """What the daemon holds of each container's stdio: its input queue and its terminal.
 
-Output. The container's stdout and stderr are files opened in append mode and handed to the
-process (runc passes its own stdio to the container when there is no terminal), so output keeps
-flowing while the daemon restarts; the two streams are kept apart, their relative order is not.
-With ``Tty`` the process gets a terminal instead, one stream, copied to stdout.log by a ``cat``
-that outlives the daemon (``console.Terminal``). With ``OpenStdin`` attached clients' input is
+Output. The container's stdout and stderr are its output FIFOs (``outputs``), handed to the
+process (runc passes its own stdio to the container when there is no terminal). With ``Tty``
+the process gets a terminal instead, one stream, copied to the stdout FIFO by a ``cat`` that
+outlives the daemon (``console.Terminal``). With ``OpenStdin`` attached clients' input is
 queued (``console.Stdin``) and written to the terminal or to a pipe on the process's stdin;
 ``StdinOnce`` is the API's business (it closes the stdin when its first attached client leaves).
 Each run has an input queue of its own: a new one is made at create and after every exit, so
@@ -49,9 +48,8 @@ class StdioTable:
         if stdio.master >= 0:
             bundle_dir = self._files.bundle_dir(container.id)
             bundle_dir.mkdir(parents=True, exist_ok=True)  # a host container has no bundle
-            out_log = self._files.log_paths(container.id)[0]
             try:
-                terminal = console.Terminal.start(stdio.master, out_log, bundle_dir)
+                terminal = console.Terminal.start(stdio.master, stdio.output[1], bundle_dir)
             except OSError:
                 log.exception("cannot log the terminal of %s", container.id[:12])
                 stdio.close()  # hangs the terminal up

@@ -183,7 +183,8 @@ class ContainerTable:
                     return False
                 if condition == "next-exit":
                     return self._exits.get(container_id, 0) > seen
-                return not container.state.running
+                # An exit counts even if a restart policy has started it again since.
+                return not container.state.running or self._exits.get(container_id, 0) > seen
 
             if not self._changed.wait_for(done, timeout):
                 raise TimeoutError(f"container {container_id} did not reach {condition}")
