@@ -35,8 +35,7 @@ from cnm.runtime.model import (
 )
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-_PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?")
-_ENV_NAME = re.compile(r"[^=\s]+")
+_PORT = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?(?:/(tcp|udp|sctp))?")
 CONTAINER_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
@@ -116,17 +115,16 @@ def parse_container_create(body: object) -> CreateRequest:
     if host.strings("Binds") or host.array("Mounts"):
         raise InvalidParameter("volumes and mounts are not supported by cnm")
     for entry in root.strings("Env"):
-        if not _ENV_NAME.match(entry):
-            raise InvalidParameter(f"invalid environment variable: {entry!r}")
+        validate.env_entry(entry)
     exposed = root.object("ExposedPorts")
     config = ContainerConfig(
         image=image,
         cmd=root.strings("Cmd"),
         entrypoint=root.strings("Entrypoint"),
         env=root.strings("Env"),
-        hostname=root.string("Hostname"),
-        domainname=root.string("Domainname"),
-        working_dir=root.string("WorkingDir"),
+        hostname=validate.hostname(root.string("Hostname")),
+        domainname=validate.hostname(root.string("Domainname"), "domain name"),
+        working_dir=validate.working_dir(root.string("WorkingDir")),
         tty=bool(root.boolean("Tty")),
         open_stdin=bool(root.boolean("OpenStdin")),
         stdin_once=bool(root.boolean("StdinOnce")),

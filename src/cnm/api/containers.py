@@ -282,7 +282,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
         if request.query.get(name, "0") not in ("", "0"):
             raise InvalidParameter(f"cnm keeps container logs without timestamps: {name}")
     tail = request.query.get("tail", "all") or "all"
-    if tail != "all" and not tail.isdigit():
+    if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise InvalidParameter(f"invalid value for tail: {tail!r}")
     b = backend(request)
     container = await b.run(b.rt.container, _ref(request))

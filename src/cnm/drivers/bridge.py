@@ -20,13 +20,13 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cnm import validate
 from cnm.driverapi import (
     Capability,
     EndpointInfo,
@@ -57,7 +57,6 @@ BOOLEAN_OPTIONS = (
 OPT_HOST_BINDING = OPT_PREFIX + "host_binding_ipv4"
 OPT_HOST_IPV4 = "com.docker.network.host_ipv4"
 ADDRESS_OPTIONS = (OPT_HOST_BINDING, OPT_HOST_IPV4)
-IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 NETWORK_ALIAS = "cnm:net:"
 
 
@@ -71,13 +70,7 @@ def _parse_bool(key: str, value: str) -> bool:
 
 
 def parse_mtu(value: str) -> int:
-    try:
-        mtu = int(value)
-    except ValueError:
-        raise InvalidParameter(f"invalid MTU {value!r}: not a number") from None
-    if not 68 <= mtu <= 65535:
-        raise InvalidParameter(f"invalid MTU {mtu}: must be between 68 and 65535")
-    return mtu
+    return validate.mtu(value)
 
 
 def host_veth_name(endpoint_id: str) -> str:
@@ -146,10 +139,8 @@ class BridgeDriver(NetworkDriver):
                     ) from None
         if OPT_MTU in options:
             parse_mtu(options[OPT_MTU])
-        if OPT_NAME in options and not IFNAME.match(options[OPT_NAME]):
-            raise InvalidParameter(
-                f"invalid bridge name {options[OPT_NAME]!r}: 1-15 characters, no '/', ':' or spaces"
-            )
+        if OPT_NAME in options:
+            validate.interface_name(options[OPT_NAME], "bridge name")
 
     def _bridge_name(self, spec: NetworkSpec) -> str:
         return spec.options.get(OPT_NAME) or f"br-{spec.network_id[:12]}"

@@ -235,6 +235,7 @@ class Runtime:
             _apply_image_defaults(config, image)
         if not config.entrypoint and not config.cmd:
             raise InvalidParameter("no command specified")
+        self._checks.process(config)
         mode = self._checks.network_mode(config, host_config, self._table.resolve)
         host_config.network_mode = mode
         wanted = self._checks.networks(mode, networks, host_config.links)
