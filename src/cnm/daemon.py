@@ -256,7 +256,9 @@ async def serve(app: web.Application, path: Path, owner_pid: int) -> None:
     """Serve ``app`` on ``path`` (mode 0660, root-owned) until SIGTERM or SIGINT."""
     from aiohttp import web
 
-    runner = web.AppRunner(
+    from cnm.api.server import ApiRunner
+
+    runner = ApiRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
     )
     await runner.setup()

@@ -5,6 +5,7 @@ create whose message names the field, and must leave nothing behind."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from urllib.parse import quote
@@ -142,3 +143,68 @@ def test_non_ascii_digits_are_refused(
         assert "port" in reply.message
     reply = daemon.request("POST", "/containers/nothing/stop?t=" + quote("\uff11"))
     assert reply.status == 400, reply.body
+
+
+def _errors_logged(daemon: Daemon) -> list[str]:
+    return [line for line in daemon.log().splitlines() if "level=error" in line]
+
+
+def _raw(daemon: Daemon, request: bytes, then_close: bool = False) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(daemon.socket))
+        sock.sendall(request)
+        if then_close:
+            return b""
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_clients_that_go_away_are_not_errors(
+    daemon: Daemon, busybox: str, containers: Callable[[str], str]
+) -> None:
+    before = _errors_logged(daemon)
+    for _ in range(3):
+        _raw(
+            daemon,
+            b"POST /networks/create HTTP/1.1\r\nHost: cnm\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"Name":',
+            then_close=True,
+        )
+    name = containers("chatty")
+    loop = "while true; do echo hi; sleep 0.02; done"
+    body = {"Image": busybox, "Cmd": ["sh", "-c", loop]}
+    assert daemon.request("POST", f"/containers/create?name={name}", body).status == 201
+    assert daemon.request("POST", f"/containers/{name}/start").status == 204
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(daemon.socket))
+        request = f"GET /containers/{name}/logs?stdout=1&follow=1 HTTP/1.1\r\nHost: cnm\r\n\r\n"
+        sock.sendall(request.encode())
+        assert b"hi" in sock.recv(65536) + sock.recv(65536)
+    # The daemon notices the cancelled stream at its next write, within a few lines.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "client went away" not in daemon.log().split(name)[-1]:
+        time.sleep(0.05)
+    assert daemon.request("DELETE", f"/containers/{name}?force=1").status == 204
+    assert _errors_logged(daemon) == before
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: cnm\r\n\r\n",
+        b"GET /_ping HTTP/1.1\r\nHost: cnm\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+    ],
+    ids=["url", "header"],
+)
+def test_over_long_urls_and_headers_answer_dockers_json(
+    daemon: Daemon, request_bytes: bytes
+) -> None:
+    before = _errors_logged(daemon)
+    head, _, body = _raw(daemon, request_bytes).partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b"400 Bad Request"), head
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == {"message": "the request line or a header is longer than 8190 bytes"}
+    assert _errors_logged(daemon) == before
