@@ -50,6 +50,8 @@ from cnm import __version__
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from cnm.store.sqlite import SqliteStore
+
 log = logging.getLogger("cnm.daemon")
 
 DEFAULT_EXEC_ROOT = "/run/cnm"
@@ -249,6 +251,20 @@ def _engine_id(data_root: Path) -> str:
         return engine_id
 
 
+def check_records(store: SqliteStore) -> None:
+    """Every record decodes (they are all JSON), before anything is made from them: a damaged
+    record found halfway through start-up would leave kernel objects made for the others."""
+    for entry in store.list(""):
+        try:
+            json.loads(entry.value)
+        except ValueError as err:
+            raise DaemonError(
+                f"the store {store.path} is corrupt: record {entry.key} does not decode ({err}): "
+                "restore it from a backup, or move it aside to start with no networks, "
+                "containers or images"
+            ) from None
+
+
 # ----------------------------------------------------------------------------- serving
 
 
@@ -357,8 +373,12 @@ def _run(args: argparse.Namespace) -> int:
         claim_socket(path)
         become_subreaper()
         raise_open_files_limit()
-        store = SqliteStore(data_root / "cnm.db")
+        try:
+            store = SqliteStore(data_root / "cnm.db")
+        except CnmError as err:
+            raise DaemonError(str(err)) from None
         stack.callback(store.close)
+        check_records(store)
         config = ControllerConfig(
             exec_root=exec_root,
             default_bridge_name=args.bridge_name,

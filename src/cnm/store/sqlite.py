@@ -9,6 +9,12 @@ survives a crash of the process (the WAL is in the OS page cache and is replayed
 open); an OS crash or power loss may lose the last few transactions, but never tears one: after
 recovery every commit is either wholly present or wholly absent.
 
+Errors: SQLite's own exceptions never leave this module. An operational error (disk full,
+I/O error, a lock held past the busy timeout) is StoreUnavailable: the same call works once
+the cause is gone, and nothing was written. A damaged file is StoreCorrupt naming the file, at
+open (a quick_check runs then: a damaged page would otherwise be found only by the query that
+reads it, halfway through start-up) or later.
+
 Revisions mirror etcd so the etcd backend implements the same contract: a one-row meta table
 holds a store-wide revision counter, each commit that changes something increments it once, and
 every key written by that commit records the new revision as its mod revision. The counter is
@@ -21,7 +27,8 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +39,8 @@ from cnm.store.api import (
     Put,
     Store,
     StoreConflict,
+    StoreCorrupt,
+    StoreUnavailable,
     WatchCallback,
     WatchEvent,
 )
@@ -113,18 +122,37 @@ class SqliteStore(Store):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = str(path)
         self._lock = threading.Lock()
         self._watchers: tuple[_Watcher, ...] = ()
-        # isolation_level=None: no implicit transactions; commit() issues BEGIN IMMEDIATE.
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        with self._errors():
+            # isolation_level=None: no implicit transactions; commit() issues BEGIN IMMEDIATE.
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._init_schema()
+            with self._errors():
+                self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                problems = [row[0] for row in self._conn.execute("PRAGMA quick_check")]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")
+                self._init_schema()
         except BaseException:
             self._conn.close()
             raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's exceptions as the store contract's (see the module docstring)."""
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            raise StoreUnavailable(f"the store {self.path} cannot be used now: {err}") from err
+        except sqlite3.DatabaseError as err:
+            raise StoreCorrupt(
+                f"the store {self.path} is corrupt ({err}): restore it from a backup, or move "
+                "it aside to start with no networks, containers or images"
+            ) from err
 
     def _init_schema(self) -> None:
         conn = self._conn
@@ -144,17 +172,17 @@ class SqliteStore(Store):
             raise
 
     def revision(self) -> int:
-        with self._lock:
+        with self._lock, self._errors():
             return int(self._conn.execute(_SELECT_REVISION).fetchone()[0])
 
     def get(self, key: str) -> Entry | None:
-        with self._lock:
+        with self._lock, self._errors():
             row = self._conn.execute(_SELECT_KEY, (key,)).fetchone()
         return None if row is None else Entry(key, row[0], row[1])
 
     def list(self, prefix: str) -> list[Entry]:
         end = _prefix_end(prefix)
-        with self._lock:
+        with self._lock, self._errors():
             if end is None:
                 rows = self._conn.execute(_LIST_FROM, (prefix,)).fetchall()
             else:
@@ -178,7 +206,7 @@ class SqliteStore(Store):
                 f"the local store has no leases (key {leased[0]!r}); leases need the "
                 "global store (etcd)"
             )
-        with self._lock:
+        with self._lock, self._errors():
             revision, events = self._commit_locked(ops)
             watchers = self._watchers
         if events and watchers:
@@ -214,7 +242,8 @@ class SqliteStore(Store):
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with suppress(sqlite3.Error):  # SQLite may have rolled it back itself
+                    conn.execute("ROLLBACK")
             raise
         return revision, events
 
