@@ -25,7 +25,7 @@ from pathlib import Path
 from cnm import validate
 from cnm.controller import Controller
 from cnm.controller.endpoints import LEGACY_LINKS
-from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
+from cnm.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.model import Endpoint, EndpointOptions, Network, PortRequest, Sandbox, SandboxOptions
 from cnm.portmap.spec import parse_port_key, requests_from_config
 from cnm.runtime.model import (
@@ -153,21 +153,31 @@ class ContainerNetworking:
         }
 
     def release(self, container: Container, detach: bool) -> None:
-        """Delete the sandbox of a container whose process ended (not one it borrowed). With
+        """Delete the sandbox of a container whose process ended (not one it borrowed); a
+        failure (the store cannot be written) raises, the sandbox left whole. With
         ``detach``, take the interfaces out first: a process that still holds the namespace (a
         sidecar, a host container's exec) would otherwise keep the veth pair alive on the
         bridge, with the released address still configured inside."""
         if not container.sandbox_id or shares_sandbox(container):
             return
-        try:
+        with suppress(NotFound):
             if detach:
                 for endpoint in self.controller.endpoints(sandbox_id=container.sandbox_id):
                     self.controller.disconnect(endpoint.network_id, container.sandbox_id)
             self.controller.delete_sandbox(container.sandbox_id)
-        except NotFound:
-            pass
-        except CnmError:
-            log.exception("deleting the sandbox of %s", container.id[:12])
+
+    def remove_unheld_sandboxes(self, held: set[str]) -> None:
+        """Delete the controller's sandboxes other than ``held`` (those of running containers):
+        the runtime owns every sandbox of its controller."""
+        for sandbox in self.controller.sandboxes():
+            if sandbox.id not in held:
+                log.warning(
+                    "removing sandbox %s of container %s: no running container holds it",
+                    sandbox.id[:12],
+                    sandbox.container_id[:12],
+                )
+                with suppress(NotFound):
+                    self.controller.delete_sandbox(sandbox.id)
 
     def clean_up_stopped(self, container: Container) -> None:
         """The sandbox a crash in the middle of a stop may have left."""

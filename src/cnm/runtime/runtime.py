@@ -23,6 +23,14 @@ the exit handler takes it. The parts' own locks guard only their own tables and 
 while calling out.
 
 Docker's 304 answers (start of a running container, stop of a stopped one) raise NotModified.
+
+A store that fails (its disk full) fails the call that needed it, with its error; the state
+converges once it works again. An exit is always recorded in memory and wakes its waiters, even
+when its teardown or its record cannot be written: the process is gone whatever the store says.
+A sandbox the teardown could not delete stays named by the container (``sandbox_id`` of a
+container that is not running), and the container's next start or its removal deletes it
+first; a record that could not be saved is written whole at the container's next change, and a
+restart finds the process gone and records the exit.
 """
 
 from __future__ import annotations
@@ -116,7 +124,10 @@ class Runtime:
 
     def start(self) -> None:
         """Restore images and containers. Containers still running keep running and are
-        watched again; those that ended while we were away are torn down as exited."""
+        watched again; those that ended while we were away are torn down as exited. Then every
+        sandbox that no running container holds is deleted with its endpoints, addresses and
+        host ports: a start records its sandbox before the container's record names it, so a
+        crash in between leaves a sandbox only this finds."""
         self._files.prepare()
         REAPER.acquire()
         self._started = True
@@ -128,6 +139,9 @@ class Runtime:
             else:
                 self._reconcile_stopped(container)
                 self._stdio.new_run(container)
+        self._networking.remove_unheld_sandboxes(
+            {c.sandbox_id for c in containers if c.state.running and c.sandbox_id}
+        )
         known = {c.id for c in containers}
         self._image_containers.remove_unknown(known)
         self._files.remove_unknown(known)
@@ -299,6 +313,7 @@ class Runtime:
             lender = self._table.current(
                 container.host_config.network_mode.removeprefix("container:")
             )
+        self._drop_stale_sandbox(container)
         stdio = console.ProcessStdio()
         with transaction() as txn:
             sandbox = self._networking.attach(container, txn, lender)
@@ -345,8 +360,14 @@ class Runtime:
 
     def _finish(self, container: Container, code: int) -> None:
         """Tear a container down after its process ended and record the exit (the caller
-        holds the container's lock)."""
-        self._teardown(container)
+        holds the container's lock). The exit is recorded in memory and its waiters woken
+        whatever fails on the way (see the module docstring)."""
+        error = ""
+        try:
+            self._teardown(container)
+        except CnmError as err:
+            error = f"teardown failed: {err}"
+            log.error("container teardown failed id=%s: %s", container.id[:12], err)
         self._stdio.new_run(container)
         with self._table.lock:
             container.state = ContainerState(
@@ -354,10 +375,21 @@ class Runtime:
                 exit_code=code,
                 started_at=container.state.started_at,
                 finished_at=now_rfc3339(),
+                error=error,
             )
-        self._table.save(container)
+        try:
+            self._table.save(container)
+        except CnmError as err:
+            log.error("cannot record the exit of container %s: %s", container.id[:12], err)
         self._table.record_exit(container.id)
         log.info("container exited id=%s code=%d", container.id[:12], code)
+
+    def _drop_stale_sandbox(self, container: Container) -> None:
+        """Delete the sandbox a failed teardown left to a container that is not running."""
+        if container.sandbox_id and not container.state.running:
+            self._networking.clean_up_stopped(container)
+            with self._table.lock:
+                container.sandbox_id = None
 
     def _after_exit(self, container: Container) -> None:
         for listener in self._listeners:
@@ -366,8 +398,11 @@ class Runtime:
             except Exception:
                 log.exception("exit listener failed")
         if container.host_config.auto_remove:
-            with suppress(NotFound, Conflict):
-                self._remove(container.id)
+            try:
+                with suppress(NotFound, Conflict):
+                    self._remove(container.id)
+            except CnmError as err:
+                log.error("cannot remove container %s (--rm): %s", container.id[:12], err)
 
     def _teardown(self, container: Container) -> None:
         self._exits.release(container.id)
@@ -377,7 +412,7 @@ class Runtime:
             terminal.finish(TERMINAL_DRAIN_S)
         # A host container's exec, or a sidecar, may still hold the namespace.
         detach = not container.image_id or self._table.sandbox_borrowed(container)
-        self._networking.release(container, detach)
+        self._networking.release(container, detach)  # on failure the sandbox stays named
         with self._table.lock:
             container.sandbox_id = None
 
@@ -446,6 +481,7 @@ class Runtime:
             container = self._table.current(container_id)
             if container.state.running:
                 raise Conflict(_RUNNING.format(container_id))
+            self._drop_stale_sandbox(container)
             self._table.remove(container_id, lambda: self._files.remove(container_id))
             self._stdio.forget(container_id)
             self._execs.forget_container(container_id)
