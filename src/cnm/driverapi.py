@@ -35,6 +35,13 @@ IPv6Interface = ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+def mac_from_ip(address: ipaddress.IPv4Address) -> str:
+    """Docker's MAC for an endpoint's address (netutils.GenerateMACFromIP): 02:42 and the four
+    bytes. A container that gets its address again gets its MAC again, so neighbours' caches
+    stay right; the drivers that make links with a MAC of their own use it."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
+
+
 class Scope(StrEnum):
     LOCAL = "local"
     GLOBAL = "global"

@@ -7,7 +7,8 @@ import ipaddress
 
 import pytest
 
-from cnm.drivers.macvlan import MacvlanOptions, mac_from_ip, parse_options, parse_vlan
+from cnm.driverapi import mac_from_ip
+from cnm.drivers.macvlan import MacvlanOptions, parse_options, parse_vlan
 from cnm.errors import InvalidParameter
 
 

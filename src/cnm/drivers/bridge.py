@@ -8,6 +8,9 @@
   recording it leaves nothing behind.
 * Host-side veth names are derived from the endpoint id (`veth` + 11 hex) so the kernel never
   searches for a free name and `restore` finds them again without bookkeeping.
+* A container's MAC is derived from its IPv4 address (02:42 and the four bytes), as Docker
+  20.10 does, unless the user gives one: an address handed out again comes with the same MAC,
+  so the neighbours' cached entry for it stays right (the join also announces it).
 * The gateway address lives on the bridge; containers on internal networks get no default
   route through it, and the firewall drops whatever they send beyond their bridge.
 * Every network, joined endpoint and published port is reported to the firewall seam
@@ -35,6 +38,7 @@ from cnm.driverapi import (
     NetworkDriver,
     NetworkSpec,
     Scope,
+    mac_from_ip,
 )
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
@@ -211,7 +215,7 @@ class BridgeDriver(NetworkDriver):
 
     def create_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
         self._network(spec.network_id)
-        mac = spec.mac_address or random_mac()
+        mac = spec.mac_address or (mac_from_ip(spec.address.ip) if spec.address else random_mac())
         with self._lock:
             self._endpoints[spec.endpoint_id] = _BridgeEndpoint(
                 spec.network_id, mac, addresses=_addresses(spec)

@@ -57,6 +57,7 @@ from cnm.driverapi import (
     NetworkDriver,
     NetworkSpec,
     Scope,
+    mac_from_ip,
 )
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound, Unavailable
 from cnm.model import PortMapping, PortRequest
@@ -140,13 +141,6 @@ def parse_vlan(name: str) -> tuple[str, int]:
 
 def placeholder_name(network_id: str) -> str:
     return PLACEHOLDER_PREFIX + network_id[:12]
-
-
-def mac_from_ip(address: ipaddress.IPv4Address) -> str:
-    """Docker's MAC for an address (netutils.GenerateMACFromIP): 02:42 and the four bytes,
-    so a container that gets its address again gets its MAC again and the LAN's neighbour
-    caches stay right."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
 
 
 @dataclass

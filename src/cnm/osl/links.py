@@ -38,6 +38,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from cnm.errors import CnmError, Conflict, InvalidParameter, Unavailable
+from cnm.osl.announce import announce
 from cnm.osl.namespace import NetNamespace, current_thread_namespace, pin_current_netns
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -465,6 +466,18 @@ class SandboxNetwork:
             self.links.add_address(index, address)
         self.links.set_up(index)
         return index
+
+    def announce(self, ifname: str, index: int, addresses: list[IPInterface]) -> None:
+        """Announce the link's addresses to its neighbours (``cnm.osl.announce``); a failure
+        is logged, not raised: without it the neighbours learn the address later."""
+        details = self.links.details(ifname)
+        if details is None or not details.mac:
+            return
+        try:
+            with self.inside():
+                announce(ifname, index, details.mac, addresses)
+        except OSError as err:
+            log.warning("cannot announce the addresses of %s: %s", ifname, err)
 
     def set_default_route(self, gateway: IPAddress, oif: int) -> None:
         default = ipaddress.ip_network("::/0" if gateway.version == 6 else "0.0.0.0/0")
