@@ -111,9 +111,9 @@ def test_a_full_store_at_exit_surfaces_and_converges(
         runtime.start_container("f4")
 
     store.full = False
-    runtime.remove_container("f3", force=True)
     runtime.start_container("f4")
     assert ipv4_of(runtime, "f4", "full") == address
+    runtime.remove_container("f3", force=True)
     runtime.remove_container("f4", force=True)
     assert runtime.controller.sandboxes() == []
     assert runtime.controller.endpoints() == []
