@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnm import __version__
+from cnm import __version__, faults
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -422,6 +422,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         app = make_app(controller, info, runtime)
         dns_api.add_routes(app, resolver)
+        faults.arm()  # CNM_CRASH_AT counts the steps of requests, not of start-up
         asyncio.run(serve(app, path, owner_pid))
     log.info("cnm daemon stopped")
     return 0

@@ -37,6 +37,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from cnm import faults
 from cnm.errors import CnmError, Conflict, InvalidParameter, Unavailable
 from cnm.osl.announce import announce
 from cnm.osl.namespace import NetNamespace, current_thread_namespace, pin_current_netns
@@ -135,6 +136,7 @@ class _Links:
         )
 
     def set_up(self, index: int) -> None:
+        faults.step("link up")
         self.ipr.link("set", index=index, state="up")
 
     def set_down(self, index: int) -> None:
@@ -147,6 +149,7 @@ class _Links:
             raise _translate(err, f"enslave link {index} to {master}") from err
 
     def delete(self, index: int) -> None:
+        faults.step("delete link")
         try:
             self.ipr.link("del", index=index)
         except NetlinkError as err:
@@ -154,6 +157,7 @@ class _Links:
                 raise _translate(err, f"delete link {index}") from err
 
     def add_address(self, index: int, address: IPInterface) -> None:
+        faults.step("add address")
         kwargs: dict[str, object] = {}
         if address.version == 4:
             kwargs["broadcast"] = str(address.network.broadcast_address)
@@ -187,6 +191,7 @@ class _Links:
         if oif is not None:
             spec["oif"] = oif
         try:
+            faults.step("add route")
             self.ipr.route("replace" if replace else "add", **spec)
         except NetlinkError as err:
             raise _translate(err, f"add route to {destination}") from err
@@ -280,6 +285,7 @@ class HostNetwork:
         if mtu is not None:
             spec["mtu"] = mtu
         try:
+            faults.step("create link")
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
             raise _translate(err, f"create bridge {name}") from err
@@ -319,6 +325,7 @@ class HostNetwork:
         if peer_mac is not None:
             peer["address"] = peer_mac
         try:
+            faults.step("create link")
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
             raise _translate(err, f"create veth {host_name}") from err
@@ -357,6 +364,7 @@ class HostNetwork:
     def create_vlan(self, name: str, *, parent: int, vlan_id: int, alias: str) -> int:
         """An 802.1Q sub-interface of ``parent`` tagged with ``alias``, up."""
         try:
+            faults.step("create link")
             self.links.ipr.link("add", ifname=name, kind="vlan", link=parent, vlan_id=vlan_id)
         except NetlinkError as err:
             raise _translate(err, f"create VLAN sub-interface {name}") from err
@@ -398,6 +406,7 @@ class HostNetwork:
         if mtu is not None:
             spec["mtu"] = mtu
         try:
+            faults.step("create link")
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
             raise _translate(err, f"create macvlan {name} on link {parent}") from err

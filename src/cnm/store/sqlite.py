@@ -32,6 +32,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnm import faults
 from cnm.errors import CnmError, InvalidParameter
 from cnm.store.api import (
     Delete,
@@ -206,9 +207,11 @@ class SqliteStore(Store):
                 f"the local store has no leases (key {leased[0]!r}); leases need the "
                 "global store (etcd)"
             )
+        faults.step("store commit")
         with self._lock, self._errors():
             revision, events = self._commit_locked(ops)
             watchers = self._watchers
+        faults.step("store committed")
         if events and watchers:
             self._notify(watchers, events)
         return revision
