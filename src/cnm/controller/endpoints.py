@@ -216,8 +216,13 @@ class Endpoints:
 
     def delete(self, network: Network, endpoint: Endpoint) -> None:
         """Remove an endpoint that is not joined (the caller holds the network's lock)."""
-        driver = self._registry.driver(network.driver)
         self._store.delete(f"endpoint/{endpoint.id}")
+        self.forget(network, endpoint)
+
+    def forget(self, network: Network, endpoint: Endpoint) -> None:
+        """Remove what is left of an endpoint whose record is gone: the table's entry, the
+        driver's part, the addresses."""
+        driver = self._registry.driver(network.driver)
         self.drop(endpoint.id)
         driver.delete_endpoint(network.id, endpoint.id)
         self.release_addresses(network, endpoint)

@@ -104,8 +104,10 @@ class Joins:
                 raise NotFound(
                     f"sandbox {sandbox.id[:12]} is not connected to network {network.name}"
                 )
-            self._leave(network, endpoint, self._sandboxes.find(sandbox.id))
-            self._endpoints.delete(network, self._endpoints.find(endpoint.id))
+            # One store commit removes the record: a crash in between would otherwise leave an
+            # endpoint in no sandbox, which nothing removes.
+            self._leave(network, endpoint, self._sandboxes.find(sandbox.id), delete=True)
+            self._endpoints.forget(network, endpoint)
 
     def _join(self, network: Network, endpoint: Endpoint, sandbox: Sandbox) -> Endpoint:
         if endpoint.sandbox_id is not None:
@@ -166,11 +168,18 @@ class Joins:
                 "in private (none) or host mode"
             )
 
-    def _leave(self, network: Network, endpoint: Endpoint, sandbox: Sandbox) -> None:
+    def _leave(
+        self, network: Network, endpoint: Endpoint, sandbox: Sandbox, delete: bool = False
+    ) -> None:
+        """Leave; with ``delete`` the endpoint's record goes too (the caller then forgets the
+        endpoint)."""
         driver = self._registry.driver(network.driver)
         left = replace(endpoint, sandbox_id=None, ifname=None, gateway_v4=None, gateway_v6=None)
         remaining = [e for e in self._endpoints.joined_to(sandbox.id) if e.id != endpoint.id]
-        self._store.put(f"endpoint/{endpoint.id}", left.to_json())
+        if delete:
+            self._store.delete(f"endpoint/{endpoint.id}")
+        else:
+            self._store.put(f"endpoint/{endpoint.id}", left.to_json())
         self._endpoints.put(left)
         try:
             self._ports.place(sandbox.id, remaining)

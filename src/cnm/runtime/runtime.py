@@ -166,6 +166,9 @@ class Runtime:
         if self._exits.adopt(container.id, pid, started):
             if container.config.tty:
                 self._stdio.recover_terminal(container)
+            # A connect or disconnect records before it changes the sandbox: a crash between
+            # the two is completed here.
+            self._networking.reconcile(container)
             self._exits.watch_adopted(container.id)
             return
         with self._table.lock_for(container.id):
@@ -567,29 +570,34 @@ class Runtime:
         container_id = self._table.resolve(ref).id
         with self._table.lock_for(container_id):
             container = self._table.current(container_id)
-            network, checked = self._networking.connect(container, network_ref, request)
+            network, checked = self._networking.check_connect(container, network_ref, request)
             with self._table.lock:
                 container.networks[network.name] = checked
             try:
-                self._table.save(container)
+                self._table.save(container)  # the record first (see ``_restore_running``)
+                self._networking.join(container, network, checked)
             except BaseException:
                 with self._table.lock:
                     del container.networks[network.name]
-                self._networking.undo_connect(container, network)
+                with suppress(CnmError):
+                    self._table.save(container)
                 raise
 
     def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
         container_id = self._table.resolve(ref).id
         with self._table.lock_for(container_id):
             container = self._table.current(container_id)
-            name = self._networking.disconnect(container, network_ref, force)
+            name, network = self._networking.check_disconnect(container, network_ref, force)
             with self._table.lock:
                 request = container.networks.pop(name)
             try:
-                self._table.save(container)
+                self._table.save(container)  # the record first (see ``_restore_running``)
+                self._networking.leave(container, network)
             except BaseException:
                 with self._table.lock:
                     container.networks[name] = request
+                with suppress(CnmError):
+                    self._table.save(container)
                 raise
 
 
