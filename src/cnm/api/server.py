@@ -224,7 +224,7 @@ def make_app(
         execs.add_routes(app)
         images.add_routes(app)
     sections = "|".join(NOT_SERVED_YET)
-    add_route(app, "GET", "/volumes/{name}", no_such_volume)
-    add_route(app, "GET", "/plugins/{name}/json", no_such_plugin)
+    add_route(app, "GET", "/volumes/{name:[^/]+}", no_such_volume)
+    add_route(app, "GET", "/plugins/{name:[^/]+}/json", no_such_plugin)
     add_route(app, "*", f"/{{section:(?:{sections})}}{{rest:(?:/.*)?}}", not_served_yet)
     return app
