@@ -88,16 +88,6 @@ class MacvlanOptions:
     mtu: int | None
 
 
-def parse_mtu(value: str) -> int:
-    try:
-        mtu = int(value)
-    except ValueError:
-        raise InvalidParameter(f"invalid MTU {value!r}: not a number") from None
-    if not 68 <= mtu <= 65535:
-        raise InvalidParameter(f"invalid MTU {mtu}: must be between 68 and 65535")
-    return mtu
-
-
 def parse_options(options: Mapping[str, str]) -> MacvlanOptions:
     """The driver's options, checked as far as they can be without the kernel."""
     unknown = sorted(set(options) - set(OPTIONS))
@@ -116,7 +106,7 @@ def parse_options(options: Mapping[str, str]) -> MacvlanOptions:
         if parent == "lo":
             raise InvalidParameter("loopback interface is not a valid macvlan parent link")
         validate.interface_name(parent, "parent interface name")
-    mtu = parse_mtu(options[OPT_MTU]) if OPT_MTU in options else None
+    mtu = validate.mtu(options[OPT_MTU]) if OPT_MTU in options else None
     return MacvlanOptions(parent, mode, mtu)
 
 
