@@ -480,11 +480,11 @@ class SandboxNetwork:
         """Announce the link's addresses to its neighbours (``cnm.osl.announce``); a failure
         is logged, not raised: without it the neighbours learn the address later."""
         details = self.links.details(ifname)
-        if details is None or not details.mac:
+        if details is None or not details.mac or not addresses:
             return
         try:
             with self.inside():
-                announce(ifname, index, details.mac, addresses)
+                announce(self.namespace.path, ifname, index, details.mac, addresses)
         except OSError as err:
             log.warning("cannot announce the addresses of %s: %s", ifname, err)
 
