@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import itertools
+import os
 import socket
 import struct
 import threading
@@ -40,6 +41,7 @@ import time
 from dataclasses import dataclass
 
 from cnm.osl.namespace import NetNamespace, is_netns_mount
+from cnm.osl.syscalls import setns
 
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
@@ -130,6 +132,13 @@ class _Repeater:
             self._changed.notify()
 
     def _loop(self) -> None:
+        # A thread starts in the namespace of the thread that made it, here a sandbox's, and
+        # would keep that namespace alive: this one lives in the process's own.
+        home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(home)
+        finally:
+            os.close(home)
         while True:
             with self._changed:
                 while not self._due or self._due[0][0] > time.monotonic():
