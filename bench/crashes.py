@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchlib import bench_root, install_signal_handlers, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -26,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from tests.support.crashes import SCENARIOS, crash_harness  # noqa: E402
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
     parser.add_argument("--from", dest="first", type=int, default=1, help="first k (1)")
@@ -34,7 +35,7 @@ def main() -> int:
     args = parser.parse_args()
     total_crashes = total_violations = 0
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="cnm-crashes-") as tmp:
+    with bench_root("cnm-crashes-") as tmp:
         for name in args.scenario or sorted(SCENARIOS):
             crashes, violations, steps = 0, 0, 0
             began = time.monotonic()
@@ -63,8 +64,8 @@ def main() -> int:
         f"total: {total_crashes} crashes injected, {total_violations} violations, "
         f"{time.monotonic() - started:.0f} s"
     )
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    install_signal_handlers()
+    run_main(main)

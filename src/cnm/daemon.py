@@ -424,5 +424,7 @@ def _run(args: argparse.Namespace) -> int:
         dns_api.add_routes(app, resolver)
         faults.arm()  # CNM_CRASH_AT counts the steps of requests, not of start-up
         asyncio.run(serve(app, path, owner_pid))
+    if (counted := faults.steps_counted()) is not None:
+        log.info("fault injection: no crash", extra={"steps": counted})
     log.info("cnm daemon stopped")
     return 0

@@ -14,7 +14,8 @@ state changes, on either side of each change:
   the port mapper binds.
 
 Before dying, the hook writes one line naming the step to stderr (the daemon's log), so a
-harness can tell which step a crash hit.
+harness can tell which step a crash hit; a daemon that stops without reaching step k logs how
+many steps it counted.
 
 Cost when unset: ``step`` returns after one global lookup and one comparison (about 40 ns,
 ``bench/steps.py``-style measurement; an operation takes milliseconds), and nothing else in the
@@ -48,6 +49,11 @@ def arm() -> None:
     """Start counting steps (the daemon calls it when it starts serving)."""
     global _armed
     _armed = True
+
+
+def steps_counted() -> int | None:
+    """The steps counted so far; None when no crash was asked for."""
+    return None if _CRASH_AT is None else _count
 
 
 def step(what: str) -> None:

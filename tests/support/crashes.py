@@ -29,6 +29,7 @@ import http.client
 import ipaddress
 import json
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -127,6 +128,137 @@ SCENARIOS: dict[str, list[Call]] = {
         Call("DELETE", "/containers/w6?force=1", again=(404,)),
         Call("DELETE", "/networks/f6", again=(404,)),
     ],
+    # The default bridge network, ports of every form, a stop and two starts.
+    "ports": [
+        _container(
+            "pw",
+            "bridge",
+            WEB,
+            PortBindings={
+                "80/tcp": [{"HostPort": "18082"}, {"HostIp": "127.0.0.1", "HostPort": "18083"}],
+                "81/udp": [{}],
+            },
+            PublishAllPorts=True,
+        ),
+        _start("pw"),
+        Call("POST", "/containers/pw/stop?t=0", again=(304,)),
+        _start("pw"),
+        Call("POST", "/containers/pw/restart?t=0"),
+        Call("DELETE", "/containers/pw?force=1", again=(404,)),
+    ],
+    # Three containers on two networks (one internal), aliases, a rename, a stop and start.
+    "several": [
+        _network("fx", "10.65.0.0/24"),
+        _network("fy", "10.67.0.0/24", Internal=True),
+        Call(
+            "POST",
+            "/containers/create?name=a1",
+            {
+                "Image": BUSYBOX,
+                "Cmd": SLEEP,
+                "HostConfig": {"NetworkMode": "fx"},
+                "NetworkingConfig": {"EndpointsConfig": {"fx": {"Aliases": ["alpha"]}}},
+            },
+            again=(409,),
+        ),
+        _start("a1"),
+        _container("a2", "fx", WEB, PortBindings={"80/tcp": [{"HostPort": "18084"}]}),
+        _start("a2"),
+        _container("a3", "fy", SLEEP),
+        _start("a3"),
+        Call("POST", "/networks/fy/connect", {"Container": "a2"}, again=(403,)),
+        Call("POST", "/networks/fy/connect", {"Container": "a1"}, again=(403,)),
+        Call("POST", "/containers/a1/rename?name=a1b", again=(404,)),
+        Call("POST", "/networks/fx/disconnect", {"Container": "a1b"}, again=(403,)),
+        Call("POST", "/containers/a2/stop?t=0", again=(304,)),
+        _start("a2"),
+        Call("DELETE", "/containers/a3?force=1", again=(404,)),
+        Call("DELETE", "/containers/a1b?force=1", again=(404,)),
+        Call("DELETE", "/containers/a2?force=1", again=(404,)),
+        Call("DELETE", "/networks/fy", again=(404,)),
+        Call("DELETE", "/networks/fx", again=(404,)),
+    ],
+    # macvlan without a parent: its children hang off a placeholder bridge of cnm's own.
+    "macvlan": [
+        _network("fm", "10.68.0.0/24", Driver="macvlan"),
+        _container("m1", "fm", WEB),
+        _start("m1"),
+        _container("m2", "fm", SLEEP),
+        _start("m2"),
+        Call("POST", "/containers/m1/stop?t=0", again=(304,)),
+        Call("DELETE", "/containers/m1?force=1", again=(404,)),
+        Call("DELETE", "/containers/m2?force=1", again=(404,)),
+        Call("DELETE", "/networks/fm", again=(404,)),
+    ],
+    # Containers that remove themselves when they exit (--rm): the teardown and the removal
+    # run after the start has answered.
+    "auto-remove": [
+        _network("fr", "10.69.0.0/24"),
+        _container("r1", "fr", ["sleep", "0.2"], AutoRemove=True),
+        _start("r1"),
+        Call("POST", "/containers/r1/wait?condition=removed", again=(404,)),
+        _container("r2", "fr", ["sleep", "0.2"], AutoRemove=True),
+        _start("r2"),
+        Call("POST", "/containers/r2/wait?condition=removed", again=(404,)),
+        Call("DELETE", "/networks/fr", again=(404,)),
+    ],
+    # Static addresses, a link, a connect with an alias and a static address, and a prune.
+    "static": [
+        _network("fs", "10.71.0.0/24"),
+        _network("ft", "10.72.0.0/24"),
+        Call(
+            "POST",
+            "/containers/create?name=s1",
+            {
+                "Image": BUSYBOX,
+                "Cmd": WEB,
+                "HostConfig": {"NetworkMode": "fs"},
+                "NetworkingConfig": {
+                    "EndpointsConfig": {"fs": {"IPAMConfig": {"IPv4Address": "10.71.0.50"}}}
+                },
+            },
+            again=(409,),
+        ),
+        _start("s1"),
+        _container("s2", "fs", SLEEP, Links=["s1:db"]),
+        _start("s2"),
+        Call(
+            "POST",
+            "/networks/ft/connect",
+            {
+                "Container": "s2",
+                "EndpointConfig": {
+                    "Aliases": ["second"],
+                    "IPAMConfig": {"IPv4Address": "10.72.0.60"},
+                },
+            },
+            again=(403,),
+        ),
+        Call("POST", "/containers/s2/restart?t=0"),
+        Call("DELETE", "/containers/s2?force=1", again=(404,)),
+        Call("DELETE", "/containers/s1?force=1", again=(404,)),
+        Call("POST", "/networks/prune"),
+    ],
+    # Published ports that move: the network with the default route leaves, another takes it.
+    "moving-ports": [
+        _network("g4", "10.73.0.0/24"),
+        _network(
+            "g6",
+            "10.74.0.0/24",
+            EnableIPv6=True,
+            IPAM={"Config": [{"Subnet": "10.74.0.0/24"}, {"Subnet": "fd00:74::/64"}]},
+        ),
+        _container("q1", "g4", WEB, PortBindings={"80/tcp": [{"HostPort": "18085"}]}),
+        _start("q1"),
+        Call("POST", "/networks/g6/connect", {"Container": "q1"}, again=(403,)),
+        Call("POST", "/networks/g4/disconnect", {"Container": "q1"}, again=(403,)),
+        Call("POST", "/networks/g4/connect", {"Container": "q1"}, again=(403,)),
+        Call("POST", "/containers/q1/stop?t=0", again=(304,)),
+        _start("q1"),
+        Call("DELETE", "/containers/q1?force=1", again=(404,)),
+        Call("DELETE", "/networks/g6", again=(404,)),
+        Call("DELETE", "/networks/g4", again=(404,)),
+    ],
 }
 
 
@@ -193,13 +325,20 @@ class CrashHarness:
 
     def run(self, scenario: list[Call], k: int) -> Outcome:
         """Crash at step ``k`` of ``scenario`` and check what follows (the module docstring)."""
-        outcome = self._run(scenario, k)
+        started: list[Daemon] = []
+        try:
+            outcome = self._run(scenario, k, started)
+        except BaseException:
+            for daemon in started:  # an interrupt, or a broken harness: no daemon outlives it
+                daemon.stop(signal.SIGKILL)
+            raise
         if outcome.violations:
             self._fresh()
         return outcome
 
-    def _run(self, scenario: list[Call], k: int) -> Outcome:
+    def _run(self, scenario: list[Call], k: int, started: list[Daemon]) -> Outcome:
         daemon = self.daemon(crash_at=k)
+        started.append(daemon)
         daemon.start()
         cut = len(scenario)
         for index, call in enumerate(scenario):
@@ -232,6 +371,7 @@ class CrashHarness:
         daemon.process = None
         outcome = Outcome(k, str(scenario[cut]))
         restarted = self.daemon()
+        started.append(restarted)
         restarted.start()
         try:
             outcome.violations += [f"after restart: {v}" for v in violations(self, restarted)]
@@ -366,7 +506,12 @@ def _violations(harness: CrashHarness, daemon: Daemon) -> list[str]:
     veths = {
         link["ifname"] for link in links if link.get("linkinfo", {}).get("info_kind") == "veth"
     }
-    joined = {f"veth{e.id[:11]}" for e in records.endpoints.values() if e.sandbox_id}
+    bridged = {n.id for n in records.networks.values() if n.driver == "bridge"}
+    joined = {
+        f"veth{e.id[:11]}"
+        for e in records.endpoints.values()
+        if e.sandbox_id and e.network_id in bridged
+    }
     if veths != joined:
         found.append(f"host veths {sorted(veths)} != joined endpoints {sorted(joined)}")
     tagged = {
@@ -374,13 +519,12 @@ def _violations(harness: CrashHarness, daemon: Daemon) -> list[str]:
         for link in links
         if link.get("ifalias", "").startswith("cnm:net:")
     }
-    bridged = {n.id for n in records.networks.values() if n.driver == "bridge"}
     if tagged != bridged:
         found.append(f"tagged bridges {sorted(tagged)} != bridge networks {sorted(bridged)}")
     found += _firewall_violations(harness, records)
     published = _published(daemon, running)
     listening = _listening_ports(harness, daemon)
-    if listening != {port for port, _ in published}:
+    if listening != {(proto, port) for proto, port, _, _ in published}:
         found.append(f"host ports held {sorted(listening)} != published {sorted(published)}")
     found += _reachability(harness, daemon, records, running, published)
     return found
@@ -393,10 +537,11 @@ def _firewall_violations(harness: CrashHarness, records: _Records) -> list[str]:
         for kind in ("set", "map"):
             if kind in item:
                 elements[item[kind]["name"]] = item[kind].get("elem", [])
+    bridged = {n.id for n in records.networks.values() if n.driver == "bridge"}
     addresses = {
         str(ipaddress.ip_interface(address).ip)
         for e in records.endpoints.values()
-        if e.sandbox_id
+        if e.sandbox_id and e.network_id in bridged
         for address in (e.ipv4_address, e.ipv6_address)
         if address
     }
@@ -413,25 +558,28 @@ def _firewall_violations(harness: CrashHarness, records: _Records) -> list[str]:
     return found
 
 
-def _published(daemon: Daemon, running: dict[str, Container]) -> set[tuple[int, str]]:
-    """(host port, container name) of every port the running containers publish."""
+def _published(daemon: Daemon, running: dict[str, Container]) -> set[tuple[str, int, str, str]]:
+    """(protocol, host port, container port, container name) of every port the running
+    containers publish, as inspect shows them."""
     found = set()
     for container in running.values():
         data = _json(daemon, f"/containers/{container.id}/json")
-        for bindings in (data["NetworkSettings"]["Ports"] or {}).values():
+        for key, bindings in (data["NetworkSettings"]["Ports"] or {}).items():
+            port, proto = key.split("/")
             for binding in bindings or []:
-                found.add((int(binding["HostPort"]), container.name))
+                found.add((proto, int(binding["HostPort"]), port, container.name))
     return found
 
 
-def _listening_ports(harness: CrashHarness, daemon: Daemon) -> set[int]:
-    """The TCP ports the daemon process listens on in its namespace (its host ports)."""
+def _listening_ports(harness: CrashHarness, daemon: Daemon) -> set[tuple[str, int]]:
+    """(protocol, port) of the sockets the daemon holds in its namespace: its host ports."""
     assert daemon.process is not None
-    out = _in(harness, "ss", "-Htlnp")
+    out = _in(harness, "ss", "-Htulnp")
     ports = set()
     for line in out.splitlines():
         if f"pid={daemon.process.pid}," in line:
-            ports.add(int(line.split()[3].rsplit(":", 1)[1]))
+            fields = line.split()
+            ports.add((fields[0], int(fields[4].rsplit(":", 1)[1])))
     return ports
 
 
@@ -440,10 +588,12 @@ def _reachability(
     daemon: Daemon,
     records: _Records,
     running: dict[str, Container],
-    published: set[tuple[int, str]],
+    published: set[tuple[str, int, str, str]],
 ) -> list[str]:
     found = []
-    for port, name in sorted(published):
+    for proto, port, container_port, name in sorted(published):
+        if (proto, container_port) != ("tcp", "80"):
+            continue  # only port 80 serves
         served = _in(harness, sys.executable, "-c", FETCH, f"http://127.0.0.1:{port}/hostname")
         container = next(c for c in running.values() if c.name == name)
         if served.strip() != container.config.hostname:
