@@ -10,7 +10,9 @@ extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
     # docker.io brings the Docker 20.10 CLI the client tests drive; etcd-server brings the etcd
     # (3.4) the cluster-store tests start on their own ports. Neither service is ever started.
-    packages+=(docker.io busybox-static iptables iperf3 etcd-server etcd-client)
+    # containernetworking-plugins brings the reference CNI plugins (bridge, loopback, tuning)
+    # that the CNI tests and bench/cni.py run beside cnm-cni.
+    packages+=(docker.io busybox-static iptables iperf3 etcd-server etcd-client containernetworking-plugins)
 else
     extras="."
 fi

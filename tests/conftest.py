@@ -39,7 +39,6 @@ from tests.support.netns import (
 )
 from tests.support.runtime import BUSYBOX, BUSYBOX_TAR, HOST_RESOLV_CONF, mounts_under
 
-
 # Property-based tests keep no example database in the work tree, and the kernel's pace is no
 # test's deadline.
 settings.register_profile("cnm", database=None, deadline=None)

@@ -5,7 +5,8 @@ root); claim the socket path (a stale socket file is replaced, a live one means 
 serving and start-up stops); become a child subreaper (containers' orphans come back to us, not
 to init); open the store and start the controller (restore and reconcile), then the embedded DNS
 resolver (its listeners come back for the sandboxes that kept running), then the container
-runtime (which watches the containers still running again), then serve. The controller is
+runtime (which watches the containers still running again), then the CNI attachments (their
+records checked against the controller's), then serve. The controller is
 started on the main thread before the event loop exists, because pyroute2 runs an event loop of
 its own and refuses to run inside a running one.
 
@@ -50,6 +51,7 @@ from cnm import __version__, faults
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from cnm.plugins.discovery import PluginConfig
     from cnm.store.sqlite import SqliteStore
 
 log = logging.getLogger("cnm.daemon")
@@ -59,6 +61,7 @@ DEFAULT_DATA_ROOT = "/var/lib/cnm"
 DEFAULT_SOCKET = "/run/cnm/cnm.sock"
 PR_SET_CHILD_SUBREAPER = 36
 SHUTDOWN_TIMEOUT_S = 10.0
+DEFAULT_PLUGIN_TIMEOUT_S = 30.0  # Docker's plugin client gives up after 30 s as well
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -122,7 +125,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a DNS server for containers, instead of the host's (repeatable)",
     )
     parser.add_argument(
+        "--plugin-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of plugin sockets (repeatable; default /run/docker/plugins)",
+    )
+    parser.add_argument(
+        "--plugin-spec-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of plugin .spec/.json files (repeatable; default /etc/docker/plugins "
+        "and /usr/lib/docker/plugins)",
+    )
+    parser.add_argument(
+        "--plugin-timeout",
+        type=float,
+        default=DEFAULT_PLUGIN_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long a remote driver or IPAM plugin may take to answer one call; the "
+        f"operation is rolled back after that (default {DEFAULT_PLUGIN_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=sorted(LOG_LEVELS), help="log level (info)"
+    )
+
+
+def plugin_config(args: argparse.Namespace) -> PluginConfig:
+    """Where plugins are looked for (Docker's places unless told), and the call timeout."""
+    from cnm.plugins.discovery import SOCKET_DIRS, SPEC_DIRS, PluginConfig
+
+    if not 0 < args.plugin_timeout <= 3600:
+        raise DaemonError(
+            f"invalid --plugin-timeout {args.plugin_timeout:g}: it must be between 0 and 3600 "
+            "seconds"
+        )
+    for directory in (*args.plugin_dir, *args.plugin_spec_dir):
+        if not directory.startswith("/"):
+            raise DaemonError(f"invalid plugin directory {directory!r}: it must be absolute")
+    return PluginConfig(
+        socket_dirs=tuple(Path(d) for d in args.plugin_dir) or SOCKET_DIRS,
+        spec_dirs=tuple(Path(d) for d in args.plugin_spec_dir) or SPEC_DIRS,
+        timeout=args.plugin_timeout,
     )
 
 
@@ -183,7 +228,7 @@ def configure_logging(level_name: str) -> None:
 
 
 @contextmanager
-def _locked_file(path: Path, what: str, content: str) -> Iterator[None]:
+def locked_file(path: Path, what: str, content: str) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (with ``content`` written) while the daemon runs."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -335,9 +380,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cnm.api import cni as cni_api
     from cnm.api import dns as dns_api
     from cnm.api.common import DaemonInfo
     from cnm.api.server import make_app
+    from cnm.cni.attachments import CniAttachments
     from cnm.controller import ControllerConfig
     from cnm.dns.resolver import Resolver
     from cnm.errors import CnmError
@@ -365,11 +412,12 @@ def _run(args: argparse.Namespace) -> int:
         ipaddress.ip_address(args.ip)
     except ValueError:
         raise DaemonError(f"invalid --ip {args.ip!r}: not an IP address") from None
+    plugins = plugin_config(args)
     for root in (exec_root, data_root, path.parent):
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with ExitStack() as stack:
-        stack.enter_context(_locked_file(exec_root / "cnm.pid", "exec root", f"{owner_pid}\n"))
-        stack.enter_context(_locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
+        stack.enter_context(locked_file(exec_root / "cnm.pid", "exec root", f"{owner_pid}\n"))
+        stack.enter_context(locked_file(data_root / "cnm.lock", "data root", f"{owner_pid}\n"))
         claim_socket(path)
         become_subreaper()
         raise_open_files_limit()
@@ -386,7 +434,7 @@ def _run(args: argparse.Namespace) -> int:
             dns=list(args.dns),
             default_host_ip=args.ip,
         )
-        controller = build_controller(config, store, address_pools=pools or None)
+        controller = build_controller(config, store, address_pools=pools or None, plugins=plugins)
         try:
             controller.start()
         except CnmError as err:
@@ -404,6 +452,11 @@ def _run(args: argparse.Namespace) -> int:
         except CnmError as err:
             raise DaemonError(f"cannot start the container runtime: {err}") from None
         stack.callback(runtime.close)
+        attachments = CniAttachments(controller, store)
+        try:
+            attachments.start()
+        except CnmError as err:
+            raise DaemonError(f"cannot restore the CNI attachments: {err}") from None
         log.info(
             "cnm daemon started",
             extra={
@@ -422,6 +475,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         app = make_app(controller, info, runtime)
         dns_api.add_routes(app, resolver)
+        cni_api.add_routes(app, attachments)
         faults.arm()  # CNM_CRASH_AT counts the steps of requests, not of start-up
         asyncio.run(serve(app, path, owner_pid))
     if (counted := faults.steps_counted()) is not None:

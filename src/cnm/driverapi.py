@@ -12,7 +12,10 @@ driver creates the interface named ``ifname`` inside the sandbox; the controller
 its addresses and routes from what ``join`` returns. Drivers never touch the store or DNS.
 
 The contract imports only the model's records and the error classes, so a driver written
-elsewhere (a remote plugin's proxy, a test double) depends on nothing else of cnm.
+elsewhere (a remote plugin's proxy, a test double) depends on nothing else of cnm. A remote
+plugin (``cnm.drivers.remote``) is one more driver behind it: its ``join`` moves the link the
+plugin made into the sandbox and reports the name it got there (``JoinInfo.interface_name``);
+its ``create_endpoint`` may report a MAC or address the plugin chose (``EndpointInfo``).
 
 Every call may raise a cnm.errors class. A driver call that fails must leave nothing behind of
 its own making; the controller undoes the earlier steps.
@@ -21,6 +24,7 @@ its own making; the controller undoes the earlier steps.
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +44,12 @@ def mac_from_ip(address: ipaddress.IPv4Address) -> str:
     bytes. A container that gets its address again gets its MAC again, so neighbours' caches
     stay right; the drivers that make links with a MAC of their own use it."""
     return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
+
+
+def random_mac() -> str:
+    """A MAC for an endpoint nobody gave one: locally administered, unicast, with Docker's
+    02:42 prefix (the bridge driver and the controller choose them so)."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
 
 
 class Scope(StrEnum):
@@ -64,11 +74,12 @@ class Capability:
 
 @dataclass(frozen=True)
 class IpamData:
-    """One address pool of a network, as IPAM granted it."""
+    """One address pool of a network, as IPAM granted it, in the IPAM's address space."""
 
     pool: ipaddress.IPv4Network | ipaddress.IPv6Network
     gateway: IPv4Interface | IPv6Interface | None = None
     aux_addresses: Mapping[str, IPAddress] = field(default_factory=dict)
+    address_space: str = "LocalDefault"
 
 
 @dataclass(frozen=True)
@@ -100,9 +111,12 @@ class EndpointSpec:
 
 @dataclass(frozen=True)
 class EndpointInfo:
-    """What ``create_endpoint`` reports back (the MAC it chose, for inspect and DNS)."""
+    """What ``create_endpoint`` reports back: the MAC it chose (for inspect and DNS), and an
+    address it chose where the endpoint had none of that family (a remote plugin may)."""
 
     mac_address: str | None = None
+    address: IPv4Interface | None = None
+    address_v6: IPv6Interface | None = None
 
 
 @dataclass(frozen=True)
@@ -117,13 +131,15 @@ class JoinInfo:
 
     ``gateway`` / ``gateway_v6`` are None when the network offers no default route (internal
     networks, the null driver). ``configure_interface`` is False for drivers whose interface is
-    not a new link (host, null)."""
+    not a new link (host, null). ``interface_name`` is the name the interface got inside the
+    sandbox when it is not the ``ifname`` asked for (a remote plugin's ``DstPrefix``)."""
 
     gateway: IPAddress | None = None
     gateway_v6: IPAddress | None = None
     static_routes: tuple[StaticRoute, ...] = ()
     configure_interface: bool = True
     mtu: int | None = None
+    interface_name: str | None = None
 
 
 class IdAllocator(Protocol):

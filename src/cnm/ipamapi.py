@@ -1,10 +1,12 @@
 """The IPAM contract: how the controller obtains subnets and addresses.
 
 Modelled on libnetwork's ipamapi. An IPAM driver hands out *pools* (subnets) inside an address
-space and *addresses* inside a pool. It keeps its state in memory only: the controller's store
-records are the source of truth, and on restart the controller replays every recorded pool and
-address through ``request_pool``/``request_address`` with the exact values it recorded. Pool ids
-must therefore be deterministic for the same (address space, pool, sub-pool) request.
+space and *addresses* inside a pool. A driver that keeps its state in memory only (the default
+one) asks for ``requires_request_replay``: the controller's store records are the source of
+truth, and on restart the controller replays every recorded pool and address through
+``request_pool``/``request_address`` with the exact values it recorded, so its pool ids must be
+deterministic for the same (address space, pool, sub-pool) request. A driver that keeps its own
+state (a remote plugin, as a rule) is not replayed to: it would see every allocation twice.
 """
 
 from __future__ import annotations
@@ -25,14 +27,18 @@ GLOBAL_ADDRESS_SPACE = "GlobalDefault"
 # explicit address, the driver picks the first free address of the pool (Docker's rule).
 REQUEST_ADDRESS_TYPE = "RequestAddressType"
 REQUEST_TYPE_GATEWAY = "com.docker.network.gateway"
+# Option key of request_address for drivers with ``requires_mac_address``: the endpoint's MAC.
+MAC_ADDRESS_OPTION = "com.docker.network.endpoint.macaddress"
 
 
 @dataclass(frozen=True)
 class PoolGrant:
-    """A pool handed out by ``request_pool``."""
+    """A pool handed out by ``request_pool``; ``gateway`` is one the driver chose with it
+    (libnetwork's ``com.docker.network.gateway`` pool data), used when the user named none."""
 
     pool_id: str
     subnet: IPNetwork
+    gateway: IPInterface | None = None
 
 
 @dataclass(frozen=True)

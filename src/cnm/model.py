@@ -35,6 +35,7 @@ class PoolRecord:
     ip_range: str | None = None
     gateway: str | None = None  # "10.10.0.1/24"; None for networks without a gateway
     aux_addresses: dict[str, str] = field(default_factory=dict)
+    address_space: str = "LocalDefault"  # the IPAM's local address space when granted
 
 
 @dataclass
@@ -103,6 +104,8 @@ class EndpointOptions:
     # --link on a user-defined network: alias -> container name, names the embedded DNS
     # answers for this endpoint's sandbox only (Docker's links outside the default bridge).
     links: dict[str, str] = field(default_factory=dict)
+    # The interface's name inside the sandbox (CNI_IFNAME); None: the lowest free ethN.
+    ifname: str | None = None
 
 
 @dataclass
@@ -145,6 +148,9 @@ class SandboxOptions:
     # Docker's rule, decided by the runtime: a container whose network mode is a user-defined
     # network asks the embedded resolver (127.0.0.11); others get the host's resolvers.
     embedded_dns: bool = False
+    # Adopt the network namespace another runtime made at this path (a CNI container's
+    # CNI_NETNS) instead of making one; None: cnm makes the namespace.
+    netns_path: str | None = None
 
 
 @dataclass
@@ -161,6 +167,9 @@ class Sandbox:
     extra_hosts: list[str] = field(default_factory=list)
     embedded_dns: bool = False
     joins: int = 0  # endpoints joined so far: the join order of the next one
+    # The path of the namespace this sandbox adopted ("" if cnm made its own). ``key`` is then
+    # cnm's own bind mount of that namespace: removing it never ends the namespace.
+    adopted_from: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()

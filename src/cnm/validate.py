@@ -87,14 +87,15 @@ def mtu(text: str) -> int:
     return value
 
 
-def interface_name(name: str, what: str) -> str:
-    """A Linux interface name, by the kernel's dev_valid_name."""
+def interface_name(name: str, what: str = "interface name") -> str:
+    """A Linux interface name, by the kernel's dev_valid_name: 1-15 bytes (IFNAMSIZ less the
+    NUL), none of them '/', ':', whitespace or a control character, not "." or ".."."""
     size = len(name.encode())
     bad = {c for c in name if c in "/:" or c.isspace() or not c.isprintable()}
     if not 1 <= size <= MAX_IFNAME_BYTES or bad or name in (".", ".."):
         raise InvalidParameter(
             f"invalid {what} {name!r}: 1-{MAX_IFNAME_BYTES} bytes, no '/', ':', spaces or "
-            "control characters"
+            "control characters, not '.' or '..'"
         )
     return name
 

@@ -3,9 +3,11 @@
 The controller imports only contracts (the driver, IPAM, store and firewall APIs); this module
 is where the implementations are chosen: the host namespace's netlink handle, the nftables
 firewall, the host-port mapper, the bridge, host, null, macvlan and ipvlan (a refusal)
-drivers, and the default IPAM with Docker's pools. The daemon calls it, and so does in-process
-use (tests, benchmarks, the library); either can build a ``Controller`` from other parts
-instead.
+drivers, the default IPAM with Docker's pools, and, given a ``PluginConfig``, the finder that
+turns other driver names into remote drivers and IPAM drivers (Docker's plugin discovery). The
+daemon calls it, and so does in-process use (tests, benchmarks, the library); either can build
+a ``Controller`` from other parts instead. Without a ``PluginConfig`` no plugin is ever looked
+for.
 
 The host namespace is the calling thread's when this runs: build the controller inside the
 namespace that plays the host.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnm.controller import Controller, ControllerConfig
@@ -24,12 +27,35 @@ from cnm.drivers.host import HostDriver
 from cnm.drivers.ipvlan import IpvlanDriver
 from cnm.drivers.macvlan import MacvlanDriver
 from cnm.drivers.null import NullDriver
+from cnm.drivers.remote import RemoteDriver
 from cnm.firewall.nftables import NftablesFirewall
 from cnm.ipam.default import DefaultIpam, PoolSpec
+from cnm.ipam.remote import RemoteIpam
 from cnm.ipamapi import IPNetwork
 from cnm.osl.links import HostNetwork
+from cnm.plugins.discovery import PluginConfig, PluginManager
+from cnm.plugins.protocol import IPAM_DRIVER, NETWORK_DRIVER
 from cnm.portmap.mapper import PortMapper
 from cnm.store.api import Store
+
+
+class PluginFinder:
+    """Driver names the controller does not know, looked for among Docker's plugins."""
+
+    def __init__(self, plugins: PluginManager, host: HostNetwork) -> None:
+        self._plugins = plugins
+        self._host = host
+
+    def find_driver(self, name: str) -> RemoteDriver | None:
+        plugin = self._plugins.get(name, NETWORK_DRIVER)
+        return None if plugin is None else RemoteDriver.activate(name, plugin.client, self._host)
+
+    def find_ipam(self, name: str) -> RemoteIpam | None:
+        plugin = self._plugins.get(name, IPAM_DRIVER)
+        return None if plugin is None else RemoteIpam.activate(name, plugin.client)
+
+    def close(self) -> None:
+        self._plugins.close()
 
 
 def build_controller(
@@ -37,9 +63,11 @@ def build_controller(
     store: Store,
     *,
     address_pools: Sequence[PoolSpec] | None = None,
+    plugins: PluginConfig | None = None,
 ) -> Controller:
     """A controller with the default parts; ``address_pools`` replaces Docker's default
-    pools for automatic subnets. Call ``start()`` on it before use."""
+    pools for automatic subnets; ``plugins`` says where remote drivers are looked for. Call
+    ``start()`` on it before use."""
     host = HostNetwork()
     firewall = NftablesFirewall()
     port_mapper = PortMapper(host)
@@ -51,8 +79,43 @@ def build_controller(
         port_mapper=port_mapper,
         drivers=[bridge, HostDriver(), NullDriver(), MacvlanDriver(host), IpvlanDriver(host)],
         ipams=[ipam],
+        finder=PluginFinder(PluginManager(plugins), host) if plugins is not None else None,
     )
     return Controller(config, store, parts)
+
+
+@dataclass
+class ServedDrivers:
+    """cnm's bridge driver and default IPAM with what they stand on, for ``cnm plugin serve``
+    (no controller: there, dockerd plays the controller)."""
+
+    host: HostNetwork
+    firewall: NftablesFirewall
+    port_mapper: PortMapper
+    bridge: BridgeDriver
+    ipam: DefaultIpam
+
+    def close(self) -> None:
+        self.firewall.close()
+        self.port_mapper.close()
+        self.host.close()
+
+
+def build_served_drivers(
+    *,
+    default_host_ip: str = "0.0.0.0",
+    address_pools: Sequence[PoolSpec] | None = None,
+    resolv_conf: Path = Path("/etc/resolv.conf"),
+) -> ServedDrivers:
+    """The bridge driver and default IPAM in the calling thread's namespace; start the
+    firewall (``firewall.start()``) once the driver has restored its networks."""
+    host = HostNetwork()
+    firewall = NftablesFirewall()
+    port_mapper = PortMapper(host)
+    bridge = BridgeDriver(host, firewall, port_mapper, default_host_ip)
+    bridge.configure({})
+    ipam = DefaultIpam(address_pools, lambda: reserved_networks(host, resolv_conf))
+    return ServedDrivers(host, firewall, port_mapper, bridge, ipam)
 
 
 def reserved_networks(host: HostNetwork, resolv_conf: Path) -> list[IPNetwork]:

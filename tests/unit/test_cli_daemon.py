@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnm.daemon import DaemonError, LogfmtFormatter, _locked_file, claim_socket, socket_path
+from cnm.daemon import DaemonError, LogfmtFormatter, claim_socket, locked_file, socket_path
 
 
 def test_socket_path_forms() -> None:
@@ -73,11 +73,11 @@ def test_claim_socket(tmp_path: Path) -> None:
 
 def test_lock_file_is_exclusive_and_removed(tmp_path: Path) -> None:
     path = tmp_path / "cnm.pid"
-    with _locked_file(path, "exec root", "123\n"):
+    with locked_file(path, "exec root", "123\n"):
         assert path.read_text() == "123\n"
         with (
             pytest.raises(DaemonError, match=r"another cnm daemon \(pid 123\) is using exec root"),
-            _locked_file(path, "exec root", "456\n"),
+            locked_file(path, "exec root", "456\n"),
         ):
             pass
     assert not path.exists()

@@ -1,5 +1,6 @@
-"""The ``cnm`` command: ``cnm daemon`` runs the daemon; every other command is a client of the
-daemon's API over its Unix socket (``-H``, ``$CNM_HOST``, default unix:///run/cnm/cnm.sock).
+"""The ``cnm`` command: ``cnm daemon`` runs the daemon and ``cnm plugin serve`` serves cnm's
+drivers to a dockerd; every other command is a client of the daemon's API over its Unix socket
+(``-H``, ``$CNM_HOST``, default unix:///run/cnm/cnm.sock).
 
 Failures print one readable line on stderr (``Error response from daemon: ...`` for the
 daemon's refusals) and exit 1; usage errors exit 2.
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from cnm import __version__, daemon
 from cnm.cli import completion, container, dns, image, network, system
 from cnm.cli.client import DEFAULT_HOST, Client, CliError
+from cnm.plugins import server
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("daemon", help="run the daemon (Docker Engine API on a Unix socket)")
     daemon.add_arguments(p)
     p.set_defaults(run=daemon.run)
+
+    p = commands.add_parser("plugin", help="cnm as a plugin of an existing Docker")
+    plugin_commands = p.add_subparsers(metavar="COMMAND", required=True)
+    serve = plugin_commands.add_parser(
+        "serve",
+        help="serve cnm's bridge driver and IPAM to dockerd (docker network create -d cnm)",
+    )
+    server.add_arguments(serve)
+    serve.set_defaults(run=server.run)
 
     container.add_parsers(commands)
     image.add_parser(commands)

@@ -17,8 +17,8 @@ from cnm.controller.files import SandboxFiles
 from cnm.controller.joins import Joins
 from cnm.controller.networks import Networks
 from cnm.controller.ports import PublishedPorts
-from cnm.controller.registry import Registry
-from cnm.controller.restore import restore
+from cnm.controller.registry import DriverFinder, Registry
+from cnm.controller.restore import adopt, replay_ipam, restore
 from cnm.controller.sandboxes import Sandboxes
 from cnm.driverapi import NetworkDriver
 from cnm.errors import Forbidden, NotFound
@@ -56,17 +56,23 @@ class Closable(Protocol):
     def close(self) -> None: ...
 
 
+class ClosableFinder(DriverFinder, Closable, Protocol):
+    """A driver finder the controller closes with itself (it holds plugin connections)."""
+
+
 @dataclass
 class Parts:
     """What the controller is given rather than builds: the host namespace's netlink handle,
-    the firewall, the host-port mapper, and the drivers. The controller starts the firewall
-    after restoring and closes all of them with itself."""
+    the firewall, the host-port mapper, the drivers, and a finder of drivers by name beyond
+    those (remote plugins). The controller starts the firewall after restoring and closes all
+    of them with itself."""
 
     host: HostNetwork
     firewall: Firewall
     port_mapper: Closable  # the host ports its drivers hold
     drivers: Sequence[NetworkDriver]
     ipams: Sequence[IpamDriver]
+    finder: ClosableFinder | None = None
 
 
 class Controller:
@@ -76,8 +82,9 @@ class Controller:
         self.host = parts.host
         self.firewall = parts.firewall
         self._port_mapper = parts.port_mapper
+        self._finder = parts.finder
         self.events = EventBus()
-        self._registry = Registry()
+        self._registry = Registry(parts.finder)
         for driver in parts.drivers:
             self._registry.add_driver(driver)
         for ipam in parts.ipams:
@@ -131,6 +138,8 @@ class Controller:
         self._endpoints.load(restored.endpoints.values())
         self._sandboxes.load(restored.sandboxes.values())
         self._ports.restore({s: self._endpoints.joined_to(s) for s in restored.sandboxes})
+        self._registry.on_new_driver = self._adopt_driver
+        self._registry.on_new_ipam = self._adopt_ipam
         self.firewall.start()
         self._networks.ensure_predefined(
             {
@@ -142,9 +151,24 @@ class Controller:
             }
         )
 
+    def _adopt_driver(self, driver: NetworkDriver) -> None:
+        """A driver found after start (a plugin back, or named for the first time) gets the
+        records of its networks, as the drivers present at start got them."""
+        keys = {s.id: s.key for s in self._sandboxes.all()}
+        adopt(driver, self._networks.all(), self._endpoints.all(), keys)
+
+    def _adopt_ipam(self, ipam: IpamDriver) -> None:
+        if not ipam.capabilities().requires_request_replay:
+            return
+        for network in self._networks.all():
+            if network.ipam_driver == ipam.name:
+                replay_ipam(ipam, network, self._endpoints.on_network(network.id))
+
     def close(self) -> None:
         self.firewall.close()
         self._port_mapper.close()
+        if self._finder is not None:
+            self._finder.close()
         self.host.close()
 
     # ----------------------------------------------------------------- lookups (copies)
@@ -157,7 +181,13 @@ class Controller:
 
     def network_info(self, network_id: str) -> dict[str, str]:
         network = self._networks.find(network_id)
-        return dict(self._registry.driver(network.driver).network_info(network.id))
+        return dict(self._registry.network_driver(network).network_info(network.id))
+
+    def endpoint_info(self, endpoint_id: str) -> dict[str, str]:
+        """The driver's operational data of an endpoint (the bridge's host-side veth name)."""
+        endpoint = self._endpoints.find(endpoint_id)
+        network = self._networks.find(endpoint.network_id)
+        return dict(self._registry.driver(network.driver).endpoint_info(network.id, endpoint.id))
 
     def endpoints(
         self, network_id: str | None = None, sandbox_id: str | None = None

@@ -1,8 +1,10 @@
 """Endpoints and their addresses.
 
 An endpoint is made in this order: its addresses are taken from the network's pools, the driver
-makes what it keeps of it (the bridge driver chooses its MAC), then the record is committed; a
-connect commits it later, together with its join. Removal: the record first, then the driver's
+makes what it keeps of it (the bridge driver chooses its MAC; a remote plugin may choose an
+address where IPAM gave none of that family), then the record is committed; a connect commits
+it later, together with its join. An IPAM driver that needs the MAC with each address request
+(``requires_mac_address``) gets one chosen first, as libnetwork chooses it. Removal: the record first, then the driver's
 part, then the addresses go back to IPAM (Docker gives them back at a container's stop).
 
 The table keeps three indexes beside it (by network and name, by network, by sandbox), so that
@@ -12,6 +14,7 @@ no per-attach lookup grows with the number of endpoints.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 import threading
 from collections.abc import Iterable
@@ -24,11 +27,14 @@ from cnm.controller.networks import (
     request_address,
 )
 from cnm.controller.registry import Registry
-from cnm.driverapi import EndpointSpec
-from cnm.errors import Conflict, InvalidParameter, NotFound
+from cnm.driverapi import EndpointSpec, random_mac
+from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
+from cnm.ipamapi import MAC_ADDRESS_OPTION
 from cnm.model import Endpoint, EndpointOptions, Network
 from cnm.store.api import Store
 from cnm.transaction import Transaction, transaction
+
+log = logging.getLogger(__name__)
 
 LEGACY_LINKS = (
     "links on the default bridge network (legacy links) are not supported by cnm: on a "
@@ -167,7 +173,7 @@ class Endpoints:
         mac_address = None
         if options.mac_address is not None:
             mac_address = validate.mac_address(options.mac_address)
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         endpoint = Endpoint(
             id=endpoint_id,
             name=name,
@@ -186,6 +192,10 @@ class Endpoints:
                 "driver endpoint", lambda: driver.delete_endpoint(network.id, endpoint.id)
             )
             endpoint.mac_address = info.mac_address or endpoint.mac_address
+            if endpoint.ipv4_address is None and info.address is not None:
+                endpoint.ipv4_address = str(info.address)
+            if endpoint.ipv6_address is None and info.address_v6 is not None:
+                endpoint.ipv6_address = str(info.address_v6)
             if persist:
                 self._store.put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0)
             self.put(endpoint)
@@ -196,9 +206,13 @@ class Endpoints:
             if endpoint.requested_ipv4 or endpoint.requested_ipv6:
                 raise InvalidParameter(f"network {network.name} does not assign addresses")
             return
-        ipam = self._registry.ipam(network.ipam_driver)
+        ipam = self._registry.network_ipam(network)
+        options: dict[str, str] = {}
+        if ipam.capabilities().requires_mac_address:
+            endpoint.mac_address = endpoint.mac_address or random_mac()
+            options[MAC_ADDRESS_OPTION] = endpoint.mac_address
         if network.ipv4_pools:
-            address = request_address(ipam, network.ipv4_pools, endpoint.requested_ipv4)
+            address = request_address(ipam, network.ipv4_pools, endpoint.requested_ipv4, options)
             txn.on_failure("address", lambda: release_address(ipam, network.ipv4_pools, address))
             endpoint.ipv4_address = str(address)
         elif endpoint.requested_ipv4:
@@ -206,7 +220,7 @@ class Endpoints:
                 f"network {network.name} has no pool for {endpoint.requested_ipv4}"
             )
         if network.ipv6_pools:
-            address_v6 = request_address(ipam, network.ipv6_pools, endpoint.requested_ipv6)
+            address_v6 = request_address(ipam, network.ipv6_pools, endpoint.requested_ipv6, options)
             txn.on_failure("address", lambda: release_address(ipam, network.ipv6_pools, address_v6))
             endpoint.ipv6_address = str(address_v6)
         elif endpoint.requested_ipv6:
@@ -221,15 +235,27 @@ class Endpoints:
 
     def forget(self, network: Network, endpoint: Endpoint) -> None:
         """Remove what is left of an endpoint whose record is gone: the table's entry, the
-        driver's part, the addresses."""
-        driver = self._registry.driver(network.driver)
+        driver's part, the addresses. A driver that fails to forget its part is logged and the
+        addresses go back all the same (Docker logs such driver errors too): nothing is left
+        that a retry could start from."""
+        driver = self._registry.network_driver(network)
         self.drop(endpoint.id)
-        driver.delete_endpoint(network.id, endpoint.id)
+        try:
+            driver.delete_endpoint(network.id, endpoint.id)
+        except CnmError as err:
+            log.warning("driver error deleting endpoint %s: %s", endpoint.name, err)
         self.release_addresses(network, endpoint)
 
     def release_addresses(self, network: Network, endpoint: Endpoint) -> None:
+        if not endpoint.ipv4_address and not endpoint.ipv6_address:
+            return
         ipam = self._registry.ipam_or_none(network.ipam_driver)
         if ipam is None:
+            log.error(
+                "endpoint %s: IPAM driver %s is unavailable; its addresses were not released",
+                endpoint.name,
+                network.ipam_driver,
+            )
             return
         for pools, text in (
             (network.ipv4_pools, endpoint.ipv4_address),

@@ -1,16 +1,22 @@
 """Joining endpoints to sandboxes, and leaving them: the one place sandboxes, endpoints and
 networks meet.
 
-Join, in order: the driver makes the interface inside the sandbox (the lowest free ``ethN``);
-the controller addresses it and applies the default-route rule; published ports move to the
-gateway endpoint if that changed; the hosts file is rewritten; then the endpoint and the
+Join, in order: the driver makes the interface inside the sandbox (the lowest free ``ethN``, or
+the name a remote plugin's prefix gave it); the controller addresses it and applies the
+default-route rule; published ports move to the gateway endpoint if that changed; the hosts file is rewritten; then the endpoint and the
 sandbox (its join counter) are recorded in one store commit. Every step has its undo. Leave
 records first, then moves the ports, has the driver remove the interface, hands the default
-route over, and rewrites hosts.
+route over, and rewrites hosts; once the record says the endpoint left, a driver that fails to
+leave (a plugin gone) is logged and the leave goes on, as Docker's does.
 
 A sandbox's teardown removes its namespace before its endpoints' kernel objects: the kernel then
 drops all its links at once (a veth delete alone waits for an RCU grace period), and the
-drivers only forget what they knew.
+drivers only forget what they knew. An adopted namespace (``sandboxes.py``) outlives the
+sandbox, so there the drivers remove their interfaces first, and only cnm's mount goes after.
+
+An endpoint may ask for its interface's name (CNI_IFNAME); otherwise it gets the lowest free
+``ethN``. A name that another endpoint of the sandbox, or any link already in the namespace
+(another runtime's, in an adopted one), holds is refused before the driver makes anything.
 
 Locks: a sandbox's lock, then a network's lock, never the other way round. A connect or a
 disconnect holds the network's lock only while its endpoint is made or forgotten there (its
@@ -27,6 +33,7 @@ import logging
 from contextlib import ExitStack
 from dataclasses import replace
 
+from cnm import validate
 from cnm.controller.endpoints import Endpoints
 from cnm.controller.gateway import (
     configure_interface,
@@ -40,6 +47,7 @@ from cnm.controller.sandboxes import Sandboxes
 from cnm.errors import CnmError, Conflict, Forbidden, NotFound
 from cnm.events import Event, EventBus
 from cnm.model import Endpoint, EndpointOptions, Network, PortMapping, PortRequest, Sandbox
+from cnm.osl.links import sandbox_network
 from cnm.store.api import Delete, Put, Store
 from cnm.transaction import transaction
 
@@ -90,13 +98,20 @@ class Joins:
         sandbox = self._sandboxes.find(sandbox_id)
         network = self._networks.find(network_ref)
         with self._sandboxes.lock(sandbox.id):
+            if options.ifname is not None:
+                validate.interface_name(options.ifname)
             with self._networks.lock(network.id):
                 endpoint = self._endpoints.create(network, options, persist=False)
             try:
-                return self._join(network, endpoint, self._sandboxes.find(sandbox.id))
+                return self._join(
+                    network, endpoint, self._sandboxes.find(sandbox.id), options.ifname
+                )
             except BaseException:
-                with self._networks.lock(network.id):
-                    self._endpoints.delete(network, endpoint)
+                try:
+                    with self._networks.lock(network.id):
+                        self._endpoints.delete(network, endpoint)
+                except CnmError:
+                    log.exception("rolling back endpoint %s", endpoint.name)
                 raise
 
     def disconnect(self, network_ref: str, sandbox_id: str) -> None:
@@ -118,25 +133,32 @@ class Joins:
             with self._networks.lock(network.id):
                 self._endpoints.forget(network, endpoint)
 
-    def _join(self, network: Network, endpoint: Endpoint, sandbox: Sandbox) -> Endpoint:
+    def _join(
+        self, network: Network, endpoint: Endpoint, sandbox: Sandbox, ifname: str | None = None
+    ) -> Endpoint:
         if endpoint.sandbox_id is not None:
             raise Forbidden(f"endpoint {endpoint.name} is already joined to a sandbox")
         joined = self._endpoints.joined_to(sandbox.id)
         if any(e.network_id == network.id for e in joined):
             raise Forbidden(f"sandbox is already connected to network {network.name}")
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         self._check_exclusive(network, joined, driver.capabilities().uses_addresses)
         if network.driver == "host" and not sandbox.use_host_network:
             raise Forbidden("only a sandbox made for the host network can join the host network")
         if sandbox.use_host_network and network.driver != "host":
             raise Forbidden(f"a host-network sandbox cannot join network {network.name}")
         used = {e.ifname for e in joined}
-        ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
         key = None if sandbox.use_host_network else sandbox.key
+        if ifname is None:
+            ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
+        else:
+            self._check_free_name(sandbox, key, ifname, used)
         updated = replace(endpoint, sandbox_id=sandbox.id, ifname=ifname, join_order=sandbox.joins)
         with transaction() as txn:
             info = driver.join(network.id, endpoint.id, key, ifname)
             txn.on_failure("driver join", lambda: driver.leave(network.id, endpoint.id))
+            if info.interface_name is not None:
+                updated.ifname = info.interface_name
             if info.configure_interface and key is not None:
                 moved = configure_interface(key, updated, info, joined)
                 txn.on_failure("default route", lambda: set_default_routes(key, joined, moved))
@@ -160,6 +182,19 @@ class Joins:
         )
         return updated
 
+    def _check_free_name(
+        self, sandbox: Sandbox, key: str | None, ifname: str, used: set[str | None]
+    ) -> None:
+        taken = ifname in used
+        if not taken and key is not None:
+            with sandbox_network(key) as sandbox_net:
+                taken = sandbox_net.links.index_of(ifname) is not None
+        if taken:
+            raise Conflict(
+                f"interface {ifname} already exists in sandbox {sandbox.id[:12]} "
+                f"(container {sandbox.container_id[:12]})"
+            )
+
     def _check_exclusive(self, network: Network, joined: list[Endpoint], uses: bool) -> None:
         """host and none networks do not mix with others in one sandbox."""
         if not joined:
@@ -167,9 +202,8 @@ class Joins:
         exclusive = not uses
         for endpoint in joined:
             other = self._networks.get(endpoint.network_id)
-            if other is not None and not (
-                self._registry.driver(other.driver).capabilities().uses_addresses
-            ):
+            driver = self._registry.known_driver(other.driver) if other is not None else None
+            if driver is not None and not driver.capabilities().uses_addresses:
                 exclusive = True
         if exclusive:
             raise Forbidden(
@@ -182,7 +216,7 @@ class Joins:
     ) -> None:
         """Leave; with ``delete`` the endpoint's record goes too (the caller then forgets the
         endpoint)."""
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         left = replace(endpoint, sandbox_id=None, ifname=None, gateway_v4=None, gateway_v6=None)
         remaining = [e for e in self._endpoints.joined_to(sandbox.id) if e.id != endpoint.id]
         if delete:
@@ -194,7 +228,10 @@ class Joins:
             self._ports.place(sandbox.id, remaining)
         except CnmError:
             log.exception("moving the published ports of sandbox %s", sandbox.id[:12])
-        driver.leave(network.id, endpoint.id)
+        try:
+            driver.leave(network.id, endpoint.id)
+        except CnmError as err:
+            log.warning("driver error disconnecting endpoint %s: %s", endpoint.name, err)
         if not sandbox.use_host_network:
             hand_over_default_routes(sandbox.key, endpoint, remaining)
         self._sandboxes.files.write_hosts(sandbox, remaining)
@@ -256,23 +293,32 @@ class Joins:
             for endpoint in joined:
                 self._endpoints.drop(endpoint.id)
             self._events.emit(Event("sandbox-delete", None, sandbox=replace(sandbox)))
-            self._sandboxes.delete_namespace(sandbox)
-            for endpoint in joined:
-                self._release(endpoint, sandbox)
+            if sandbox.adopted_from:
+                for endpoint in joined:
+                    self._release(endpoint, sandbox, namespace_deleted=False)
+                self._sandboxes.delete_namespace(sandbox)
+            else:
+                self._sandboxes.delete_namespace(sandbox)
+                for endpoint in joined:
+                    self._release(endpoint, sandbox)
             self._sandboxes.files.remove(sandbox.id)
         self._sandboxes.forget_lock(sandbox.id)
         self._endpoints.forget_sandbox(sandbox.id)
 
-    def _release(self, endpoint: Endpoint, sandbox: Sandbox) -> None:
-        """The driver's and IPAM's part of an endpoint whose namespace is gone."""
+    def _release(
+        self, endpoint: Endpoint, sandbox: Sandbox, *, namespace_deleted: bool = True
+    ) -> None:
+        """The driver's and IPAM's part of an endpoint whose namespace is gone (with
+        ``namespace_deleted`` False, of one whose namespace stays: the driver removes its
+        interface)."""
         network = self._networks.get(endpoint.network_id)
         if network is None:
             return
         with self._networks.lock(network.id):
-            driver = self._registry.driver(network.driver)
             try:
+                driver = self._registry.network_driver(network)
                 driver.revoke_external_connectivity(network.id, endpoint.id)
-                driver.leave(network.id, endpoint.id, namespace_deleted=True)
+                driver.leave(network.id, endpoint.id, namespace_deleted=namespace_deleted)
                 driver.delete_endpoint(network.id, endpoint.id)
             except CnmError:
                 log.exception("driver cleanup of endpoint %s", endpoint.id[:12])

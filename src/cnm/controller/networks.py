@@ -1,9 +1,11 @@
 """Networks and their address pools.
 
-A network is made in this order: its pools are reserved with IPAM (the gateway and auxiliary
-addresses with them), the driver makes its kernel objects, then the record is committed; a
-failure at any step undoes the earlier ones. Removal goes the other way: the record first, then
-the driver's objects, then the pools. Whether the network still has endpoints is the
+A network is made in this order: its pools are reserved with IPAM in the IPAM's own local
+address space, with the network's IPAM options (the gateway and auxiliary addresses with them),
+the driver makes its kernel objects, then the record is committed; a failure at any step undoes
+the earlier ones. Removal goes the other way: the record first, then the driver's objects, then
+the gateway and auxiliary addresses and the pools (libnetwork's order, which an IPAM plugin
+that counts its addresses relies on). Whether the network still has endpoints is the
 controller's question (endpoints depend on networks, not the other way round).
 
 The three predefined networks (``bridge``, ``host``, ``none``) are made at the first start and
@@ -25,7 +27,6 @@ from cnm.driverapi import IpamData, NetworkSpec
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.events import Event, EventBus
 from cnm.ipamapi import (
-    LOCAL_ADDRESS_SPACE,
     REQUEST_ADDRESS_TYPE,
     REQUEST_TYPE_GATEWAY,
     IpamDriver,
@@ -56,6 +57,7 @@ def network_spec(network: Network) -> NetworkSpec:
                 pool=ipaddress.ip_network(p.subnet),
                 gateway=ipaddress.ip_interface(p.gateway) if p.gateway else None,
                 aux_addresses={k: ipaddress.ip_address(v) for k, v in p.aux_addresses.items()},
+                address_space=p.address_space,
             )
             for p in pools
         )
@@ -72,15 +74,19 @@ def network_spec(network: Network) -> NetworkSpec:
 
 
 def request_address(
-    ipam: IpamDriver, pools: list[PoolRecord], requested: str | None
+    ipam: IpamDriver,
+    pools: list[PoolRecord],
+    requested: str | None,
+    options: dict[str, str] | None = None,
 ) -> IPInterface:
     """The next free address of the first pool that has one, or ``requested`` from the pool
     that contains it."""
+    options = options or {}
     if requested is None:
         last_error: CnmError | None = None
         for pool in pools:
             try:
-                return ipam.request_address(pool.pool_id, None, {})
+                return ipam.request_address(pool.pool_id, None, options)
             except CnmError as err:
                 last_error = err
         assert last_error is not None, "a network with addresses has at least one pool"
@@ -88,7 +94,7 @@ def request_address(
     address = validate.ip_address(requested, "IP address")
     for pool in pools:
         if address in ipaddress.ip_network(pool.subnet):
-            return ipam.request_address(pool.pool_id, address, {})
+            return ipam.request_address(pool.pool_id, address, options)
     subnets = ", ".join(p.subnet for p in pools)
     raise InvalidParameter(f"requested IP address {requested} is not within subnet(s) {subnets}")
 
@@ -150,8 +156,8 @@ class Networks:
             raise Forbidden(f"{request.name} is a pre-defined network and cannot be created")
         validate.network_name(request.name or "")
         driver = self._registry.driver(request.driver)
-        ipam = self._registry.ipam(request.ipam_driver)
         caps = driver.capabilities()
+        ipam = self._registry.ipam(request.ipam_driver) if caps.uses_addresses else None
         driver.validate_network_options(request.options)
         if not caps.uses_addresses and (request.ipam_config or request.enable_ipv6):
             raise InvalidParameter(f"the {request.driver} driver does not take IPAM configuration")
@@ -177,7 +183,7 @@ class Networks:
                 predefined=predefined,
             )
             with transaction() as txn:
-                if caps.uses_addresses:
+                if ipam is not None:
                     self._allocate_pools(network, ipam, request.ipam_config, txn)
                 driver.create_network(network_spec(network))
                 txn.on_failure("driver network", lambda: driver.delete_network(network.id))
@@ -211,42 +217,15 @@ class Networks:
             raise InvalidParameter("an IPv6 subnet was given but IPv6 is not enabled (--ipv6)")
         if network.enable_ipv6 and not v6_configs:
             raise InvalidParameter("IPv6 is enabled (--ipv6) but no IPv6 subnet was given")
+        address_space = ipam.default_address_spaces()[0]
         for config in v4_configs or [IpamRequest()]:
-            network.ipv4_pools.append(self._allocate_pool(ipam, config, False, txn))
+            network.ipv4_pools.append(
+                _allocate_pool(ipam, address_space, network.ipam_options, config, False, txn)
+            )
         for config in v6_configs:
-            network.ipv6_pools.append(self._allocate_pool(ipam, config, True, txn))
-
-    @staticmethod
-    def _allocate_pool(
-        ipam: IpamDriver, config: IpamRequest, v6: bool, txn: Transaction
-    ) -> PoolRecord:
-        grant = ipam.request_pool(LOCAL_ADDRESS_SPACE, config.subnet, config.ip_range, {}, v6)
-        txn.on_failure("pool", lambda: ipam.release_pool(grant.pool_id))
-        subnet = grant.subnet
-        gateway_ip = None
-        if config.gateway:
-            gateway_ip = validate.ip_address(config.gateway, "gateway")
-            if gateway_ip not in subnet:
-                raise InvalidParameter(f"gateway {config.gateway} is not within subnet {subnet}")
-        gateway = ipam.request_address(
-            grant.pool_id, gateway_ip, {REQUEST_ADDRESS_TYPE: REQUEST_TYPE_GATEWAY}
-        )
-        aux: dict[str, str] = {}
-        for name, text in config.aux_addresses.items():
-            address = validate.ip_address(text, f"auxiliary address {name}")
-            if address not in subnet:
-                raise InvalidParameter(
-                    f"auxiliary address {name}={text} is not within subnet {subnet}"
-                )
-            ipam.request_address(grant.pool_id, address, {})
-            aux[name] = str(address)
-        return PoolRecord(
-            pool_id=grant.pool_id,
-            subnet=str(subnet),
-            ip_range=config.ip_range,
-            gateway=str(gateway),
-            aux_addresses=aux,
-        )
+            network.ipv6_pools.append(
+                _allocate_pool(ipam, address_space, network.ipam_options, config, True, txn)
+            )
 
     def ensure_predefined(self, bridge_options: dict[str, str]) -> None:
         """Make ``none``, ``host`` and ``bridge`` (with ``bridge_options``) where missing."""
@@ -266,7 +245,7 @@ class Networks:
     def delete(self, network: Network) -> None:
         """Remove a network that has no endpoints (the caller holds the create/delete lock and
         the network's lock, and has checked)."""
-        driver = self._registry.driver(network.driver)
+        driver = self._registry.network_driver(network)
         with transaction() as txn:
             self._store.delete(f"network/{network.id}")
             txn.on_failure(
@@ -282,11 +261,70 @@ class Networks:
         self._events.emit(Event("network-delete", replace(network)))
 
     def _release_pools(self, network: Network) -> None:
+        pools = (*network.ipv4_pools, *network.ipv6_pools)
+        if not pools:
+            return
         ipam = self._registry.ipam_or_none(network.ipam_driver)
         if ipam is None:
+            log.error(
+                "network %s: IPAM driver %s is unavailable; its pools were not released",
+                network.name,
+                network.ipam_driver,
+            )
             return
-        for pool in (*network.ipv4_pools, *network.ipv6_pools):
+        for pool in pools:
             try:
-                ipam.release_pool(pool.pool_id)
+                release_pool(ipam, pool)
             except CnmError:
                 log.exception("releasing pool %s", pool.subnet)
+
+
+def _allocate_pool(
+    ipam: IpamDriver,
+    address_space: str,
+    options: dict[str, str],
+    config: IpamRequest,
+    v6: bool,
+    txn: Transaction,
+) -> PoolRecord:
+    grant = ipam.request_pool(address_space, config.subnet, config.ip_range, options, v6)
+    subnet = grant.subnet
+    record = PoolRecord(
+        pool_id=grant.pool_id,
+        subnet=str(subnet),
+        ip_range=config.ip_range,
+        address_space=address_space,
+    )
+    txn.on_failure("pool", lambda: release_pool(ipam, record))
+    gateway_ip = None
+    if config.gateway:
+        gateway_ip = validate.ip_address(config.gateway, "gateway")
+        if gateway_ip not in subnet:
+            raise InvalidParameter(f"gateway {config.gateway} is not within subnet {subnet}")
+    if gateway_ip is None and grant.gateway is not None:
+        gateway = grant.gateway
+    else:
+        gateway = ipam.request_address(
+            grant.pool_id, gateway_ip, {REQUEST_ADDRESS_TYPE: REQUEST_TYPE_GATEWAY}
+        )
+    record.gateway = str(gateway)
+    for name, text in config.aux_addresses.items():
+        address = validate.ip_address(text, f"auxiliary address {name}")
+        if address not in subnet:
+            raise InvalidParameter(f"auxiliary address {name}={text} is not within subnet {subnet}")
+        ipam.request_address(grant.pool_id, address, {})
+        record.aux_addresses[name] = str(address)
+    return record
+
+
+def release_pool(ipam: IpamDriver, pool: PoolRecord) -> None:
+    """Give back a pool's gateway and auxiliary addresses, then the pool."""
+    addresses = [ipaddress.ip_address(a) for a in pool.aux_addresses.values()]
+    if pool.gateway:
+        addresses.insert(0, ipaddress.ip_interface(pool.gateway).ip)
+    for address in addresses:
+        try:
+            ipam.release_address(pool.pool_id, address)
+        except CnmError:
+            log.exception("releasing address %s of pool %s", address, pool.subnet)
+    ipam.release_pool(pool.pool_id)

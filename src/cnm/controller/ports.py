@@ -147,7 +147,7 @@ class PublishedPorts:
 
     def _driver_of(self, network_id: str) -> NetworkDriver | None:
         network = self._networks.get(network_id)
-        return self._registry.driver(network.driver) if network is not None else None
+        return self._registry.network_driver(network) if network is not None else None
 
     def restore(self, joined_of: dict[str, list[Endpoint]]) -> None:
         """Bind each restored sandbox's ports again, on the endpoint that had them; records of

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import ipaddress
-import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from cnm.driverapi import (
     NetworkSpec,
     Scope,
     mac_from_ip,
+    random_mac,
 )
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
@@ -79,11 +79,6 @@ def parse_mtu(value: str) -> int:
 
 def host_veth_name(endpoint_id: str) -> str:
     return "veth" + endpoint_id[:11]
-
-
-def random_mac() -> str:
-    """A locally administered unicast MAC with Docker's 02:42 prefix."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
 
 
 @dataclass
@@ -229,26 +224,27 @@ class BridgeDriver(NetworkDriver):
     def join(
         self, network_id: str, endpoint_id: str, sandbox_key: str | None, ifname: str
     ) -> JoinInfo:
-        if sandbox_key is None:
-            raise InvalidParameter("the bridge driver needs a sandbox namespace to join")
         network = self._network(network_id)
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None:
             raise NotFound(f"endpoint {endpoint_id[:12]} not found on bridge {network.bridge_name}")
         veth = host_veth_name(endpoint_id)
-        sandbox = NetNamespace(sandbox_key)
+        # No sandbox: the peer is made in the host namespace, for someone else to move (a
+        # dockerd using this driver through ``cnm plugin serve``).
+        sandbox = NetNamespace(sandbox_key) if sandbox_key is not None else None
         try:
             index = self.host.create_veth(
                 veth,
                 ifname,
-                sandbox,
+                sandbox or self.host.namespace,
                 master=network.bridge_index,
                 mtu=network.mtu,
                 peer_mac=endpoint.mac,
                 ipv6=network.spec.enable_ipv6,
             )
         finally:
-            sandbox.close()
+            if sandbox is not None:
+                sandbox.close()
         try:
             self.firewall.add_endpoint(EndpointRules(network.bridge_name, veth, endpoint.addresses))
         except Exception:

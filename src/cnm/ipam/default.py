@@ -22,8 +22,9 @@ Why it looks like this:
 * The network address is never handed out, nor the IPv4 broadcast address; for IPv6 the
   network address is the subnet-router anycast address. Point-to-point sized subnets (IPv4
   /31 and /32, IPv6 /127 and /128) have no such reserved addresses: every address is usable.
-* State lives in memory only. The controller's store is the source of truth and replays every
-  recorded pool and address after a restart, so pool ids are deterministic:
+* State lives in memory only (hence ``requires_request_replay``). The controller's store is
+  the source of truth and replays every recorded pool and address after a restart, so pool
+  ids are deterministic:
   ``"{address_space}/{subnet}"`` plus ``"/{sub_pool}"`` when a sub-pool was requested.
 """
 
@@ -43,6 +44,7 @@ from cnm.ipamapi import (
     REQUEST_ADDRESS_TYPE,
     REQUEST_TYPE_GATEWAY,
     IPAddress,
+    IpamCapabilities,
     IpamDriver,
     IPInterface,
     IPNetwork,
@@ -210,6 +212,9 @@ class DefaultIpam(IpamDriver):
 
     def default_address_spaces(self) -> tuple[str, str]:
         return LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE
+
+    def capabilities(self) -> IpamCapabilities:
+        return IpamCapabilities(requires_request_replay=True)
 
     def request_pool(
         self,

@@ -12,6 +12,11 @@ Why it looks like this:
   solicitations to every other bridge port, and attach cost grows with the number of ports.
 * Links are looked up by name through RTM_GETLINK with IFLA_IFNAME (one message), never by
   dumping all links; only start-up reconciliation dumps.
+* A link a remote plugin made is moved into a sandbox and renamed by one RTM_SETLINK carrying
+  IFLA_NET_NS_FD and IFLA_IFNAME: the kernel moves it first (using the new name only if the
+  old one is taken there) and renames it in the target namespace, so a failure leaves it where
+  it was, under its old name. It arrives down: moving closes a device. The way back is the
+  same message in the other direction (libnetwork gives the plugin its link back so).
 * /proc/sys/net is resolved against the calling thread's namespace, so sysctl writes for a
   namespace happen while the thread is inside it.
 * A macvlan child is born inside the sandbox the same way (IFLA_NET_NS_FD; its lower link,
@@ -38,7 +43,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from cnm import faults
-from cnm.errors import CnmError, Conflict, InvalidParameter, Unavailable
+from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound, Unavailable
 from cnm.osl.announce import announce
 from cnm.osl.namespace import NetNamespace, current_thread_namespace, pin_current_netns
 
@@ -85,6 +90,7 @@ class LinkDetails:
     loopback: bool
 
 
+IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 MACVLAN_MODES = ("private", "vepa", "bridge", "passthru")
 
@@ -203,6 +209,42 @@ class _Links:
         except NetlinkError as err:
             if err.code not in (errno.ESRCH, errno.ENOENT):  # IPv4 says ESRCH, IPv6 ENOENT
                 raise _translate(err, f"delete route to {destination}") from err
+
+    def move(self, index: int, target: NetNamespace, new_name: str, mac: str | None = None) -> None:
+        """Move link ``index`` to ``target``, named ``new_name`` there (see the module note)."""
+        spec: dict[str, object] = {"index": index, "net_ns_fd": target.fd, "ifname": new_name}
+        if mac is not None:
+            spec["address"] = mac
+        try:
+            self.ipr.link("set", **spec)
+        except NetlinkError as err:
+            raise _translate(err, f"move link {index} to {target.path} as {new_name}") from err
+
+    def addresses(self, index: int) -> list[IPInterface]:
+        """The addresses on link ``index`` (link-local ones included)."""
+        found: list[IPInterface] = []
+        for msg in self.ipr.addr("dump", index=index):
+            if msg["index"] != index:
+                continue
+            address = msg.get_attr("IFA_ADDRESS")
+            found.append(ipaddress.ip_interface(f"{address}/{msg['prefixlen']}"))
+        return found
+
+    def is_up(self, index: int) -> bool:
+        msgs = self.ipr.link("get", index=index)
+        return bool(msgs and msgs[0]["flags"] & IFF_UP)
+
+    def default_gateway(self, version: int) -> tuple[IPAddress, int] | None:
+        """The main table's default route for IP ``version``: its next hop and output link."""
+        family = 10 if version == 6 else 2
+        for msg in self.ipr.route("dump", family=family):
+            if msg["dst_len"] != 0 or msg.get_attr("RTA_TABLE") != 254:
+                continue
+            gateway = msg.get_attr("RTA_GATEWAY")
+            oif = msg.get_attr("RTA_OIF")
+            if gateway is not None and oif is not None:
+                return ipaddress.ip_address(gateway), oif
+        return None
 
     def summaries(self) -> Iterator[LinkSummary]:
         for msg in self.ipr.link("dump"):
@@ -341,6 +383,15 @@ class HostNetwork:
             self.links.delete(index)
             raise
         return index
+
+    def move_into(
+        self, name: str, target: NetNamespace, new_name: str, mac: str | None = None
+    ) -> None:
+        """Move the host link ``name`` into ``target`` as ``new_name`` (with ``mac``)."""
+        index = self.links.index_of(name)
+        if index is None:
+            raise NotFound(f"link {name} not found in the host namespace")
+        self.links.move(index, target, new_name, mac)
 
     def tag(self, index: int, alias: str) -> None:
         """Set the link's alias (IFLA_IFALIAS): the kernel ignores it in RTM_NEWLINK."""
@@ -487,6 +538,20 @@ class SandboxNetwork:
                 announce(self.namespace.path, ifname, index, details.mac, addresses)
         except OSError as err:
             log.warning("cannot announce the addresses of %s: %s", ifname, err)
+
+    def free_name(self, prefix: str) -> str:
+        """The lowest ``<prefix><n>`` no link here carries."""
+        n = 0
+        while self.links.index_of(f"{prefix}{n}") is not None:
+            n += 1
+        return f"{prefix}{n}"
+
+    def move_out(self, name: str, target: NetNamespace, new_name: str) -> None:
+        """Move the link ``name`` out of this sandbox into ``target`` as ``new_name``; a
+        link already gone is not an error."""
+        index = self.links.index_of(name)
+        if index is not None:
+            self.links.move(index, target, new_name)
 
     def set_default_route(self, gateway: IPAddress, oif: int) -> None:
         default = ipaddress.ip_network("::/0" if gateway.version == 6 else "0.0.0.0/0")

@@ -41,6 +41,11 @@ class NetNamespace:
             self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         return self._fd
 
+    @property
+    def inode(self) -> int:
+        """The inode naming the namespace (equal for every path to one namespace)."""
+        return os.fstat(self.fd).st_ino
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -94,6 +99,32 @@ def create_netns(path: str | os.PathLike[str]) -> NetNamespace:
     finally:
         os.close(home)
     return NetNamespace(target)
+
+
+def bind_netns(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> NetNamespace:
+    """Bind-mount the existing namespace at ``source`` (another runtime's bind mount, or
+    /proc/<pid>/ns/net) at ``path`` as well. ``delete_netns(path)`` later removes only this
+    mount: the namespace lives on while its maker's mount or a process still holds it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+    try:
+        mount(str(source), str(target), flags=MS_BIND)
+    except OSError:
+        target.unlink(missing_ok=True)
+        raise
+    return NetNamespace(target)
+
+
+def namespace_inode(path: str | os.PathLike[str]) -> int | None:
+    """The inode that names the network namespace at ``path`` (two paths with one inode are
+    one namespace), or None if ``path`` is missing or no namespace."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_ino if found.st_dev == os.stat(THREAD_NETNS).st_dev else None
 
 
 def pin_current_netns(path: str | os.PathLike[str]) -> None:

@@ -166,11 +166,11 @@ class ContainerNetworking:
                     self.controller.disconnect(endpoint.network_id, container.sandbox_id)
             self.controller.delete_sandbox(container.sandbox_id)
 
-    def remove_unheld_sandboxes(self, held: set[str]) -> None:
-        """Delete the controller's sandboxes other than ``held`` (those of running containers):
-        the runtime owns every sandbox of its controller."""
+    def remove_unheld_sandboxes(self, containers: set[str], held: set[str]) -> None:
+        """Delete the sandboxes made for ``containers`` (the runtime's) other than ``held``
+        (those of running containers)."""
         for sandbox in self.controller.sandboxes():
-            if sandbox.id not in held:
+            if sandbox.container_id in containers and sandbox.id not in held:
                 log.warning(
                     "removing sandbox %s of container %s: no running container holds it",
                     sandbox.id[:12],

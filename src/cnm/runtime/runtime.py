@@ -125,9 +125,10 @@ class Runtime:
     def start(self) -> None:
         """Restore images and containers. Containers still running keep running and are
         watched again; those that ended while we were away are torn down as exited. Then every
-        sandbox that no running container holds is deleted with its endpoints, addresses and
-        host ports: a start records its sandbox before the container's record names it, so a
-        crash in between leaves a sandbox only this finds."""
+        sandbox made for one of our containers that no running container holds is deleted with
+        its endpoints, addresses and host ports: a start records its sandbox before the
+        container's record names it, so a crash in between leaves a sandbox only this finds.
+        (Sandboxes of others, CNI's attachments, are theirs to reconcile.)"""
         self._files.prepare()
         REAPER.acquire()
         self._started = True
@@ -140,7 +141,8 @@ class Runtime:
                 self._reconcile_stopped(container)
                 self._stdio.new_run(container)
         self._networking.remove_unheld_sandboxes(
-            {c.sandbox_id for c in containers if c.state.running and c.sandbox_id}
+            {c.id for c in containers},
+            {c.sandbox_id for c in containers if c.state.running and c.sandbox_id},
         )
         known = {c.id for c in containers}
         self._image_containers.remove_unknown(known)
