@@ -19,7 +19,7 @@ SAMPLE = {"lifecycle": (40, 80, 100), "dual-stack": (30, 60, 90)}
 
 
 @pytest.mark.skipif(not BUSYBOX_TAR.exists(), reason="no busybox fixture")
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario", sorted(SAMPLE))
 def test_crashes_leave_nothing_behind(tmp_path: Path, scenario: str) -> None:
     report = []
     with crash_harness(tmp_path) as harness:
