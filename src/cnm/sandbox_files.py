@@ -14,6 +14,7 @@ become the resolver's upstreams, asked from the host namespace (where loopback o
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -122,10 +123,9 @@ def write_in_place(path: Path, content: str) -> None:
     when it is closed, a disk write on every join's hosts file, which on a busy disk took tens
     of milliseconds under the sandbox's lock."""
     data = content.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        handle = open(path, "r+b")  # noqa: SIM115 (closed below)
-    except FileNotFoundError:
-        handle = open(path, "wb")  # noqa: SIM115
-    with handle:
-        handle.write(data)
-        handle.truncate()
+        os.write(fd, data)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
