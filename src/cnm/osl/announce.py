@@ -19,13 +19,18 @@ at once:
 
 Why not the kernel's ``arp_notify``: it announces when the interface comes up, which is before
 the bridge port of its peer forwards (the port learns of the carrier from linkwatch, a moment
-later), so the bridge drops it. For the same reason each announcement is sent again after
-``RESEND_S`` (Docker 28 repeats its own too) by a thread of this module's, which enters the
-namespace again for it (none is sent once the sandbox is gone). No socket is kept: one would
-keep a deleted sandbox's namespace, and the address still configured in it, alive. Sockets are
-closed on threads of their own: closing a packet socket waits for an RCU grace period
-(``synchronize_net``), tens of milliseconds on a busy machine, which a join should not wait
-for. A lost announcement leaves the old behaviour, not a failure.
+later), so the bridge drops it. For the same reason each announcement is sent three times
+(``SEND_AT_S`` after the join; Docker 28 repeats its own too).
+
+None of it is the join's work: ``announce`` only queues. A timer thread hands each send, when
+it is due, to a few sender threads, which enter the sandbox's namespace while it exists (none
+is sent once the sandbox is gone), make a socket, send and close it. Closing a packet socket
+waits for an RCU grace period (``synchronize_net``), tens of milliseconds on a busy machine;
+several senders wait out their grace periods together. No socket outlives its send: one would
+keep a deleted sandbox's namespace, and the address still configured in it, alive. These
+threads live in the process's own namespace: a thread starts in the namespace of the thread
+that made it, a sandbox's when a join made it, and would keep that one alive.
+A lost announcement leaves the old behaviour, not a failure.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import socket
 import struct
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cnm.osl.namespace import NetNamespace, is_netns_mount
@@ -52,7 +58,8 @@ ND_NEIGHBOR_ADVERT = 136
 NA_FLAG_OVERRIDE = 0x20000000
 ND_OPT_TARGET_LINKADDR = 2
 ALL_NODES = "ff02::1"
-RESEND_S = (0.1, 1.0)  # after the first announcement
+SEND_AT_S = (0.0, 0.1, 1.0)  # after the join
+SENDERS = 4
 
 
 def arp_announcement(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
@@ -76,12 +83,14 @@ def announce(
     mac: str,
     addresses: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface],
 ) -> None:
-    """Announce each address on the link ``ifname`` (index ``ifindex``, MAC ``mac``) of the
-    namespace at ``netns``, which the calling thread is in: now, and again after ``RESEND_S``."""
+    """Queue the announcements of each address on the link ``ifname`` (index ``ifindex``, MAC
+    ``mac``) of the namespace at ``netns``, sent at ``SEND_AT_S``."""
     announcement = _Announcement(netns, ifname, ifindex, bytes.fromhex(mac.replace(":", "")))
     for address in addresses:
-        announcement.send(address)
-        _REPEATER.add(announcement, address)
+        _TIMER.add(announcement, address)
+
+
+Address = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 @dataclass(frozen=True)
@@ -91,38 +100,56 @@ class _Announcement:
     ifindex: int
     mac: bytes
 
-    def send(self, address: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
-        """One announcement, from the calling thread's namespace."""
-        if isinstance(address, ipaddress.IPv4Interface):
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # receives nothing
-            try:
-                sock.sendto(arp_announcement(self.mac, address.ip), (self.ifname, ETH_P_ARP))
-            finally:
-                threading.Thread(target=sock.close, name="cnm-announce-close", daemon=True).start()
-            return
-        with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
-            sock.bind((str(address.ip), 0, 0, self.ifindex))
-            payload = neighbour_advertisement(self.mac, address.ip)
-            sock.sendto(payload, (ALL_NODES, 0, 0, self.ifindex))
+    def send(self, address: Address) -> None:
+        """One announcement, from inside the namespace, if it still exists."""
+        if not is_netns_mount(self.netns):
+            return  # the sandbox is gone
+        namespace = NetNamespace(self.netns)
+        try:
+            with namespace.entered():
+                if isinstance(address, ipaddress.IPv4Interface):
+                    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # receives nothing
+                else:
+                    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+            with sock:
+                if isinstance(address, ipaddress.IPv4Interface):
+                    frame = arp_announcement(self.mac, address.ip)
+                    sock.sendto(frame, (self.ifname, ETH_P_ARP))
+                    return
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+                sock.bind((str(address.ip), 0, 0, self.ifindex))
+                message = neighbour_advertisement(self.mac, address.ip)
+                sock.sendto(message, (ALL_NODES, 0, 0, self.ifindex))
+        except OSError:
+            pass  # the namespace or the interface went away meanwhile
+        finally:
+            namespace.close()
 
 
-Address = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+def _live_in_the_process_namespace() -> None:
+    home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(home)
+    finally:
+        os.close(home)
 
 
-class _Repeater:
-    """Sends each announcement again at ``RESEND_S``, on one thread started when first
-    needed."""
+class _Timer:
+    """Hands each announcement to the senders at each of ``SEND_AT_S``, from one thread started
+    when first needed."""
 
     def __init__(self) -> None:
         self._due: list[tuple[float, int, int, _Announcement, Address]] = []
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._senders = ThreadPoolExecutor(
+            SENDERS, "cnm-announce", initializer=_live_in_the_process_namespace
+        )
 
     def add(self, announcement: _Announcement, address: Address, sent: int = 0) -> None:
-        delay = RESEND_S[sent] - (RESEND_S[sent - 1] if sent else 0.0)
+        delay = SEND_AT_S[sent] - (SEND_AT_S[sent - 1] if sent else 0.0)
         with self._changed:
             due = (time.monotonic() + delay, next(self._order), sent, announcement, address)
             heapq.heappush(self._due, due)
@@ -132,30 +159,15 @@ class _Repeater:
             self._changed.notify()
 
     def _loop(self) -> None:
-        # A thread starts in the namespace of the thread that made it, here a sandbox's, and
-        # would keep that namespace alive: this one lives in the process's own.
-        home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            setns(home)
-        finally:
-            os.close(home)
+        _live_in_the_process_namespace()
         while True:
             with self._changed:
                 while not self._due or self._due[0][0] > time.monotonic():
                     self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
                 _, _, sent, announcement, address = heapq.heappop(self._due)
-            if not is_netns_mount(announcement.netns):
-                continue  # the sandbox is gone
-            namespace = NetNamespace(announcement.netns)
-            try:
-                with namespace.entered():
-                    announcement.send(address)
-            except OSError:
-                continue  # the namespace or the interface went away meanwhile
-            finally:
-                namespace.close()
-            if sent + 1 < len(RESEND_S):
+            self._senders.submit(announcement.send, address)
+            if sent + 1 < len(SEND_AT_S):
                 self.add(announcement, address, sent + 1)
 
 
-_REPEATER = _Repeater()
+_TIMER = _Timer()

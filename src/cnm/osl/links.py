@@ -528,16 +528,11 @@ class SandboxNetwork:
         return index
 
     def announce(self, ifname: str, index: int, addresses: list[IPInterface]) -> None:
-        """Announce the link's addresses to its neighbours (``cnm.osl.announce``); a failure
-        is logged, not raised: without it the neighbours learn the address later."""
+        """Announce the link's addresses to its neighbours, off the caller's path
+        (``cnm.osl.announce``)."""
         details = self.links.details(ifname)
-        if details is None or not details.mac or not addresses:
-            return
-        try:
-            with self.inside():
-                announce(self.namespace.path, ifname, index, details.mac, addresses)
-        except OSError as err:
-            log.warning("cannot announce the addresses of %s: %s", ifname, err)
+        if details is not None and details.mac and addresses:
+            announce(self.namespace.path, ifname, index, details.mac, addresses)
 
     def free_name(self, prefix: str) -> str:
         """The lowest ``<prefix><n>`` no link here carries."""
