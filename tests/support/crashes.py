@@ -377,7 +377,11 @@ class CrashHarness:
         try:
             outcome.violations += [f"after restart: {v}" for v in violations(self, restarted)]
             for call in scenario[cut:]:
-                reply = restarted.request(call.method, call.path, call.body)
+                try:
+                    reply = restarted.request(call.method, call.path, call.body)
+                except (OSError, http.client.HTTPException) as err:
+                    outcome.violations.append(f"{call} made again got no answer: {err!r}")
+                    break
                 if reply.status not in (*call.ok, *call.again):
                     outcome.violations.append(
                         f"{call} made again answered {reply.status} {reply.body!r}"

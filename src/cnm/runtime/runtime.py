@@ -147,6 +147,12 @@ class Runtime:
         known = {c.id for c in containers}
         self._image_containers.remove_unknown(known)
         self._files.remove_unknown(known)
+        for container in containers:
+            # An exit recorded, its --rm not done yet: a crash came between the two (Docker
+            # removes such containers at start too).
+            if container.host_config.auto_remove and container.state.status == "exited":
+                with suppress(NotFound, Conflict):
+                    self._remove(container.id)
         log.info(
             "runtime restored images=%d containers=%d", len(self._images.list()), len(containers)
         )
