@@ -35,10 +35,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from cnm.model import Endpoint, Network, Sandbox
 from cnm.osl.namespace import NetNamespace, delete_netns
@@ -292,8 +294,8 @@ class CrashHarness:
         self.root = self.base / f"run{self.generation}"
         self.netns = make_netns()
         daemon = self.daemon()
-        daemon.start()
         try:
+            daemon.start()
             reply = daemon.request(
                 "POST",
                 f"/images/create?fromSrc=-&repo={BUSYBOX.split(':')[0]}&tag=local",
@@ -307,11 +309,14 @@ class CrashHarness:
     def _dispose(self) -> None:
         if self.netns is None:
             return
-        with suppress(Exception):  # a daemon of a failed run may still hold containers
-            daemon = self.daemon()
+        daemon = self.daemon()
+        try:  # a daemon of a failed run may have left containers running
             daemon.start()
             for container in _json(daemon, "/containers/json?all=1"):
                 daemon.request("DELETE", f"/containers/{container['Id']}?force=1")
+        except (Exception, pytest.fail.Exception):
+            pass  # the namespace goes below all the same
+        finally:
             daemon.stop()
         unmount_namespaces_under(self.root)
         self.netns.close()

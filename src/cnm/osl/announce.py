@@ -90,6 +90,11 @@ def announce(
         _TIMER.add(announcement, address)
 
 
+def cancel() -> None:
+    """Drop the announcements not sent yet (the host network is closing: a controller stops)."""
+    _TIMER.clear()
+
+
 Address = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
@@ -157,6 +162,10 @@ class _Timer:
                 self._thread = threading.Thread(target=self._loop, name="cnm-announce", daemon=True)
                 self._thread.start()
             self._changed.notify()
+
+    def clear(self) -> None:
+        with self._changed:
+            self._due.clear()
 
     def _loop(self) -> None:
         _live_in_the_process_namespace()

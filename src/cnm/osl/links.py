@@ -45,6 +45,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from cnm import faults
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound, Unavailable
 from cnm.osl.announce import announce
+from cnm.osl.announce import cancel as cancel_announcements
 from cnm.osl.namespace import NetNamespace, current_thread_namespace, pin_current_netns
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -270,6 +271,7 @@ class HostNetwork:
 
     def close(self) -> None:
         self.drain_deletions()
+        cancel_announcements()  # no send after the controller stopped
         self.namespace.close()
 
     def delete_link_later(self, index: int) -> None:
