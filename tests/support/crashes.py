@@ -59,7 +59,7 @@ FETCH = (
     "except OSError as err:\n"
     "    print(err, file=sys.stderr)\n"
 )
-SETTLE_S = 3.0
+SETTLE_S = 10.0  # a machine under load may take this long after a restart
 
 
 @dataclass(frozen=True)
