@@ -50,7 +50,7 @@ from tests.support.netns import unmount_namespaces_under
 from tests.support.runtime import BUSYBOX, BUSYBOX_TAR
 
 CRASH_WAIT_S = 10.0
-REACH_TIMEOUT_S = 3.0
+REACH_TIMEOUT_S = 5.0
 # busybox's wget crashes outside a container; Python fetches the page (or prints nothing).
 FETCH = (
     "import sys, urllib.request\n"
