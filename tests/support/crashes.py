@@ -656,19 +656,3 @@ def _clean(harness: CrashHarness, daemon: Daemon) -> list[str]:
 def crash_harness(root: Path) -> Iterator[CrashHarness]:
     with CrashHarness(root) as harness:
         yield harness
-
-
-def sweep(
-    harness: CrashHarness, scenario: list[Call], ks: Iterator[int] | list[int]
-) -> list[Outcome]:
-    """Crash at each k of ``ks`` in turn, until one passes the scenario's last step."""
-    outcomes = []
-    for k in ks:
-        started = time.monotonic()
-        outcome = harness.run(scenario, k)
-        outcome_time = time.monotonic() - started
-        outcomes.append(outcome)
-        if outcome.crashed_in is None and not outcome.violations:
-            break
-        del outcome_time
-    return outcomes
