@@ -5,14 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip)
+# graphviz renders `cnm topology` as SVG or PNG.
+packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip graphviz)
 extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
     # docker.io brings the Docker 20.10 CLI the client tests drive; etcd-server brings the etcd
     # (3.4) the cluster-store tests start on their own ports. Neither service is ever started.
     # containernetworking-plugins brings the reference CNI plugins (bridge, loopback, tuning)
-    # that the CNI tests and bench/cni.py run beside cnm-cni.
-    packages+=(docker.io busybox-static iptables iperf3 etcd-server etcd-client containernetworking-plugins)
+    # that the CNI tests and bench/cni.py run beside cnm-cni; chromium and chromium-driver are
+    # the headless browser the topology page is tested in; docker-compose (1.29.2, built on
+    # docker-py) drives Compose projects against the daemon.
+    packages+=(docker.io docker-compose busybox-static iptables iperf3 etcd-server etcd-client containernetworking-plugins chromium chromium-driver)
 else
     extras="."
 fi

@@ -17,8 +17,14 @@ process: a forked child inherits them. A signal during start-up (restore and rec
 ends the process at once; the store's transactions and the next start's reconciliation make
 that safe.
 
-Logs are logfmt lines on stderr (``time=... level=info msg="..." key=value``); fields passed
-through ``extra=`` become keys. Requests are logged at debug level.
+Logs are logfmt lines on stderr (``time=... level=info msg="..." key=value``), or with
+``--log-format json`` one JSON object a line with the same keys (``time``, ``level``, ``msg``,
+then the fields passed through ``extra=``, ``logger`` for other modules than the daemon's,
+``traceback`` for an exception). Requests are logged at debug level.
+
+``--observe-listen 127.0.0.1:PORT`` also serves the read-only routes (the topology page,
+``/metrics``, topology, explain and inspect) on that loopback TCP port; the Engine API stays on
+the Unix socket only (see ``cnm.api.ui``).
 
 This module is imported by the CLI for its options, so the server side (aiohttp, the controller,
 pyroute2) is imported only when the daemon runs.
@@ -42,6 +48,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,6 +132,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a DNS server for containers, instead of the host's (repeatable)",
     )
     parser.add_argument(
+        "--host-gateway-ip",
+        default=None,
+        metavar="IP",
+        help="the address --add-host NAME:host-gateway names (default: the default bridge's "
+        "gateway, as Docker's)",
+    )
+    parser.add_argument(
         "--plugin-dir",
         action="append",
         default=[],
@@ -150,6 +164,220 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=sorted(LOG_LEVELS), help="log level (info)"
     )
+    parser.add_argument(
+        "--log-format",
+        default="logfmt",
+        choices=["logfmt", "json"],
+        help="logfmt lines (default) or one JSON object a line",
+    )
+    parser.add_argument(
+        "--observe-listen",
+        default=None,
+        metavar="127.0.0.1:PORT",
+        help="also serve the topology page (/ui/) and /metrics on this loopback TCP address "
+        "(read-only routes only; off by default)",
+    )
+    parser.add_argument(
+        "--cluster-store",
+        default="",
+        metavar="etcd://HOST:PORT[,HOST:PORT...]",
+        help="the etcd cluster that global-scope (overlay) networks live in",
+    )
+    parser.add_argument(
+        "--cluster-advertise",
+        default="",
+        metavar="IP[:PORT]|IFACE[:PORT]",
+        help="this host's underlay address (its VXLAN tunnel endpoint); the port is ignored",
+    )
+    parser.add_argument(
+        "--cluster-store-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="discovery.ttl=SECONDS (20), discovery.heartbeat=SECONDS (5), kv.path=PREFIX "
+        "(/cnm/), vni.max=N (16777215: overlay networks get VNIs 4096..N) (repeatable)",
+    )
+    parser.add_argument(
+        "--config-file",
+        default="",
+        metavar="PATH",
+        help="a daemon.json with these options under Docker's names (cluster-store, "
+        "cluster-advertise, cluster-store-opts, dns, mtu, ip, default-address-pools, "
+        "exec-root, data-root, log-level, log-format); an option may not be given both ways",
+    )
+
+
+# daemon.json keys (Docker's names) and the options they stand for.
+CONFIG_KEYS = {
+    "cluster-store": "cluster_store",
+    "cluster-advertise": "cluster_advertise",
+    "cluster-store-opts": "cluster_store_opt",
+    "dns": "dns",
+    "mtu": "mtu",
+    "ip": "ip",
+    "default-address-pools": "default_address_pool",
+    "exec-root": "exec_root",
+    "data-root": "data_root",
+    "log-level": "log_level",
+    "log-format": "log_format",
+}
+DEFAULT_TTL_S = 20
+DEFAULT_HEARTBEAT_S = 5
+MAX_VNI = 16777215  # VXLAN's 24 bits; automatic VNIs start at 4096, as Docker's
+
+
+def apply_config_file(args: argparse.Namespace) -> None:
+    """Take the options of ``--config-file`` into ``args``; an option given both as a flag and
+    in the file, an unknown key or a value of the wrong type is refused (Docker's rules)."""
+    if not args.config_file:
+        return
+    path = Path(args.config_file)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise DaemonError(f"cannot read --config-file {path}: {err.strerror}") from None
+    except ValueError as err:
+        raise DaemonError(f"--config-file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise DaemonError(f"--config-file {path}: expected a JSON object")
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if unknown:
+        raise DaemonError(f"--config-file {path}: unknown options {', '.join(unknown)}")
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    default = defaults.parse_args([])
+    both = [
+        key for key in data if getattr(args, CONFIG_KEYS[key]) != getattr(default, CONFIG_KEYS[key])
+    ]
+    if both:
+        raise DaemonError(
+            "the following directives are specified both as a flag and in the configuration "
+            f"file: {', '.join(both)}"
+        )
+    for key, value in data.items():
+        setattr(args, CONFIG_KEYS[key], _config_value(path, key, value))
+
+
+def _config_value(path: Path, key: str, value: object) -> object:
+    def wrong(expected: str) -> DaemonError:
+        return DaemonError(f"--config-file {path}: {key} must be {expected}")
+
+    if key == "cluster-store-opts":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise wrong("an object of strings")
+        return [f"{k}={v}" for k, v in value.items()]
+    if key == "default-address-pools":
+        if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
+            raise wrong('a list of {"base": CIDR, "size": N}')
+        return [f"base={p.get('base')},size={p.get('size')}" for p in value]
+    if key == "dns":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise wrong("a list of addresses")
+        return value
+    if key == "mtu":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise wrong("a number")
+        return value
+    if not isinstance(value, str):
+        raise wrong("a string")
+    return value
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    endpoints: list[str]
+    advertise: str  # an address of this host
+    ttl: int
+    heartbeat: int
+    prefix: str
+    max_vni: int
+
+
+def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
+    """The cluster flags checked: None without ``--cluster-store``."""
+    if not args.cluster_store:
+        if args.cluster_advertise or args.cluster_store_opt:
+            raise DaemonError("--cluster-advertise and --cluster-store-opt need --cluster-store")
+        return None
+    from cnm.errors import CnmError
+    from cnm.store.etcd import parse_cluster_store  # requests and etcd3gw: only with a cluster
+
+    try:
+        endpoints = parse_cluster_store(args.cluster_store)
+    except CnmError as err:
+        raise DaemonError(f"invalid --cluster-store: {err}") from None
+    if not args.cluster_advertise:
+        raise DaemonError(
+            "--cluster-store needs --cluster-advertise: this host's underlay address or "
+            "interface, the tunnel endpoint other hosts send to"
+        )
+    opts: dict[str, str] = {}
+    for text in args.cluster_store_opt:
+        key, sep, value = text.partition("=")
+        if not sep or key not in ("discovery.ttl", "discovery.heartbeat", "kv.path", "vni.max"):
+            raise DaemonError(
+                f"invalid --cluster-store-opt {text!r}: expected discovery.ttl=, "
+                "discovery.heartbeat=, kv.path= or vni.max="
+            )
+        opts[key] = value
+    ttl = _positive(opts.get("discovery.ttl"), DEFAULT_TTL_S, "discovery.ttl")
+    heartbeat = _positive(
+        opts.get("discovery.heartbeat"), DEFAULT_HEARTBEAT_S, "discovery.heartbeat"
+    )
+    if heartbeat >= ttl:
+        raise DaemonError(
+            f"invalid --cluster-store-opt: discovery.heartbeat ({heartbeat}s) must be shorter "
+            f"than discovery.ttl ({ttl}s)"
+        )
+    prefix = opts.get("kv.path", "/cnm/")
+    if not prefix.startswith("/") or not prefix.endswith("/"):
+        raise DaemonError(f"invalid --cluster-store-opt kv.path={prefix!r}: /a/path/ expected")
+    max_vni = MAX_VNI
+    if "vni.max" in opts:
+        text = opts["vni.max"]
+        if not text.isdigit() or not 4096 <= int(text) <= MAX_VNI:
+            raise DaemonError(
+                f"invalid --cluster-store-opt vni.max={text!r}: a number in 4096-{MAX_VNI}"
+            )
+        max_vni = int(text)
+    return ClusterOptions(
+        endpoints, advertise_address(args.cluster_advertise), ttl, heartbeat, prefix, max_vni
+    )
+
+
+def _positive(text: str | None, default: int, what: str) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise DaemonError(f"invalid --cluster-store-opt {what}={text!r}: a number of seconds")
+    return int(text)
+
+
+def advertise_address(value: str) -> str:
+    """``--cluster-advertise`` as an address of this host: an IP or an interface (its first
+    IPv4 address), with an optional port that is ignored."""
+    from cnm.osl.links import interface_addresses
+
+    host = value
+    if value.startswith("["):
+        host = value[1:].partition("]")[0]
+    elif value.count(":") == 1:
+        host = value.partition(":")[0]
+    addresses = interface_addresses()
+    if host in addresses:
+        ipv4 = [a for a in addresses[host] if a.version == 4]
+        if not ipv4:
+            raise DaemonError(f"--cluster-advertise {value}: interface {host} has no IPv4 address")
+        return str(ipv4[0])
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise DaemonError(
+            f"invalid --cluster-advertise {value!r}: not an IP address or an interface of this host"
+        ) from None
+    if not any(address in found for found in addresses.values()):
+        raise DaemonError(f"--cluster-advertise {value}: {address} is not an address of this host")
+    return str(address)
 
 
 def plugin_config(args: argparse.Namespace) -> PluginConfig:
@@ -214,9 +442,29 @@ class LogfmtFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level_name: str) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, with the keys the logfmt lines have."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        fields: dict[str, object] = {
+            "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": "fatal" if record.levelno >= logging.CRITICAL else record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS:
+                fields[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if not record.name.startswith("cnm.daemon"):
+            fields["logger"] = record.name
+        if record.exc_info:
+            fields["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(fields, ensure_ascii=False)
+
+
+def configure_logging(level_name: str, log_format: str = "logfmt") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter())
+    handler.setFormatter(JsonFormatter() if log_format == "json" else LogfmtFormatter())
     # Debug output is ours only: pyroute2 logs every netlink message at debug level.
     handler.addFilter(lambda r: r.levelno >= logging.INFO or r.name.startswith("cnm"))
     root = logging.getLogger()
@@ -313,8 +561,14 @@ def check_records(store: SqliteStore) -> None:
 # ----------------------------------------------------------------------------- serving
 
 
-async def serve(app: web.Application, path: Path, owner_pid: int) -> None:
-    """Serve ``app`` on ``path`` (mode 0660, root-owned) until SIGTERM or SIGINT."""
+async def serve(
+    app: web.Application,
+    path: Path,
+    owner_pid: int,
+    listen: tuple[web.Application, str, int] | None = None,
+) -> None:
+    """Serve ``app`` on ``path`` (mode 0660, root-owned) until SIGTERM or SIGINT; with
+    ``listen``, also that application on that TCP address."""
     from aiohttp import web
 
     from cnm.api.server import ApiRunner
@@ -323,6 +577,20 @@ async def serve(app: web.Application, path: Path, owner_pid: int) -> None:
         app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
     )
     await runner.setup()
+    tcp_runner: web.AppRunner | None = None
+    if listen is not None:
+        tcp_app, host, port = listen
+        tcp_runner = web.AppRunner(
+            tcp_app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
+        await tcp_runner.setup()
+        try:
+            await web.TCPSite(tcp_runner, host, port).start()
+        except OSError as err:
+            await tcp_runner.cleanup()
+            await runner.cleanup()
+            raise DaemonError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        log.info("page and metrics listening", extra={"address": f"{host}:{port}"})
     stop = asyncio.Event()
 
     def on_signal(signum: int) -> None:
@@ -349,7 +617,9 @@ async def serve(app: web.Application, path: Path, owner_pid: int) -> None:
         log.info("API listening", extra={"socket": str(path)})
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await runner.cleanup()  # its shutdown ends the event streams of both listeners
+        if tcp_runner is not None:
+            await tcp_runner.cleanup()
         _unlink_if_ours(path, ours)
 
 
@@ -367,7 +637,20 @@ def _unlink_if_ours(path: Path, ours: tuple[int, int] | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``cnm daemon``: returns the exit status."""
-    configure_logging(args.log_level)
+    try:
+        apply_config_file(args)
+    except DaemonError as err:
+        configure_logging("info", "logfmt")
+        log.error(str(err))
+        return 1
+    if args.log_level not in LOG_LEVELS or args.log_format not in ("logfmt", "json"):
+        configure_logging("info", "logfmt")
+        log.error(
+            f"invalid log-level {args.log_level!r} or log-format {args.log_format!r}: "
+            f"one of {', '.join(sorted(LOG_LEVELS))}, and logfmt or json"
+        )
+        return 1
+    configure_logging(args.log_level, args.log_format)
     try:
         return _run(args)
     except DaemonError as err:
@@ -382,15 +665,19 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from cnm.api import cni as cni_api
     from cnm.api import dns as dns_api
+    from cnm.api import metrics as metrics_api
     from cnm.api.common import DaemonInfo
-    from cnm.api.server import make_app
+    from cnm.api.server import make_app, make_read_only_app
+    from cnm.api.ui import parse_listen
     from cnm.cni.attachments import CniAttachments
     from cnm.controller import ControllerConfig
+    from cnm.controller.cluster import ClusterConfig
     from cnm.dns.resolver import Resolver
     from cnm.errors import CnmError
     from cnm.ipam.default import parse_pool_option
     from cnm.runtime.runtime import Runtime, RuntimeConfig
     from cnm.store.sqlite import SqliteStore
+    from cnm.store.timed import TimedStore
     from cnm.wiring import build_controller
 
     owner_pid = os.getpid()
@@ -408,11 +695,20 @@ def _run(args: argparse.Namespace) -> int:
             ipaddress.ip_address(server)
         except ValueError:
             raise DaemonError(f"invalid --dns {server!r}: not an IP address") from None
-    try:
-        ipaddress.ip_address(args.ip)
-    except ValueError:
-        raise DaemonError(f"invalid --ip {args.ip!r}: not an IP address") from None
+    for flag, value in (("--ip", args.ip), ("--host-gateway-ip", args.host_gateway_ip)):
+        try:
+            if value is not None:
+                ipaddress.ip_address(value)
+        except ValueError:
+            raise DaemonError(f"invalid {flag} {value!r}: not an IP address") from None
+    cluster = cluster_options(args)
     plugins = plugin_config(args)
+    listen_address = None
+    if args.observe_listen is not None:
+        try:
+            listen_address = parse_listen(args.observe_listen)
+        except CnmError as err:
+            raise DaemonError(f"invalid --observe-listen: {err}") from None
     for root in (exec_root, data_root, path.parent):
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with ExitStack() as stack:
@@ -422,19 +718,43 @@ def _run(args: argparse.Namespace) -> int:
         become_subreaper()
         raise_open_files_limit()
         try:
-            store = SqliteStore(data_root / "cnm.db")
+            sqlite = SqliteStore(data_root / "cnm.db")
         except CnmError as err:
             raise DaemonError(str(err)) from None
+        check_records(sqlite)
+        store = TimedStore(sqlite)
         stack.callback(store.close)
-        check_records(store)
+        cluster_store = None
+        cluster_config = None
+        if cluster is not None:
+            from cnm.store.etcd import EtcdStore  # requests and etcd3gw: only with a cluster
+
+            cluster_store = EtcdStore(cluster.endpoints, prefix=cluster.prefix)
+            stack.callback(cluster_store.close)
+            cluster_config = ClusterConfig(
+                node_id=_engine_id(data_root),
+                node_name=socket.gethostname(),
+                advertise_address=cluster.advertise,
+                ttl=cluster.ttl,
+                heartbeat=cluster.heartbeat,
+            )
         config = ControllerConfig(
             exec_root=exec_root,
+            cluster=cluster_config,
             default_bridge_name=args.bridge_name,
             default_bridge_mtu=args.mtu,
             dns=list(args.dns),
             default_host_ip=args.ip,
+            host_gateway_ip=args.host_gateway_ip,
         )
-        controller = build_controller(config, store, address_pools=pools or None, plugins=plugins)
+        controller = build_controller(
+            config,
+            store,
+            address_pools=pools or None,
+            plugins=plugins,
+            cluster_store=cluster_store,
+            max_vni=cluster.max_vni if cluster else MAX_VNI,
+        )
         try:
             controller.start()
         except CnmError as err:
@@ -476,8 +796,12 @@ def _run(args: argparse.Namespace) -> int:
         app = make_app(controller, info, runtime)
         dns_api.add_routes(app, resolver)
         cni_api.add_routes(app, attachments)
+        metrics_api.watch_resolver(app, resolver)
+        listen = None
+        if listen_address is not None:
+            listen = (make_read_only_app(app), *listen_address)
         faults.arm()  # CNM_CRASH_AT counts the steps of requests, not of start-up
-        asyncio.run(serve(app, path, owner_pid))
+        asyncio.run(serve(app, path, owner_pid, listen))
     if (counted := faults.steps_counted()) is not None:
         log.info("fault injection: no crash", extra={"steps": counted})
     log.info("cnm daemon stopped")

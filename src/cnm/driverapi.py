@@ -39,17 +39,17 @@ IPv6Interface = ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def mac_from_ip(address: ipaddress.IPv4Address) -> str:
-    """Docker's MAC for an endpoint's address (netutils.GenerateMACFromIP): 02:42 and the four
-    bytes. A container that gets its address again gets its MAC again, so neighbours' caches
-    stay right; the drivers that make links with a MAC of their own use it."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
-
-
 def random_mac() -> str:
     """A MAC for an endpoint nobody gave one: locally administered, unicast, with Docker's
     02:42 prefix (the bridge driver and the controller choose them so)."""
     return "02:42:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
+
+
+def mac_from_ip(address: ipaddress.IPv4Address) -> str:
+    """Docker's MAC for an endpoint with an IPv4 address (netutils.GenerateMACFromIP): 02:42
+    and the four bytes, so an address handed out again comes back with the same MAC and the
+    neighbour caches of its peers stay right."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
 
 
 class Scope(StrEnum):
@@ -241,6 +241,13 @@ class NetworkDriver(ABC):
 
     def remove_peer(self, network_id: str, peer: Peer) -> None:  # noqa: B027
         """An endpoint on another host is gone, or its host left the cluster."""
+
+    def sync_peers(self, network_id: str, peers: Sequence[Peer]) -> None:
+        """The network's peers are exactly ``peers`` (after a restart or a full re-read of
+        the cluster's store): forget the others, kernel entries included. By default, each
+        is added again."""
+        for peer in peers:
+            self.add_peer(network_id, peer)
 
     def network_info(self, network_id: str) -> Mapping[str, str]:
         """Operational data shown in inspect (e.g. the bridge device name)."""

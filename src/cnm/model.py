@@ -58,8 +58,9 @@ class NetworkRequest:
     attachable: bool = False
     enable_ipv6: bool = False
     ipam_driver: str = "default"
-    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_options: dict[str, str] | None = None  # None: not given (Docker echoes null)
     ipam_config: list[IpamRequest] = field(default_factory=list)
+    scope: str = ""  # "" (the driver's), "local" or "global": must match the driver's
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Network:
     attachable: bool = False
     enable_ipv6: bool = False
     ipam_driver: str = "default"
-    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_options: dict[str, str] | None = None  # as given: None when the request had none
     ipv4_pools: list[PoolRecord] = field(default_factory=list)
     ipv6_pools: list[PoolRecord] = field(default_factory=list)
     predefined: bool = False
@@ -104,6 +105,8 @@ class EndpointOptions:
     # --link on a user-defined network: alias -> container name, names the embedded DNS
     # answers for this endpoint's sandbox only (Docker's links outside the default bridge).
     links: dict[str, str] = field(default_factory=dict)
+    link_local_ips: list[str] = field(default_factory=list)  # put on the interface as well
+    driver_options: dict[str, str] = field(default_factory=dict)  # Docker's DriverOpts
     # The interface's name inside the sandbox (CNI_IFNAME); None: the lowest free ethN.
     ifname: str | None = None
 
@@ -121,11 +124,19 @@ class Endpoint:
     aliases: list[str] = field(default_factory=list)
     gateway_priority: int = 0
     links: dict[str, str] = field(default_factory=dict)  # alias -> container name (--link)
+    link_local_ips: list[str] = field(default_factory=list)  # "169.254.1.1", "fe80::1"
+    driver_options: dict[str, str] = field(default_factory=dict)
     sandbox_id: str | None = None
     ifname: str | None = None  # "eth0" inside the sandbox once joined
     join_order: int = 0  # the sandbox's join counter when this endpoint joined
     gateway_v4: str | None = None  # the default gateway this endpoint offers once joined
     gateway_v6: str | None = None
+    # Endpoints of global-scope networks only: where the endpoint lives and the names its
+    # container answers to, for the other hosts of the cluster.
+    host: str = ""  # the node id of its host
+    vtep: str = ""  # that host's underlay address
+    container_id: str = ""
+    hostname: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
@@ -145,6 +156,7 @@ class SandboxOptions:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)  # "name:ip"
+    link_hosts: list[str] = field(default_factory=list)  # legacy links: "alias host name:ip"
     # Docker's rule, decided by the runtime: a container whose network mode is a user-defined
     # network asks the embedded resolver (127.0.0.11); others get the host's resolvers.
     embedded_dns: bool = False
@@ -165,6 +177,7 @@ class Sandbox:
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
     extra_hosts: list[str] = field(default_factory=list)
+    link_hosts: list[str] = field(default_factory=list)  # after extra_hosts, as Docker's
     embedded_dns: bool = False
     joins: int = 0  # endpoints joined so far: the join order of the next one
     # The path of the namespace this sandbox adopted ("" if cnm made its own). ``key`` is then

@@ -34,17 +34,23 @@ MAX_HOSTNAME_BYTES = 64  # HOST_NAME_MAX
 MAX_IFNAME_BYTES = 15  # IFNAMSIZ less the NUL
 MAX_JSON_DEPTH = 64
 
-# Docker's restricted name patterns: a container name has at least two characters.
-_NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+# Docker's restricted name pattern: a container name has at least two characters.
 _CONTAINER_NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 # Six octets separated by colons or by hyphens (the forms Go's net.ParseMAC takes for EUI-48).
 _MAC = re.compile(r"[0-9a-fA-F]{2}(?P<sep>[:-])[0-9a-fA-F]{2}(?:(?P=sep)[0-9a-fA-F]{2}){4}")
 
 
 def network_name(name: str) -> str:
-    if not _NETWORK_NAME.fullmatch(name):
+    """Docker 20.10's rule (libnetwork's ``config.ValidateName``): any name that is not blank,
+    so ``my net`` or ``a/b`` are names (Docker refuses only what ``strings.TrimSpace`` empties;
+    it answers 500 "invalid name: ...", cnm 400). Beyond Docker's rule, as for every name cnm
+    keeps: at most MAX_NAME_LENGTH characters, and no control character (a newline or a NUL
+    would break every listing that shows the name)."""
+    if not name.strip():
+        raise InvalidParameter(f"invalid name: {name!r}: a network name cannot be empty or blank")
+    if any(not c.isprintable() for c in name):
         raise InvalidParameter(
-            f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-]* allowed"
+            f"invalid network name {name[:40]!r}: control characters are not allowed"
         )
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidParameter(
@@ -231,11 +237,17 @@ def static_address(text: str, version: int, subnets: Iterable[str]) -> IPAddress
     return address
 
 
-def extra_host(entry: str) -> tuple[str, IPAddress]:
-    """``--add-host name:ip`` as (name, address)."""
+HOST_GATEWAY = "host-gateway"  # --add-host name:host-gateway: the daemon's host gateway IP
+
+
+def extra_host(entry: str) -> tuple[str, IPAddress | None]:
+    """``--add-host name:ip`` as (name, address); the address is None for Docker's special
+    ``host-gateway``, which the controller replaces when it makes the sandbox."""
     name, sep, address = entry.partition(":")
     if not sep or not name:
         raise InvalidParameter(f"bad format for add-host: {entry!r}")
+    if address == HOST_GATEWAY:
+        return name, None
     try:
         return name, ipaddress.ip_address(address)
     except ValueError:
@@ -256,6 +268,18 @@ def link(text: str) -> tuple[str, str]:
     if name.startswith("/"):
         return name[1:], alias.rsplit("/", 1)[-1]
     return name, alias
+
+
+def link_local_ip(text: str) -> IPAddress:
+    """A ``--link-local-ip``: an IPv4 (169.254.0.0/16) or IPv6 (fe80::/10) link-local
+    unicast address, as the docker CLI checks it (the daemon itself does not)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or not address.is_link_local or address.is_multicast:
+        raise InvalidParameter(f"invalid link local IP address: {text}")
+    return address
 
 
 def dns_server(text: str) -> IPAddress:

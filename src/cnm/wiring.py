@@ -2,12 +2,13 @@
 
 The controller imports only contracts (the driver, IPAM, store and firewall APIs); this module
 is where the implementations are chosen: the host namespace's netlink handle, the nftables
-firewall, the host-port mapper, the bridge, host, null, macvlan and ipvlan (a refusal)
+firewall, the host-port mapper, the bridge, host, null, macvlan, ipvlan (a refusal) and overlay
 drivers, the default IPAM with Docker's pools, and, given a ``PluginConfig``, the finder that
 turns other driver names into remote drivers and IPAM drivers (Docker's plugin discovery). The
 daemon calls it, and so does in-process use (tests, benchmarks, the library); either can build
 a ``Controller`` from other parts instead. Without a ``PluginConfig`` no plugin is ever looked
-for.
+for. The overlay driver is always registered; without an advertise address (no cluster store)
+it refuses to make networks, saying how to give one.
 
 The host namespace is the calling thread's when this runs: build the controller inside the
 namespace that plays the host.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,16 +29,19 @@ from cnm.drivers.host import HostDriver
 from cnm.drivers.ipvlan import IpvlanDriver
 from cnm.drivers.macvlan import MacvlanDriver
 from cnm.drivers.null import NullDriver
+from cnm.drivers.overlay import OverlayDriver
 from cnm.drivers.remote import RemoteDriver
 from cnm.firewall.nftables import NftablesFirewall
+from cnm.ipam.cluster import ClusterIpam
 from cnm.ipam.default import DefaultIpam, PoolSpec
 from cnm.ipam.remote import RemoteIpam
 from cnm.ipamapi import IPNetwork
 from cnm.osl.links import HostNetwork
+from cnm.osl.vxlan import MAX_VNI
 from cnm.plugins.discovery import PluginConfig, PluginManager
 from cnm.plugins.protocol import IPAM_DRIVER, NETWORK_DRIVER
 from cnm.portmap.mapper import PortMapper
-from cnm.store.api import Store
+from cnm.store.api import GlobalStore, Store, StoreUnavailable
 
 
 class PluginFinder:
@@ -64,21 +69,59 @@ def build_controller(
     *,
     address_pools: Sequence[PoolSpec] | None = None,
     plugins: PluginConfig | None = None,
+    cluster_store: GlobalStore | None = None,
+    max_vni: int = MAX_VNI,
 ) -> Controller:
     """A controller with the default parts; ``address_pools`` replaces Docker's default
-    pools for automatic subnets; ``plugins`` says where remote drivers are looked for. Call
-    ``start()`` on it before use."""
+    pools for automatic subnets; ``plugins`` says where remote drivers are looked for. With a
+    ``cluster_store`` (and ``config.cluster``) the host joins a cluster: global networks, the
+    global address space in that store, and overlay networks whose tunnel endpoint is the
+    cluster's advertise address, with VNIs up to ``max_vni``. Call ``start()`` on it before
+    use."""
     host = HostNetwork()
     firewall = NftablesFirewall()
     port_mapper = PortMapper(host)
-    ipam = DefaultIpam(address_pools, lambda: reserved_networks(host, config.host_resolv_conf))
+    cluster_ipam = None
+    if cluster_store is not None:
+        cluster_ipam = ClusterIpam(
+            cluster_store,
+            reserved_networks=lambda: reserved_networks(host, config.host_resolv_conf),
+        )
+
+    def local_reserved() -> list[IPNetwork]:
+        reserved = reserved_networks(host, config.host_resolv_conf)
+        if cluster_ipam is not None:
+            with suppress(StoreUnavailable):  # out of reach: the controller's check remains
+                reserved += cluster_ipam.pools()
+        return reserved
+
+    ipam = DefaultIpam(address_pools, local_reserved, global_space=cluster_ipam)
     bridge = BridgeDriver(host, firewall, port_mapper, config.default_host_ip)
+    advertise = None
+    if cluster_store is not None and config.cluster is not None:
+        advertise = ipaddress.ip_address(config.cluster.advertise_address)
+    overlay = OverlayDriver(
+        host,
+        firewall,
+        port_mapper,
+        advertise_address=advertise,
+        max_vni=max_vni,
+        default_host_ip=config.default_host_ip,
+    )
     parts = Parts(
         host=host,
         firewall=firewall,
         port_mapper=port_mapper,
-        drivers=[bridge, HostDriver(), NullDriver(), MacvlanDriver(host), IpvlanDriver(host)],
+        drivers=[
+            bridge,
+            HostDriver(),
+            NullDriver(),
+            MacvlanDriver(host),
+            IpvlanDriver(host),
+            overlay,
+        ],
         ipams=[ipam],
+        cluster_store=cluster_store,
         finder=PluginFinder(PluginManager(plugins), host) if plugins is not None else None,
     )
     return Controller(config, store, parts)

@@ -143,5 +143,5 @@ def test_host_from_environment_version_and_info(daemon: Daemon) -> None:
     assert version.returncode == 0, version.stderr
     assert "API version:      1.47 (minimum version 1.24)" in version.stdout
     info = _ok(daemon.cnm("info"))
-    assert "Network Plugins: bridge host ipvlan macvlan null" in info
+    assert "Network Plugins: bridge host ipvlan macvlan null overlay" in info
     assert _ok(daemon.cnm("info", "--format", "{{.OSType}}")) == "linux\n"

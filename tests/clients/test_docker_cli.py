@@ -34,7 +34,8 @@ def test_version_and_info(docker: DockerCli) -> None:
     assert "API version:      1.47 (minimum version 1.24)" in version
     assert docker("version", "--format", "{{.Server.APIVersion}}").stdout.strip() == "1.47"
     info = docker("info", "--format", "{{.ServerVersion}} {{.OSType}} {{.Plugins.Network}}")
-    assert info.stdout.split(" ", 1)[1].strip() == "linux [bridge host ipvlan macvlan null]"
+    expected = "linux [bridge host ipvlan macvlan null overlay]"
+    assert info.stdout.split(" ", 1)[1].strip() == expected
     assert docker("info").returncode == 0
 
 

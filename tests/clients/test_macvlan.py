@@ -104,7 +104,7 @@ def test_containers_on_a_lan(
         assert unlinked.returncode != 0 and "bad address 'www'" in unlinked.stderr, unlinked
         legacy = docker("run", "--rm", "--link", f"{web}:www", busybox, "true", check=False)
         assert legacy.returncode == 125
-        assert "links on the default bridge network (legacy links) are not supported" in (
+        assert f"Cannot link to /{web}, as it does not belong to the default network" in (
             legacy.stderr
         )
         # The LAN reaches the container at its own address: no port publishing needed.

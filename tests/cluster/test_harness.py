@@ -28,8 +28,8 @@ def test_two_hosts_reach_each_other_and_etcd_and_leave_nothing(tmp_path: Path) -
     with SimulatedCluster(tmp_path) as cluster:
         a, b = cluster.add_host(), cluster.add_host()
         (etcd,) = cluster.start_etcd()
-        assert (a.address, b.address, etcd.address) == ("10.77.0.1", "10.77.0.2", "10.77.0.10")
-        assert cluster.cluster_store == "etcd://10.77.0.10:2379"
+        assert (a.address, b.address, etcd.address) == ("10.77.0.1", "10.77.0.2", "10.77.0.100")
+        assert cluster.cluster_store == "etcd://10.77.0.100:2379"
         a.check_underlay_route(etcd.address)
         a.check_underlay_route(b.address)
 

@@ -1,5 +1,5 @@
-"""Bad input: malformed -p specs, impossible and conflicting host ports, publishing on an
-internal network, a flushed or edited cnm table. Clear errors, nothing half-made."""
+"""Bad input: malformed -p specs, impossible and conflicting host ports, a flushed or edited
+cnm table. Clear errors, nothing half-made."""
 
 from __future__ import annotations
 
@@ -155,18 +155,6 @@ def test_impossible_and_conflicting_host_ports_leave_nothing_behind(
     finally:
         listener.close()
     assert answer(outside.path, "tcp", outside.host4, 8080) == f"first {outside.ip4}"
-
-
-def test_publishing_on_an_internal_network_is_refused(controller: Controller) -> None:
-    network(controller, "sealed", "10.72.0.0/24", internal=True)
-    box = sandbox_on(controller, "box", "sealed")
-    before = _state(controller, box.id)
-    with pytest.raises(
-        InvalidParameter, match="ports cannot be published on internal network sealed"
-    ):
-        controller.publish(box.id, [PortRequest("tcp", 80, host_port=8080)])
-    assert _state(controller, box.id) == before
-    assert _free(8080)
 
 
 def test_the_firewall_refuses_interface_names_it_cannot_quote(controller: Controller) -> None:

@@ -15,7 +15,7 @@ from cnm.errors import Conflict, InvalidParameter
 from cnm.model import NetworkRequest
 from cnm.osl.links import read_sysctl
 from cnm.osl.reaper import REAPER
-from cnm.runtime.model import PortBinding
+from cnm.runtime.model import EndpointRequest, PortBinding
 from cnm.runtime.runtime import Runtime
 from tests.support.runtime import config, host, make_network
 
@@ -112,11 +112,15 @@ def test_publish_all_and_refusals_at_create(runtime: Runtime, busybox: str) -> N
             host(network_mode="pub", port_bindings={"80-81/tcp": [PortBinding("", "8000")]}),
             "differ in length",
         ),
-        (
-            host(network_mode="sealed", port_bindings={"80/tcp": [PortBinding()]}),
-            "internal network sealed",
-        ),
     ]
     for host_config, message in refusals:
         with pytest.raises(InvalidParameter, match=message):
             runtime.create_container(None, config(busybox, "true"), host_config, {})
+    # Ports on internal networks only: accepted (Docker's rule), published once a network
+    # with a gateway joins.
+    sealed = host(network_mode="sealed", port_bindings={"80/tcp": [PortBinding()]})
+    runtime.create_container("sealed-box", config(busybox, "sleep", "1000"), sealed, {})
+    runtime.start_container("sealed-box")
+    assert runtime.network_state(runtime.container("sealed-box")).published == []
+    runtime.connect("sealed-box", "pub", EndpointRequest())
+    assert runtime.network_state(runtime.container("sealed-box")).published != []

@@ -262,3 +262,24 @@ def test_ports_follow_the_gateway_and_go_with_the_sandbox(
     assert "8089" not in nft_list("inet")
     with socket.socket() as again:
         again.bind(("0.0.0.0", 8089))  # the host port is free again
+
+
+def test_ports_on_internal_networks_wait_for_a_gateway(
+    controller: Controller, outside: Outside, servers: Callable[..., EchoServer]
+) -> None:
+    """Docker's rule, which Compose relies on (it creates a container on one network and
+    connects the others): a sandbox on internal networks only publishes nothing, and its ports
+    are bound once a network with a gateway joins, and let go when it leaves."""
+    network(controller, "sealed", "10.66.0.0/24", internal=True)
+    network(controller, "open", "10.67.0.0/24")
+    box = sandbox_on(controller, "box", "sealed")
+    servers(box.key, "box", [HTTP])
+    assert controller.publish(box.id, requests_for("8090:80")) == []
+    assert controller.published(box.id) == []
+    assert answer(outside.path, "tcp", outside.host4, 8090) is None
+    controller.connect("open", box.id)
+    assert bound(controller.published(box.id)) == {"0.0.0.0:8090->80/tcp", ":::8090->80/tcp"}
+    assert answer(outside.path, "tcp", outside.host4, 8090) == f"box {outside.ip4}"
+    controller.disconnect("open", box.id)
+    assert controller.published(box.id) == []
+    assert answer(outside.path, "tcp", outside.host4, 8090) is None

@@ -61,10 +61,6 @@ NETWORK_CASES = {
         ),
         InvalidParameter,
     ),
-    "ipv6-subnet-without-ipv6": (
-        NetworkRequest("n", ipam_config=_subnet("fd00:90::/64")),
-        InvalidParameter,
-    ),
     "ipv6-without-subnet": (NetworkRequest("n", enable_ipv6=True), InvalidParameter),
     "second-ipv4-pool-overlaps-first": (
         NetworkRequest(
@@ -106,10 +102,8 @@ NETWORK_CASES = {
     ),
     "unknown-driver": (NetworkRequest("n", driver="nosuchdriver"), NotFound),
     "unknown-ipam-driver": (NetworkRequest("n", ipam_driver="nosuchipam"), NotFound),
-    "name-leading-dash": (NetworkRequest("-bad"), InvalidParameter),
-    "name-with-space": (NetworkRequest("bad name"), InvalidParameter),
-    "name-with-slash": (NetworkRequest("bad/name"), InvalidParameter),
     "name-empty": (NetworkRequest(""), InvalidParameter),
+    "name-blank": (NetworkRequest(" \t "), InvalidParameter),
     "second-host-network": (NetworkRequest("myhost", driver="host"), Forbidden),
     "second-null-network": (NetworkRequest("mynone", driver="null"), Forbidden),
     "mtu-not-a-number": (
@@ -167,9 +161,8 @@ def test_duplicate_name_is_a_conflict(controller: Controller) -> None:
 
 @pytest.fixture
 def user_net(controller: Controller):
-    return controller.create_network(
-        NetworkRequest("user", ipam_config=_subnet("10.94.0.0/24", ip_range="10.94.0.128/25"))
-    )
+    config = [*_subnet("10.94.0.0/24", ip_range="10.94.0.128/25"), *_subnet("fd00:94::/64")]
+    return controller.create_network(NetworkRequest("user", ipam_config=config))
 
 
 @pytest.mark.parametrize(
@@ -181,6 +174,7 @@ def user_net(controller: Controller):
         ("10.94.0.0", InvalidParameter),  # the network address
         ("10.94.0.255", InvalidParameter),  # the broadcast address
         ("fd00::5", InvalidParameter),  # no IPv6 pool
+        ("fd00:94::5", InvalidParameter),  # an IPv6 pool, but the network has no IPv6
     ],
 )
 def test_bad_static_address_fails_cleanly(

@@ -249,3 +249,22 @@ def test_deleting_a_dual_stack_network_releases_both_pools(controller: Controlle
     controller.delete_network("dual")
     again = controller.create_network(request)
     assert [p.subnet for p in again.ipv6_pools] == ["fd00:29::/64"]
+
+
+def test_an_ipv6_subnet_without_ipv6_is_reserved_and_unused(controller: Controller) -> None:
+    """Docker's rule: the pool is taken and shown, but the network has no IPv6 (no address on
+    the bridge, none for its containers) until it is made with enable_ipv6."""
+    request = NetworkRequest(
+        "v6off",
+        ipam_config=[IpamRequest(subnet="10.31.0.0/24"), IpamRequest(subnet="fd00:31::/64")],
+    )
+    net = controller.create_network(request)
+    assert [p.subnet for p in net.ipv6_pools] == ["fd00:31::/64"]
+    assert not net.enable_ipv6
+    assert addresses(f"br-{net.id[:12]}", family="6") == []
+    sandbox = controller.create_sandbox()
+    endpoint = controller.connect("v6off", sandbox.id)
+    assert (endpoint.ipv4_address, endpoint.ipv6_address) == ("10.31.0.2/24", None)
+    assert run("ip", "-6", "route", "show", "default", netns=sandbox.key) == ""
+    with pytest.raises(Conflict):  # the pool is reserved
+        _create(controller, "v6again", "fd00:31::/64", enable_ipv6=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cnm.controller import Controller
-from cnm.model import EndpointOptions, IpamRequest, NetworkRequest, SandboxOptions
+from cnm.model import EndpointOptions, IpamRequest, NetworkRequest, PortRequest, SandboxOptions
 from cnm.osl.namespace import is_netns_mount
 
 from .probes import (
@@ -406,25 +406,64 @@ def test_networks_are_found_by_id_prefix_and_name(controller: Controller, ref: s
     assert endpoint.network_id == net.id
 
 
-def test_ipv6_default_route_moves_and_is_chosen_separately(controller: Controller) -> None:
+def test_a_dual_stack_endpoint_takes_both_default_routes(controller: Controller) -> None:
+    """libnetwork's order: an endpoint offering IPv4 and IPv6 gateways comes before those that
+    offer IPv4 only, whatever the names and the join order."""
     _net(controller, "v4first", "10.86.0.0/24")
     _net(controller, "dualA", "10.87.0.0/24", "fd00:87::/64", enable_ipv6=True)
     _net(controller, "dualB", "10.88.0.0/24", "fd00:88::/64", enable_ipv6=True)
     sandbox = controller.create_sandbox()
     controller.connect("v4first", sandbox.id)
-    dual_a = controller.connect("dualA", sandbox.id)
-    controller.connect("dualB", sandbox.id)
-    # IPv4: the first joined; IPv6: the first joined that offers an IPv6 gateway
     assert _default(sandbox.key, "4") == [("10.86.0.1", "eth0")]
-    assert _default(sandbox.key, "6") == [("fd00:87::1", "eth1")]
+    dual_b = controller.connect("dualB", sandbox.id)
+    assert _default(sandbox.key, "4") == [("10.88.0.1", "eth1")]
+    assert _default(sandbox.key, "6") == [("fd00:88::1", "eth1")]
+    controller.connect("dualA", sandbox.id)  # sorts before dualB
+    assert _default(sandbox.key, "4") == [("10.87.0.1", "eth2")]
+    assert _default(sandbox.key, "6") == [("fd00:87::1", "eth2")]
     hosts = controller.sandbox_file(sandbox.id, "hosts").read_text()
-    assert _ip(dual_a.ipv6_address) in hosts and _ip(dual_a.ipv4_address) in hosts
+    assert _ip(dual_b.ipv6_address) in hosts and _ip(dual_b.ipv4_address) in hosts
     controller.disconnect("dualA", sandbox.id)
-    assert _default(sandbox.key, "6") == [("fd00:88::1", "eth2")]
-    assert _default(sandbox.key, "4") == [("10.86.0.1", "eth0")]
+    assert _default(sandbox.key, "6") == [("fd00:88::1", "eth1")]
+    assert _default(sandbox.key, "4") == [("10.88.0.1", "eth1")]
     controller.disconnect("dualB", sandbox.id)
     assert _default(sandbox.key, "6") == []
     assert _default(sandbox.key, "4") == [("10.86.0.1", "eth0")]
+
+
+def test_the_network_name_orders_endpoints_not_the_join(controller: Controller) -> None:
+    """Among equals, the default route goes to the network whose name sorts first (Docker's
+    rule), and published ports follow it."""
+    _net(controller, "zeta", "10.90.0.0/24")
+    _net(controller, "alpha", "10.91.0.0/24")
+    _net(controller, "mid", "10.92.0.0/24")
+    sandbox = controller.create_sandbox()
+    controller.connect("zeta", sandbox.id)
+    controller.publish(sandbox.id, [PortRequest("tcp", 80)])
+    assert _default(sandbox.key) == [("10.90.0.1", "eth0")]
+    controller.connect("alpha", sandbox.id)
+    assert _default(sandbox.key) == [("10.91.0.1", "eth1")]
+    assert {str(m.container_ip) for m in controller.published(sandbox.id)} == {"10.91.0.2"}
+    controller.connect("mid", sandbox.id)
+    assert _default(sandbox.key) == [("10.91.0.1", "eth1")]
+    controller.disconnect("alpha", sandbox.id)
+    assert _default(sandbox.key) == [("10.92.0.1", "eth2")]
+    assert {str(m.container_ip) for m in controller.published(sandbox.id)} == {"10.92.0.2"}
+
+
+def test_join_order_is_libnetworks_sandbox_order(controller: Controller) -> None:
+    """A starting container joins its networks in this order: dual-stack first, internal
+    last, then gateway priority, then name (what dockerd 20.10 gives eth0..eth3)."""
+    _net(controller, "net-c", "10.93.0.0/24")
+    _net(controller, "net-a", "10.94.0.0/24", internal=True)
+    _net(controller, "net-b", "10.95.0.0/24")
+    _net(controller, "net-z", "10.96.0.0/24", "fd00:96::/64", enable_ipv6=True)
+    _net(controller, "net-p", "10.97.0.0/24")
+    options = EndpointOptions()
+    given = [(name, options) for name in ("net-c", "net-a", "net-b", "net-z")]
+    assert [n for n, _ in controller.join_order(given)] == ["net-z", "net-b", "net-c", "net-a"]
+    preferred = [*given, ("net-p", EndpointOptions(gateway_priority=1))]
+    assert [n for n, _ in controller.join_order(preferred)][:3] == ["net-z", "net-p", "net-b"]
 
 
 def test_disconnect_from_the_only_ipv6_network(controller: Controller) -> None:

@@ -13,8 +13,15 @@ from typing import Any
 import pytest
 import requests
 
-from cnm.store.api import Put, StoreConflict, StoreUnavailable, WatchEvent
-from cnm.store.etcd import EtcdStore, LeaseExpired, StoreCompacted
+from cnm.store.api import (
+    LeaseExpired,
+    Put,
+    StoreCompacted,
+    StoreConflict,
+    StoreUnavailable,
+    WatchEvent,
+)
+from cnm.store.etcd import EtcdStore
 from tests.support.etcd import EtcdServer
 from tests.support.store import EventLog
 

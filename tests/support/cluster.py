@@ -6,7 +6,7 @@ between them and a real etcd, on one machine, without touching its interfaces. T
     underlay namespace:  bridge "underlay" (no address)
                            |-- u-h1    <veth>  eth0 10.77.0.1/24   host h1
                            |-- u-h2    <veth>  eth0 10.77.0.2/24   host h2
-                           '-- u-etcd0 <veth>  eth0 10.77.0.10/24  etcd member etcd0
+                           '-- u-etcd0 <veth>  eth0 10.77.0.100/24 etcd member etcd0
 
 Every host and every etcd member is a namespace of its own whose only link, besides loopback,
 is eth0 on the underlay; etcd listens on its underlay address. Processes enter a host with
@@ -32,7 +32,7 @@ from tests.support.netns import make_test_netns
 UNDERLAY = ipaddress.ip_network("10.77.0.0/24")
 UNDERLAY_BRIDGE = "underlay"
 UNDERLAY_LINK = "eth0"  # each host's link to the underlay
-FIRST_ETCD_OFFSET = 10  # etcd members at .10, .11, ...; hosts at .1, .2, ...
+FIRST_ETCD_OFFSET = 100  # etcd members at .100, .101, ...; hosts at .1, .2, ...
 MAX_HOSTS = FIRST_ETCD_OFFSET - 1
 
 

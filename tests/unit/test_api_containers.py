@@ -124,7 +124,9 @@ def test_defaults_and_old_clients() -> None:
     )
     assert create.config.cmd == ["sh"]
     assert create.host_config.network_mode == "bridge"
-    assert create.networks == {"bridge": EndpointRequest(mac_address="02:42:ac:11:00:09")}
+    # It is the container's (Docker's Config.MacAddress), for its network mode's endpoint.
+    assert create.config.mac_address == "02:42:ac:11:00:09"
+    assert create.networks == {"bridge": EndpointRequest()}
     # docker-py sends no HostConfig at all for the simplest run.
     assert parse_container_create({"Image": "x"}).networks == {"bridge": EndpointRequest()}
     # The docker 28 CLI names the default network "default" in EndpointsConfig too.
@@ -306,7 +308,7 @@ def test_network_settings_of_a_running_container() -> None:
     bridge, mine = settings["Networks"]["bridge"], settings["Networks"]["my-net"]
     assert bridge["DNSNames"] is None and bridge["IPAMConfig"] is None  # a predefined network
     assert mine == {
-        "IPAMConfig": {"IPv4Address": "10.1.0.5", "IPv6Address": ""},
+        "IPAMConfig": {"IPv4Address": "10.1.0.5"},
         "Links": None,
         "Aliases": ["www"],
         "MacAddress": "",
@@ -336,7 +338,7 @@ def test_network_settings_of_a_stopped_container_keep_its_requests_only() -> Non
     assert (settings["SandboxKey"], settings["IPAddress"], settings["Ports"]) == ("", "", {})
     mine = settings["Networks"]["my-net"]
     assert (mine["IPAddress"], mine["EndpointID"], mine["DNSNames"]) == ("", "", None)
-    assert mine["IPAMConfig"] == {"IPv4Address": "10.1.0.5", "IPv6Address": ""}
+    assert mine["IPAMConfig"] == {"IPv4Address": "10.1.0.5"}
     assert mine["NetworkID"] == "m" * 64 and settings["Networks"]["gone"]["NetworkID"] == ""
 
 

@@ -56,6 +56,7 @@ def test_full_docker_cli_request() -> None:
     assert parse_network_create(body) == NetworkRequest(
         name="my-net",
         driver="bridge",
+        scope="local",
         options={"com.docker.network.driver.mtu": "1400"},
         labels={"team": "a"},
         internal=True,
@@ -92,7 +93,18 @@ def test_docker_py_nulls_mean_defaults() -> None:
     request = parse_network_create(body)
     assert request.driver == "bridge"
     assert request.options == {}
+    assert request.ipam_options is None
     assert request.ipam_config == [IpamRequest("10.0.0.0/24")]
+
+
+def test_ipam_options_are_echoed_as_given() -> None:
+    """docker-py gives no IPAM options and Docker shows null; the docker CLI gives {}."""
+    for given, shown in ((None, None), ({}, {}), ({"o": "1"}, {"o": "1"})):
+        request = parse_network_create({"Name": "n", "IPAM": {"Options": given}})
+        assert request.ipam_options == given
+        data = network_to_json(_network(ipam_options=request.ipam_options))
+        assert data["IPAM"]["Options"] == shown
+    assert parse_network_create({"Name": "n"}).ipam_options is None
 
 
 def test_field_names_match_case_insensitively_exact_first() -> None:
@@ -126,7 +138,7 @@ def test_minimal_request_defaults() -> None:
         ({"Name": "n", "Ingress": True}, "swarm mode"),
         ({"Name": "n", "ConfigOnly": True}, "config-only"),
         ({"Name": "n", "ConfigFrom": {"Network": "cfg"}}, "config-only network"),
-        ({"Name": "n", "Scope": "swarm"}, "local scope only"),
+        ({"Name": "n", "Scope": "swarm"}, "swarm scope needs swarm mode"),
         ({"Name": "n", "EnableIPv4": False}, "EnableIPv4=false"),
     ],
 )
@@ -137,7 +149,7 @@ def test_refused_requests(body: object, message: str) -> None:
 
 
 def test_network_json_has_dockers_shape() -> None:
-    data = network_to_json(_network())
+    data = network_to_json(_network(ipam_options={}))
     assert set(data) == DOCKER_NETWORK_KEYS
     assert data["IPAM"] == {
         "Driver": "default",

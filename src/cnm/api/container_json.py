@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,12 +65,17 @@ def parse_endpoint_config(data: JsonObject | None) -> EndpointRequest:
     if data is None:
         return EndpointRequest()
     ipam = data.object("IPAMConfig")
+    link_local_ips = ipam.strings("LinkLocalIPs") if ipam else []
+    for address in link_local_ips:
+        validate.link_local_ip(address)
     return EndpointRequest(
         aliases=data.strings("Aliases"),
         ipv4_address=(ipam.string("IPv4Address") if ipam else "") or None,
         ipv6_address=(ipam.string("IPv6Address") if ipam else "") or None,
         mac_address=data.string("MacAddress") or None,
         links=_links(data.strings("Links")),
+        link_local_ips=link_local_ips,
+        driver_opts=data.string_map("DriverOpts"),
     )
 
 
@@ -124,6 +130,7 @@ def parse_container_create(body: object) -> CreateRequest:
         env=root.strings("Env"),
         hostname=validate.hostname(root.string("Hostname")),
         domainname=validate.hostname(root.string("Domainname"), "domain name"),
+        mac_address=root.string("MacAddress"),
         working_dir=validate.working_dir(root.string("WorkingDir")),
         tty=bool(root.boolean("Tty")),
         open_stdin=bool(root.boolean("OpenStdin")),
@@ -156,9 +163,6 @@ def parse_container_create(body: object) -> CreateRequest:
             networks[key] = parse_endpoint_config(endpoints.object(name))
     if mode not in ("host", "none") and not mode.startswith("container:"):
         networks.setdefault(mode, EndpointRequest())
-    legacy_mac = root.string("MacAddress")
-    if legacy_mac and mode in networks and networks[mode].mac_address is None:
-        networks[mode].mac_address = legacy_mac
     return CreateRequest(config, host_config, networks)
 
 
@@ -249,12 +253,14 @@ def _config_json(container: Container, hostname: str) -> dict[str, Any]:
         "OnBuild": None,
         "Labels": dict(config.labels),
     }
+    if config.mac_address:
+        data["MacAddress"] = config.mac_address
     if config.exposed_ports:
         data["ExposedPorts"] = {port: {} for port in config.exposed_ports}
     return data
 
 
-def _host_config_json(host: HostConfig) -> dict[str, Any]:
+def _host_config_json(host: HostConfig, links: list[str]) -> dict[str, Any]:
     return {
         "Binds": None,
         "ContainerIDFile": "",
@@ -281,7 +287,7 @@ def _host_config_json(host: HostConfig) -> dict[str, Any]:
         "GroupAdd": None,
         "IpcMode": "private",
         "Cgroup": "",
-        "Links": list(host.links) or None,
+        "Links": links or None,
         "OomScoreAdj": 0,
         "PidMode": "",
         "Privileged": False,
@@ -321,19 +327,24 @@ def endpoint_settings_json(container: Container, attachment: NetworkAttachment) 
     request, network, endpoint = attachment.request, attachment.network, attachment.endpoint
     ipv4, ipv4_len = _address_and_prefix(endpoint.ipv4_address if endpoint else None)
     ipv6, ipv6_len = _address_and_prefix(endpoint.ipv6_address if endpoint else None)
-    ipam = None
-    if request.ipv4_address or request.ipv6_address:
-        ipam = {
-            "IPv4Address": request.ipv4_address or "",
-            "IPv6Address": request.ipv6_address or "",
-        }
+    # Docker's EndpointIPAMConfig leaves out what was not asked for (Go's omitempty).
+    ipam: dict[str, Any] | None = {
+        key: value
+        for key, value in (
+            ("IPv4Address", request.ipv4_address),
+            ("IPv6Address", request.ipv6_address),
+            ("LinkLocalIPs", list(request.link_local_ips)),
+        )
+        if value
+    } or None
     user_defined = network is not None and not network.predefined
     return {
         "IPAMConfig": ipam,
         "Links": list(request.links) or None,
         "Aliases": list(request.aliases) or None,
-        "MacAddress": (endpoint.mac_address or "") if endpoint else "",
-        "DriverOpts": None,
+        # A container that is not running shows the MAC it asked for (Docker 20.10 does).
+        "MacAddress": (endpoint.mac_address or "") if endpoint else (request.mac_address or ""),
+        "DriverOpts": dict(request.driver_opts) or None,
         "NetworkID": network.id if network else "",
         "EndpointID": endpoint.id if endpoint else "",
         "Gateway": _gateway(endpoint.gateway_v4) if endpoint else "",
@@ -398,8 +409,12 @@ def container_inspect_json(
     network_settings: dict[str, Any],
     paths: ContainerPaths,
     exec_ids: list[str],
+    legacy_links: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """``GET /containers/{id}/json``."""
+    """``GET /containers/{id}/json``. ``legacy_links`` are the (linked container's name,
+    alias) of its links on the default bridge, which Docker shows as HostConfig.Links
+    ("/db:/web/database"); links on user-defined networks show per endpoint only."""
+    links = [f"/{name}:/{container.name}/{alias}" for name, alias in legacy_links]
     state = container.state
     args = process_args(container)
     return {
@@ -433,7 +448,7 @@ def container_inspect_json(
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": exec_ids or None,
-        "HostConfig": _host_config_json(container.host_config),
+        "HostConfig": _host_config_json(container.host_config, links),
         "GraphDriver": {"Data": None, "Name": "overlay"},
         "Mounts": [],
         "Config": _config_json(container, container.config.hostname or container.id[:12]),

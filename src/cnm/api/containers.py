@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from cnm.api import streams
+from cnm.api import links, streams
 from cnm.api.common import (
     BACKEND,
     Backend,
@@ -109,7 +109,7 @@ async def kill_container(request: web.Request) -> web.Response:
 
 async def remove_container(request: web.Request) -> web.Response:
     if query_bool(request, "link"):
-        raise InvalidParameter("links are not supported by cnm")
+        return await links.remove_link(request)
     b = backend(request)
     await b.run_blocking(b.rt.remove_container, _ref(request), query_bool(request, "force"))
     return web.Response(status=204)
@@ -193,7 +193,7 @@ def _inspect(rt: Runtime, controller: Controller, ref: str) -> dict[str, Any]:
         paths.hostname = str(controller.sandbox_file(container.sandbox_id, "hostname"))
         paths.hosts = str(controller.sandbox_file(container.sandbox_id, "hosts"))
     settings = network_settings_json(container, rt.network_state(container))
-    return container_inspect_json(container, settings, paths, [])
+    return container_inspect_json(container, settings, paths, [], rt.legacy_links(container))
 
 
 async def inspect_container(request: web.Request) -> web.Response:

@@ -2,7 +2,8 @@
 
 Each handler parses and validates on the event loop, then does all its controller work in one
 call on a worker thread (so a response reflects one consistent view), and translates back.
-Connect and disconnect go through the runtime, which knows the containers; served over a bare
+``POST /networks/prune?progress=1`` (cnm's, for its CLI) streams a JSON line per deleted
+network before the report (``api/progress.py``). Connect and disconnect go through the runtime, which knows the containers; served over a bare
 controller (no runtime), they answer 501.
 """
 
@@ -14,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from cnm.api.common import add_route, backend, error_response, json_response, read_json
+from cnm.api import progress
+from cnm.api.common import (
+    add_route,
+    backend,
+    error_response,
+    json_response,
+    query_bool,
+    read_json,
+)
 from cnm.api.container_json import parse_endpoint_config
 from cnm.api.filters import Filters, filter_networks, parse_filters, prune_predicate
 from cnm.api.translate import JsonObject, network_to_json, parse_network_create
@@ -49,7 +58,8 @@ def _inspect(
     names = {}
     if runtime is not None and attachments:
         names = {c.id: c.name for c in runtime.containers(all=True)}
-    return network_to_json(network, attachments, names)
+    peers = controller.network_hosts(network.id) if network.scope == "global" else []
+    return network_to_json(network, attachments, names, peers)
 
 
 async def list_networks(request: web.Request) -> web.Response:
@@ -80,10 +90,19 @@ async def delete_network(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def prune_networks(request: web.Request) -> web.Response:
+async def prune_networks(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query.get("filters"))
     should_prune = prune_predicate(filters, datetime.now().astimezone())
     backend_ = backend(request)
+    if query_bool(request, "progress"):
+        return await progress.stream(
+            request,
+            lambda report: backend_.controller.prune_networks(
+                should_prune, lambda n: report({"status": "Deleted", "Name": n.name, "Id": n.id})
+            ),
+            lambda pruned: {"NetworksDeleted": [n.name for n in pruned] or None},
+            backend_.run,
+        )
     pruned = await backend_.run(backend_.controller.prune_networks, should_prune)
     # Docker's report holds names, and null (not []) when nothing was deleted.
     return json_response({"NetworksDeleted": [n.name for n in pruned] or None})

@@ -8,7 +8,7 @@ cannot strip the prefix and re-route. ``check_version`` then refuses versions ou
 Errors leave as Docker's ``{"message": "..."}`` with the status the cnm.errors class carries.
 An unknown route, or a known one with the wrong method, is 404 "page not found" (Docker maps
 both the same way). Engine endpoints that the docker CLI may call but cnm does not serve
-(volumes, swarm...) answer 501 with a message; the part of cnm that comes to serve one of them
+(volumes, plugins...) answer 501 with a message; the part of cnm that comes to serve one of them
 removes its prefix from ``NOT_SERVED_YET``. The container, image and exec endpoints are served
 when the application is made with a runtime (the daemon always gives one).
 
@@ -36,7 +36,21 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from cnm import __version__
-from cnm.api import API_VERSION, MIN_API_VERSION, containers, execs, images, networks, system
+from cnm.api import (
+    API_VERSION,
+    MIN_API_VERSION,
+    containers,
+    events,
+    execs,
+    images,
+    links,
+    metrics,
+    networks,
+    observe,
+    swarm,
+    system,
+    ui,
+)
 from cnm.api.common import (
     BACKEND,
     Backend,
@@ -59,17 +73,10 @@ NOT_SERVED_YET = (
     "auth",
     "build",
     "commit",
-    "configs",
     "distribution",
-    "events",
-    "nodes",
     "plugins",
-    "secrets",
-    "services",
     "session",
-    "swarm",
     "system",
-    "tasks",
     "volumes",
 )
 
@@ -206,7 +213,9 @@ def make_app(
 ) -> web.Application:
     """The API application over a started controller (and runtime); its worker threads stop on
     cleanup. Blocking calls still running (a stop, an exec's process) are not waited for."""
-    app = web.Application(middlewares=[log_requests, map_errors, check_version])
+    app = web.Application(
+        middlewares=[log_requests, metrics.record_operations, map_errors, check_version]
+    )
     app.on_response_prepare.append(docker_headers)
     executor = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="cnm-api")
     blocking = ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="cnm-wait")
@@ -219,12 +228,27 @@ def make_app(
     app.on_cleanup.append(stop_workers)
     system.add_routes(app)
     networks.add_routes(app)
+    # The network side's own routes: swarm mode as a node outside a swarm, and /events.
+    swarm.add_routes(app)
+    events.add_routes(app)
     if runtime is not None:
+        links.add_routes(app)
         containers.add_routes(app)
         execs.add_routes(app)
         images.add_routes(app)
+    observe.add_routes(app)
+    metrics.add_routes(app)
+    ui.add_routes(app)
     sections = "|".join(NOT_SERVED_YET)
     add_route(app, "GET", "/volumes/{name:[^/]+}", no_such_volume)
     add_route(app, "GET", "/plugins/{name:[^/]+}/json", no_such_plugin)
     add_route(app, "*", f"/{{section:(?:{sections})}}{{rest:(?:/.*)?}}", not_served_yet)
+    return app
+
+
+def make_read_only_app(main: web.Application) -> web.Application:
+    """The page, topology, explain, inspect and metrics routes of ``main`` for the loopback
+    TCP listener (``ui.make_read_only_app``), with the same error mapping."""
+    app = ui.make_read_only_app(main[BACKEND], main, [map_errors])
+    app.router.add_get("/metrics", metrics.metrics)
     return app

@@ -13,13 +13,16 @@ import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from cnm import __version__
 from cnm.api import API_VERSION, MIN_API_VERSION
 from cnm.api.common import Backend, DaemonInfo, add_route, backend, json_response
+
+if TYPE_CHECKING:
+    from cnm.controller.cluster import ClusterStatus
 
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -85,8 +88,14 @@ def info_json(
     network_drivers: list[str],
     container_states: Sequence[str] = (),
     images: int = 0,
+    cluster: ClusterStatus | None = None,
 ) -> dict[str, Any]:
-    """``container_states``: the status of each container ("running", "exited"...)."""
+    """``container_states``: the status of each container ("running", "exited"...).
+    ``cluster``: with a cluster store, Docker 20.10's ``ClusterStore``/``ClusterAdvertise``,
+    and a warning while the store is out of reach."""
+    warnings = None
+    if cluster is not None and cluster.degraded is not None:
+        warnings = [f"WARNING: the cluster store is out of reach (degraded): {cluster.degraded}"]
     running = sum(1 for state in container_states if state == "running")
     os_release = _os_release()
     now = datetime.now(UTC)
@@ -167,7 +176,9 @@ def info_json(
         "DefaultAddressPools": [
             {"Base": base, "Size": size} for base, size in info.default_address_pools
         ],
-        "Warnings": None,
+        "ClusterStore": cluster.store if cluster else "",
+        "ClusterAdvertise": cluster.advertise_address if cluster else "",
+        "Warnings": warnings,
     }
 
 
@@ -189,10 +200,11 @@ async def version(request: web.Request) -> web.Response:
 
 def _info(backend_: Backend, drivers: list[str]) -> dict[str, Any]:
     runtime = backend_.runtime
+    cluster = backend_.controller.cluster_status()
     if runtime is None:
-        return info_json(backend_.info, drivers)
+        return info_json(backend_.info, drivers, cluster=cluster)
     states = [c.state.status for c in runtime.containers(all=True)]
-    return info_json(backend_.info, drivers, states, len(runtime.images()))
+    return info_json(backend_.info, drivers, states, len(runtime.images()), cluster)
 
 
 async def info(request: web.Request) -> web.Response:

@@ -5,9 +5,9 @@ with Docker works here: field names match case-insensitively (an exact match win
 fields are ignored, and ``null`` means "not given" (docker-py sends ``"Options": null``). A value
 of the wrong type is refused with its path, e.g. ``IPAM.Config[0].Subnet must be a string``.
 
-Responses follow Docker 28's shape field for field (``docker network inspect``), with one
-documented choice: ``IPAM.Options`` is ``null`` for the predefined networks and an object for
-user networks, which is what Docker shows for networks made by its CLI.
+Responses follow Docker 28's shape field for field (``docker network inspect``). ``IPAM.Options``
+echoes what the create request gave, as Docker does: ``null`` when it had none (docker-py sends
+none; the predefined networks have none), an object otherwise (the docker CLI always sends one).
 """
 
 from __future__ import annotations
@@ -88,6 +88,10 @@ class JsonObject:
                 )
         return dict(value)
 
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is given (not absent, not null)."""
+        return self._get(name) is not None
+
     def object(self, name: str) -> JsonObject | None:
         value = self._get(name)
         return None if value is None else JsonObject(value, self._where(name))
@@ -122,9 +126,10 @@ def parse_network_create(body: object) -> NetworkRequest:
     ``CheckDuplicate`` is ignored: names are always unique, as in Docker since API 1.44."""
     root = JsonObject(body, "")
     scope = root.string("Scope")
-    if scope not in ("", "local"):
+    if scope not in ("", "local", "global"):
         raise InvalidParameter(
-            f"scope {scope!r} is not supported: cnm creates networks of local scope only"
+            f"scope {scope!r} is not supported: cnm networks are of local or global scope "
+            "(swarm scope needs swarm mode)"
         )
     if root.boolean("Ingress"):
         raise InvalidParameter("ingress networks belong to swarm mode, which cnm does not support")
@@ -145,11 +150,13 @@ def parse_network_create(body: object) -> NetworkRequest:
         internal=bool(root.boolean("Internal")),
         attachable=bool(root.boolean("Attachable")),
         enable_ipv6=bool(root.boolean("EnableIPv6")),
+        scope=scope,
     )
     ipam = root.object("IPAM")
     if ipam is not None:
         request.ipam_driver = ipam.string("Driver") or "default"
-        request.ipam_options = ipam.string_map("Options")
+        if ipam.has("Options"):
+            request.ipam_options = ipam.string_map("Options")
         for index, item in enumerate(ipam.array("Config")):
             entry = JsonObject(item, f"IPAM.Config[{index}]")
             request.ipam_config.append(
@@ -179,12 +186,14 @@ def network_to_json(
     network: Network,
     attachments: Iterable[tuple[Endpoint, Sandbox]] = (),
     container_names: Mapping[str, str] | None = None,
+    peers: Iterable[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """A network as ``GET /networks/{id}`` shows it. ``attachments`` are the network's
     endpoints joined to a sandbox, listed under ``Containers`` by the sandbox's container id
     and named after that container (``container_names``; the endpoint's name for a sandbox that
     no container owns). The list call passes none, as Docker's list leaves ``Containers``
-    empty."""
+    empty. A global network also lists ``Peers``: the hosts with endpoints on it (name,
+    address), as Docker shows an overlay's."""
     names = container_names or {}
     containers = {
         sandbox.container_id: {
@@ -196,10 +205,10 @@ def network_to_json(
         }
         for endpoint, sandbox in attachments
     }
-    ipam_options: dict[str, str] | None = dict(network.ipam_options)
+    ipam_options = None if network.ipam_options is None else dict(network.ipam_options)
     if network.predefined and not ipam_options:
-        ipam_options = None
-    return {
+        ipam_options = None  # records made before cnm kept "not given" apart from {}
+    shown: dict[str, Any] = {
         "Name": network.name,
         "Id": network.id,
         "Created": network.created,
@@ -221,3 +230,6 @@ def network_to_json(
         "Options": dict(network.options),
         "Labels": dict(network.labels),
     }
+    if network.scope == "global":
+        shown["Peers"] = [{"Name": name, "IP": address} for name, address in peers]
+    return shown

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from cnm import __version__, daemon
-from cnm.cli import completion, container, dns, image, network, system
+from cnm.cli import completion, container, dns, image, network, observe, system
 from cnm.cli.client import DEFAULT_HOST, Client, CliError
 from cnm.plugins import server
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_parser(commands)
     dns.add_parser(commands)
     system.add_parsers(commands)
+    observe.add_parsers(commands)
 
     p = commands.add_parser("completion", help="print a shell completion script")
     p.add_argument("shell", choices=["bash"])

@@ -211,11 +211,40 @@ def prune(client: Client, args: argparse.Namespace) -> int:
         print(PRUNE_WARNING, end="", flush=True)
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    report = client.request("POST", "/networks/prune", query={"filters": filter_args(args.filter)})
+    query = {"filters": filter_args(args.filter)}
+    if sys.stderr.isatty():
+        report = _prune_with_progress(client, query)
+    else:
+        report = client.request("POST", "/networks/prune", query=query)
     deleted = report.get("NetworksDeleted") or []
     if deleted:
         print("Deleted Networks:\n" + "".join(f"{name}\n" for name in deleted))
     return 0
+
+
+def _prune_with_progress(client: Client, query: dict[str, str]) -> dict[str, Any]:
+    """The daemon's prune, with a count of the networks deleted so far on the terminal."""
+    response = client.open(
+        "POST", "/networks/prune", query={**query, "progress": "1"}, forever=True
+    )
+    report: dict[str, Any] = {}
+    deleted = 0
+    try:
+        for line in response:
+            message = json.loads(line)
+            if "error" in message:
+                raise CliError(f"Error response from daemon: {message['error']}")
+            if message.get("status") == "Deleted":
+                deleted += 1
+                print(f"\rdeleting networks: {deleted} deleted ({message['Name']})\x1b[K",
+                      end="", file=sys.stderr, flush=True)  # fmt: skip
+            else:
+                report = message
+    finally:
+        response.close()
+        if deleted:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+    return report
 
 
 def connect(client: Client, args: argparse.Namespace) -> int:

@@ -7,24 +7,29 @@ firewall writes the restored ruleset in one transaction, then the predefined net
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from cnm.controller.endpoints import Endpoints
+from cnm.controller.cluster import Cluster, ClusterConfig, ClusterStatus
+from cnm.controller.endpoints import Endpoints, endpoint_name_prefix
 from cnm.controller.files import SandboxFiles
+from cnm.controller.gateway import order_key
+from cnm.controller.ids import StoreIds
 from cnm.controller.joins import Joins
 from cnm.controller.networks import Networks
 from cnm.controller.ports import PublishedPorts
 from cnm.controller.registry import DriverFinder, Registry
-from cnm.controller.restore import adopt, replay_ipam, restore
+from cnm.controller.restore import adopt, remove_unjoined_interfaces, replay_ipam, restore
 from cnm.controller.sandboxes import Sandboxes
-from cnm.driverapi import NetworkDriver
-from cnm.errors import Forbidden, NotFound
+from cnm.controller.scopes import Stores
+from cnm.driverapi import NetworkDriver, Scope
+from cnm.errors import Forbidden, InvalidParameter, NotFound
 from cnm.events import Event, EventBus
 from cnm.firewall.api import Firewall
-from cnm.ipamapi import IpamDriver
+from cnm.ipamapi import IpamDriver, IPNetwork
 from cnm.model import (
     Endpoint,
     EndpointOptions,
@@ -36,7 +41,8 @@ from cnm.model import (
     SandboxOptions,
 )
 from cnm.osl.links import HostNetwork
-from cnm.store.api import Store
+from cnm.store.api import GlobalStore, Store
+from cnm.validate import HOST_GATEWAY
 
 
 @dataclass
@@ -50,6 +56,10 @@ class ControllerConfig:
     host_resolv_conf: Path = Path("/etc/resolv.conf")
     default_host_ip: str = "0.0.0.0"  # published ports' host address when none is given
     dns: list[str] = field(default_factory=list)  # the daemon's --dns: resolvers for sandboxes
+    cluster: ClusterConfig | None = None  # with a cluster store: this host's membership
+    # What --add-host NAME:host-gateway names; None: the default bridge's IPv4 gateway (Docker's
+    # --host-gateway-ip default).
+    host_gateway_ip: str | None = None
 
 
 class Closable(Protocol):
@@ -72,6 +82,7 @@ class Parts:
     port_mapper: Closable  # the host ports its drivers hold
     drivers: Sequence[NetworkDriver]
     ipams: Sequence[IpamDriver]
+    cluster_store: GlobalStore | None = None  # the global scope (etcd), if the host has one
     finder: ClosableFinder | None = None
 
 
@@ -83,19 +94,40 @@ class Controller:
         self.firewall = parts.firewall
         self._port_mapper = parts.port_mapper
         self._finder = parts.finder
-        self.events = EventBus()
+        self.events: EventBus[Event] = EventBus()
         self._registry = Registry(parts.finder)
         for driver in parts.drivers:
             self._registry.add_driver(driver)
         for ipam in parts.ipams:
             self._registry.add_ipam(ipam)
         files = SandboxFiles(config.exec_root / "sandboxes", config)
-        self._networks = Networks(store, self._registry, self.events)
-        self._endpoints = Endpoints(store, self._registry, self._networks)
+        self._stores = Stores(store, parts.cluster_store)
+        node = config.cluster
+        self._networks = Networks(self._stores, self._registry, StoreIds(self._stores), self.events)
+        self._endpoints = Endpoints(
+            self._stores,
+            self._registry,
+            self._networks,
+            node.node_id if node else "",
+            node.advertise_address if node else "",
+        )
         self._sandboxes = Sandboxes(store, self.host, files, self.netns_dir, self.events)
         self._ports = PublishedPorts(store, self._registry, self._networks)
+        self._cluster: Cluster | None = None
+        if parts.cluster_store is not None and node is not None:
+            self._cluster = Cluster(
+                parts.cluster_store,
+                node,
+                self._registry,
+                self._networks,
+                self._endpoints,
+                self._sandboxes,
+                self.events,
+                self._local_subnets,
+                self._after_cluster_restore,
+            )
         self._joins = Joins(
-            store,
+            self._stores,
             self._registry,
             self._networks,
             self._endpoints,
@@ -133,7 +165,13 @@ class Controller:
         make the predefined networks."""
         self.netns_dir.mkdir(parents=True, exist_ok=True)
         self.sandbox_dir.mkdir(parents=True, exist_ok=True)
-        restored = restore(self.store, self._registry, self.netns_dir, self._sandboxes.files)
+        restored = restore(
+            self.store,
+            self._registry,
+            self.netns_dir,
+            self._sandboxes.files,
+            sweep_interfaces=self._cluster is None,
+        )
         self._networks.load(restored.networks)
         self._endpoints.load(restored.endpoints.values())
         self._sandboxes.load(restored.sandboxes.values())
@@ -141,6 +179,11 @@ class Controller:
         self._registry.on_new_driver = self._adopt_driver
         self._registry.on_new_ipam = self._adopt_ipam
         self.firewall.start()
+        self._ensure_predefined()
+        if self._cluster is not None:
+            self._cluster.start()
+
+    def _ensure_predefined(self) -> None:
         self._networks.ensure_predefined(
             {
                 "com.docker.network.bridge.enable_icc": "true",
@@ -150,6 +193,25 @@ class Controller:
                 "com.docker.network.driver.mtu": str(self.config.default_bridge_mtu or 1500),
             }
         )
+
+    def _local_subnets(self) -> list[IPNetwork]:
+        return [
+            ipaddress.ip_network(pool.subnet)
+            for network in self._networks.all()
+            if network.scope != Scope.GLOBAL
+            for pool in (*network.ipv4_pools, *network.ipv6_pools)
+        ]
+
+    def _after_cluster_restore(self, sandbox_ids: list[str]) -> None:
+        """Once the global endpoints are back from the cluster's store: sweep every
+        sandbox's unjoined interfaces (which needed them), and place the published ports of
+        sandboxes with a global endpoint again (one of those may be their gateway)."""
+        for sandbox in self._sandboxes.all():
+            with self._sandboxes.lock(sandbox.id):
+                joined = self._endpoints.joined_to(sandbox.id)
+                remove_unjoined_interfaces(sandbox, {e.ifname for e in joined})
+                if sandbox.id in sandbox_ids:
+                    self._ports.place(sandbox.id, joined)
 
     def _adopt_driver(self, driver: NetworkDriver) -> None:
         """A driver found after start (a plugin back, or named for the first time) gets the
@@ -165,6 +227,8 @@ class Controller:
                 replay_ipam(ipam, network, self._endpoints.on_network(network.id))
 
     def close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
         self.firewall.close()
         self._port_mapper.close()
         if self._finder is not None:
@@ -215,6 +279,19 @@ class Controller:
         """Path of a sandbox's generated ``hosts``, ``resolv.conf`` or ``hostname`` file."""
         return self._sandboxes.files.path(sandbox_id, name)
 
+    def cluster_status(self) -> ClusterStatus | None:
+        """The cluster store, this host's address in it and whether it is reachable; None
+        without a cluster store."""
+        return self._cluster.status() if self._cluster is not None else None
+
+    def peers(self) -> list[tuple[Network, Endpoint]]:
+        """Endpoints on other hosts this host reaches now, with their networks."""
+        return self._cluster.peers() if self._cluster is not None else []
+
+    def network_hosts(self, network_id: str) -> list[tuple[str, str]]:
+        """(name, address) of the hosts with endpoints on a global network."""
+        return self._cluster.hosts_on(network_id) if self._cluster is not None else []
+
     def published(self, sandbox_id: str) -> list[PortMapping]:
         """The sandbox's ports as bound now."""
         return self._ports.published(sandbox_id)
@@ -231,7 +308,7 @@ class Controller:
         with self._networks.create_delete_lock, self._networks.lock(network.id):
             if self._networks.get(network.id) is None:
                 raise NotFound(f"network {ref} not found")
-            if self._endpoints.on_network(network.id):
+            if self._endpoints.on_network(network.id) or self._has_remote_endpoints(network):
                 raise Forbidden(
                     f"error while removing network: network {network.name} id "
                     f"{network.id} has active endpoints"
@@ -239,7 +316,18 @@ class Controller:
             self._networks.delete(network)
             self._endpoints.forget_network(network.id)
 
-    def prune_networks(self, should_prune: Callable[[Network], bool]) -> list[Network]:
+    def _has_remote_endpoints(self, network: Network) -> bool:
+        if network.scope != Scope.GLOBAL:
+            return False
+        return bool(self._stores.of(network).list(endpoint_name_prefix(network.id)))
+
+    def prune_networks(
+        self,
+        should_prune: Callable[[Network], bool],
+        on_deleted: Callable[[Network], None] | None = None,
+    ) -> list[Network]:
+        """Delete every unused, non-predefined network ``should_prune`` accepts;
+        ``on_deleted`` hears of each as it goes (progress for a long prune)."""
         pruned = []
         for network in self.networks():
             if network.predefined or not should_prune(network):
@@ -249,6 +337,8 @@ class Controller:
             except (Forbidden, NotFound):
                 continue
             pruned.append(network)
+            if on_deleted is not None:
+                on_deleted(network)
         return pruned
 
     # ----------------------------------------------------------------- endpoints
@@ -272,7 +362,24 @@ class Controller:
     # ----------------------------------------------------------------- sandboxes and joins
 
     def create_sandbox(self, options: SandboxOptions | None = None) -> Sandbox:
-        return replace(self._sandboxes.create(options or SandboxOptions()))
+        options = options or SandboxOptions()
+        extra_hosts = [self._host_gateway(entry) for entry in options.extra_hosts]
+        return replace(self._sandboxes.create(replace(options, extra_hosts=extra_hosts)))
+
+    def host_gateway_ip(self) -> str:
+        """The address ``host-gateway`` stands for in --add-host: the daemon's
+        --host-gateway-ip, else the default bridge's gateway."""
+        if self.config.host_gateway_ip:
+            return self.config.host_gateway_ip
+        bridge = self._networks.find("bridge")
+        gateways = [p.gateway for p in (*bridge.ipv4_pools, *bridge.ipv6_pools) if p.gateway]
+        if not gateways:
+            raise InvalidParameter("unable to derive the IP value for host-gateway")
+        return gateways[0].split("/")[0]
+
+    def _host_gateway(self, entry: str) -> str:
+        name, _, address = entry.partition(":")
+        return f"{name}:{self.host_gateway_ip()}" if address == HOST_GATEWAY else entry
 
     def delete_sandbox(self, sandbox_id: str) -> None:
         self._joins.delete_sandbox(sandbox_id)
@@ -282,6 +389,24 @@ class Controller:
 
     def leave(self, endpoint_id: str) -> None:
         self._joins.leave(endpoint_id)
+
+    def join_order(
+        self, requests: Sequence[tuple[str, EndpointOptions]]
+    ) -> list[tuple[str, EndpointOptions]]:
+        """``requests`` (network, endpoint options) in the order libnetwork keeps a sandbox's
+        endpoints (``gateway.order_key``), the order a starting container joins them in: the
+        first gets eth0. Whether a network will offer both gateways is read from its record."""
+
+        def key(request: tuple[str, EndpointOptions]) -> tuple[bool, bool, int, str]:
+            network = self._networks.find(request[0])
+            offers = (
+                not network.internal
+                and self._registry.network_driver(network).capabilities().uses_addresses
+            )
+            dual = offers and bool(network.ipv4_pools and network.enable_ipv6)
+            return order_key(network.internal, dual, request[1].gateway_priority, network.name)
+
+        return sorted(requests, key=key)
 
     def connect(
         self, network_ref: str, sandbox_id: str, options: EndpointOptions | None = None
@@ -295,6 +420,11 @@ class Controller:
 
     def rename_endpoints(self, sandbox_id: str, name: str) -> None:
         self._joins.rename(sandbox_id, name)
+
+    def set_link_hosts(self, sandbox_id: str, entries: list[str]) -> None:
+        """Replace the hosts lines a sandbox has for legacy links (``names:address``, written
+        after its extra hosts), at once in its hosts file."""
+        self._joins.set_link_hosts(sandbox_id, entries)
 
     def publish(self, sandbox_id: str, requests: list[PortRequest]) -> list[PortMapping]:
         """Publish ports for the sandbox, replacing those it had, on its gateway endpoint; they

@@ -7,6 +7,12 @@ it later, together with its join. An IPAM driver that needs the MAC with each ad
 (``requires_mac_address``) gets one chosen first, as libnetwork chooses it. Removal: the record first, then the driver's
 part, then the addresses go back to IPAM (Docker gives them back at a container's stop).
 
+An endpoint of a global-scope network is recorded in the cluster's store as soon as it is
+made, with its name claimed there (``names/endpoint/<network id>/<name>``: endpoint names are
+unique network-wide, on every host at once) and with what the other hosts need to reach it and
+to answer for its names: its host, that host's tunnel endpoint, its container's id and
+hostname. The table holds this host's endpoints only; the others are peers (``cluster.py``).
+
 The table keeps three indexes beside it (by network and name, by network, by sandbox), so that
 no per-attach lookup grows with the number of endpoints.
 """
@@ -27,19 +33,38 @@ from cnm.controller.networks import (
     request_address,
 )
 from cnm.controller.registry import Registry
-from cnm.driverapi import EndpointSpec, random_mac
+from cnm.controller.scopes import Op, Stores
+from cnm.driverapi import EndpointSpec, Scope, random_mac
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.ipamapi import MAC_ADDRESS_OPTION
 from cnm.model import Endpoint, EndpointOptions, Network
-from cnm.store.api import Store
+from cnm.store.api import Delete, Put, Store, StoreConflict
 from cnm.transaction import Transaction, transaction
 
 log = logging.getLogger(__name__)
 
 LEGACY_LINKS = (
-    "links on the default bridge network (legacy links) are not supported by cnm: on a "
-    "user-defined network --link makes an alias the linking container resolves"
+    "links on the default bridge network are legacy links, given as the container's --link "
+    "(HostConfig.Links), not per endpoint: on a user-defined network --link makes an alias "
+    "the linking container resolves"
 )
+
+
+def endpoint_name_prefix(network_id: str) -> str:
+    """Under which a global network's endpoint names are claimed, on every host."""
+    return f"names/endpoint/{network_id}/"
+
+
+def endpoint_name_key(network_id: str, name: str) -> str:
+    """Where a global endpoint's name is claimed in the cluster's store."""
+    return endpoint_name_prefix(network_id) + name
+
+
+def ipv6_disabled(network: Network, address: str) -> InvalidParameter:
+    return InvalidParameter(
+        f"invalid endpoint settings: network {network.name} was created without IPv6 "
+        f"(enable_ipv6), so its containers get no IPv6 address: {address} cannot be used"
+    )
 
 
 def endpoint_spec(
@@ -54,6 +79,7 @@ def endpoint_spec(
             ipaddress.IPv6Interface(endpoint.ipv6_address) if endpoint.ipv6_address else None
         ),
         mac_address=endpoint.mac_address,
+        options=dict(endpoint.driver_options),
         joined=joined,
         sandbox_key=sandbox_key if joined else None,
         ifname=endpoint.ifname if joined else None,
@@ -61,10 +87,19 @@ def endpoint_spec(
 
 
 class Endpoints:
-    def __init__(self, store: Store, registry: Registry, networks: Networks) -> None:
-        self._store = store
+    def __init__(
+        self,
+        stores: Stores,
+        registry: Registry,
+        networks: Networks,
+        node_id: str = "",
+        vtep: str = "",
+    ) -> None:
+        self._stores = stores
         self._registry = registry
         self._networks = networks
+        self._node_id = node_id
+        self._vtep = vtep
         self._table: dict[str, Endpoint] = {}
         self._by_name: dict[tuple[str, str], str] = {}  # (network id, name) -> id
         self._by_network: dict[str, set[str]] = {}
@@ -152,7 +187,8 @@ class Endpoints:
         self, network: Network, options: EndpointOptions, *, persist: bool = True
     ) -> Endpoint:
         """Allocate and create an endpoint (the caller holds the network's lock). With
-        ``persist`` False the caller records it in the same store commit as its join."""
+        ``persist`` False the caller records it in the same store commit as its join (a
+        global endpoint is recorded at once all the same: its name is claimed then)."""
         endpoint_id = secrets.token_hex(32)
         name = options.name or endpoint_id[:12]
         if self._networks.get(network.id) is None:
@@ -170,6 +206,9 @@ class Endpoints:
             )
         if network.predefined and options.links:
             raise InvalidParameter(LEGACY_LINKS)
+        for text in options.link_local_ips:
+            if validate.link_local_ip(text).version == 6 and not network.enable_ipv6:
+                raise ipv6_disabled(network, text)
         mac_address = None
         if options.mac_address is not None:
             mac_address = validate.mac_address(options.mac_address)
@@ -184,7 +223,13 @@ class Endpoints:
             aliases=list(options.aliases),
             gateway_priority=options.gateway_priority,
             links=dict(options.links),
+            link_local_ips=[str(validate.link_local_ip(a)) for a in options.link_local_ips],
+            driver_options=dict(options.driver_options),
         )
+        is_global = network.scope == Scope.GLOBAL
+        if is_global:
+            endpoint.host, endpoint.vtep = self._node_id, self._vtep
+        store = self._stores.of(network)
         with transaction() as txn:
             self._allocate_addresses(network, endpoint, txn)
             info = driver.create_endpoint(endpoint_spec(endpoint))
@@ -196,8 +241,10 @@ class Endpoints:
                 endpoint.ipv4_address = str(info.address)
             if endpoint.ipv6_address is None and info.address_v6 is not None:
                 endpoint.ipv6_address = str(info.address_v6)
-            if persist:
-                self._store.put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0)
+            if is_global:
+                self._claim(store, network, endpoint)
+            elif persist:
+                store.put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0)
             self.put(endpoint)
         return endpoint
 
@@ -219,7 +266,9 @@ class Endpoints:
             raise InvalidParameter(
                 f"network {network.name} has no pool for {endpoint.requested_ipv4}"
             )
-        if network.ipv6_pools:
+        if endpoint.requested_ipv6 and not network.enable_ipv6:
+            raise ipv6_disabled(network, endpoint.requested_ipv6)
+        if network.ipv6_pools and network.enable_ipv6:
             address_v6 = request_address(ipam, network.ipv6_pools, endpoint.requested_ipv6, options)
             txn.on_failure("address", lambda: release_address(ipam, network.ipv6_pools, address_v6))
             endpoint.ipv6_address = str(address_v6)
@@ -228,9 +277,31 @@ class Endpoints:
                 f"network {network.name} has no pool for {endpoint.requested_ipv6}"
             )
 
+    def _claim(self, store: Store, network: Network, endpoint: Endpoint) -> None:
+        """Record a global endpoint with its name, or fail if another host holds the name."""
+        try:
+            store.commit(
+                [
+                    Put(f"endpoint/{endpoint.id}", endpoint.to_json(), expect_revision=0),
+                    Put(endpoint_name_key(network.id, endpoint.name), endpoint.id.encode(), 0),
+                ]
+            )
+        except StoreConflict:
+            raise Conflict(
+                f"endpoint with name {endpoint.name} already exists in network {network.name}"
+            ) from None
+
+    def removal(self, network: Network, endpoint: Endpoint) -> list[tuple[Store, Op]]:
+        """The store writes that remove an endpoint's records."""
+        store = self._stores.of(network)
+        writes: list[tuple[Store, Op]] = [(store, Delete(f"endpoint/{endpoint.id}"))]
+        if network.scope == Scope.GLOBAL:
+            writes.append((store, Delete(endpoint_name_key(network.id, endpoint.name))))
+        return writes
+
     def delete(self, network: Network, endpoint: Endpoint) -> None:
         """Remove an endpoint that is not joined (the caller holds the network's lock)."""
-        self._store.delete(f"endpoint/{endpoint.id}")
+        self._stores.commit(self.removal(network, endpoint))
         self.forget(network, endpoint)
 
     def forget(self, network: Network, endpoint: Endpoint) -> None:

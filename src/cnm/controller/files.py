@@ -68,7 +68,10 @@ class SandboxFiles:
         sandbox_files.write_in_place(
             self.path(sandbox.id, "hosts"),
             sandbox_files.render_hosts(
-                sandbox.hostname, sandbox.domainname, own, sandbox.extra_hosts
+                sandbox.hostname,
+                sandbox.domainname,
+                own,
+                [*sandbox.extra_hosts, *sandbox.link_hosts],
             ),
         )
 

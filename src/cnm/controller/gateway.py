@@ -1,36 +1,74 @@
-"""The default-route rule (libnetwork's default_gateway.go has the same job).
+"""The order of a sandbox's endpoints, and the default-route rule that follows from it.
 
-Among a sandbox's joined endpoints whose network offers a gateway, the one with the highest
-gateway priority wins; on a tie, the one that joined first. IPv4 and IPv6 are chosen separately.
-When the winner leaves, the next one by the same rule takes over. Published ports live on the
-IPv4 winner, else the IPv6 one (Docker's gateway endpoint), and move with it.
+libnetwork keeps a sandbox's endpoints in one order (sandbox.go's ``epHeap``): endpoints of
+internal networks last; then those that offer both an IPv4 and an IPv6 gateway; then the higher
+gateway priority; then the network's name. A starting container joins its networks in that
+order, so the first gets eth0 (``order_key``; a network joined while it runs gets the next free
+ethN). The default route belongs to the first endpoint in that order that offers a gateway, as
+Docker's ``getGatewayEndpoint`` has it: connecting a network whose name sorts first moves the
+default route to it, and when the winner leaves the next one takes over. IPv4 and IPv6 are
+chosen separately (Docker takes both from its one gateway endpoint; as every cnm network has
+IPv4, and an endpoint with both gateways sorts first, the two choices agree whenever Docker's
+gives an IPv6 route). Published ports live on the IPv4 winner, else the IPv6 one (Docker's
+gateway endpoint), and move with it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import replace
 
 from cnm.driverapi import JoinInfo
 from cnm.model import Endpoint
 from cnm.osl.links import sandbox_network
 
+NetworkName = Callable[[str], str]  # a network's name, by its id
 
-def gateway_endpoint(endpoints: list[Endpoint], version: int) -> Endpoint | None:
-    """The rule's winner for IP ``version``: highest priority, then earliest join."""
+
+def order_key(
+    internal: bool, dual_stack: bool, priority: int, network_name: str
+) -> tuple[bool, bool, int, str]:
+    """libnetwork's order of a sandbox's endpoints: a smaller key comes first."""
+    return (internal, not dual_stack, -priority, network_name)
+
+
+def gateway_endpoint(
+    endpoints: list[Endpoint], version: int, network_name: NetworkName
+) -> Endpoint | None:
+    """The rule's winner for IP ``version``: the first endpoint offering a gateway of that
+    version, in the sandbox's order."""
     candidates = [e for e in endpoints if (e.gateway_v4 if version == 4 else e.gateway_v6)]
     if not candidates:
         return None
-    return min(candidates, key=lambda e: (-e.gateway_priority, e.join_order))
+
+    def key(e: Endpoint) -> tuple[bool, bool, int, str]:
+        dual = bool(e.gateway_v4 and e.gateway_v6)
+        return order_key(False, dual, e.gateway_priority, network_name(e.network_id))
+
+    return min(candidates, key=key)
 
 
-def ports_endpoint(endpoints: list[Endpoint]) -> Endpoint | None:
+def ports_endpoint(endpoints: list[Endpoint], network_name: NetworkName) -> Endpoint | None:
     """Where published ports live: IPv4's default-route endpoint, else IPv6's."""
-    return gateway_endpoint(endpoints, 4) or gateway_endpoint(endpoints, 6)
+    return gateway_endpoint(endpoints, 4, network_name) or gateway_endpoint(
+        endpoints, 6, network_name
+    )
+
+
+def _link_local(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """A --link-local-ip with the prefix of its link-local range, as Docker configures it
+    (169.254.0.0/16, fe80::/64)."""
+    address = ipaddress.ip_address(text)
+    return ipaddress.ip_interface(f"{address}/{16 if address.version == 4 else 64}")
 
 
 def configure_interface(
-    sandbox_key: str, endpoint: Endpoint, info: JoinInfo, joined: list[Endpoint]
+    sandbox_key: str,
+    endpoint: Endpoint,
+    info: JoinInfo,
+    joined: list[Endpoint],
+    network_name: NetworkName,
 ) -> list[int]:
     """Address the joined interface, add its routes, take the default route where the rule
     makes it the winner, and announce its addresses (a reused address may come with another
@@ -40,6 +78,7 @@ def configure_interface(
         for text in (endpoint.ipv4_address, endpoint.ipv6_address)
         if text
     ]
+    addresses += [_link_local(text) for text in endpoint.link_local_ips]
     moved: list[int] = []
     candidate = replace(
         endpoint,
@@ -53,7 +92,7 @@ def configure_interface(
         for version, gateway in ((4, info.gateway), (6, info.gateway_v6)):
             if gateway is None:
                 continue
-            winner = gateway_endpoint([*joined, candidate], version)
+            winner = gateway_endpoint([*joined, candidate], version, network_name)
             if winner is not None and winner.id == endpoint.id:
                 sandbox_net.set_default_route(gateway, index)
                 moved.append(version)
@@ -61,14 +100,16 @@ def configure_interface(
     return moved
 
 
-def set_default_routes(sandbox_key: str, endpoints: list[Endpoint], versions: list[int]) -> None:
+def set_default_routes(
+    sandbox_key: str, endpoints: list[Endpoint], versions: list[int], network_name: NetworkName
+) -> None:
     """Point the default route of each of ``versions`` at the rule's winner among
     ``endpoints``, or remove it when none offers a gateway."""
     if not versions:
         return
     with sandbox_network(sandbox_key) as sandbox_net:
         for version in versions:
-            winner = gateway_endpoint(endpoints, version)
+            winner = gateway_endpoint(endpoints, version, network_name)
             gateway = None
             if winner is not None:
                 gateway = winner.gateway_v4 if version == 4 else winner.gateway_v6
@@ -80,14 +121,14 @@ def set_default_routes(sandbox_key: str, endpoints: list[Endpoint], versions: li
 
 
 def hand_over_default_routes(
-    sandbox_key: str, departed: Endpoint, remaining: list[Endpoint]
+    sandbox_key: str, departed: Endpoint, remaining: list[Endpoint], network_name: NetworkName
 ) -> None:
     """After ``departed`` left: where it carried a default route, give it to the next
     winner."""
     versions = [
         version
         for version in (4, 6)
-        if (winner := gateway_endpoint([*remaining, departed], version)) is not None
+        if (winner := gateway_endpoint([*remaining, departed], version, network_name)) is not None
         and winner.id == departed.id
     ]
-    set_default_routes(sandbox_key, remaining, versions)
+    set_default_routes(sandbox_key, remaining, versions, network_name)

@@ -34,7 +34,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 from cnm import validate
-from cnm.controller.endpoints import Endpoints
+from cnm.controller.endpoints import Endpoints, endpoint_name_key
 from cnm.controller.gateway import (
     configure_interface,
     hand_over_default_routes,
@@ -44,11 +44,13 @@ from cnm.controller.networks import Networks
 from cnm.controller.ports import PublishedPorts
 from cnm.controller.registry import Registry
 from cnm.controller.sandboxes import Sandboxes
+from cnm.controller.scopes import Op, Stores
+from cnm.driverapi import Scope
 from cnm.errors import CnmError, Conflict, Forbidden, NotFound
 from cnm.events import Event, EventBus
 from cnm.model import Endpoint, EndpointOptions, Network, PortMapping, PortRequest, Sandbox
 from cnm.osl.links import sandbox_network
-from cnm.store.api import Delete, Put, Store
+from cnm.store.api import Delete, Put, Store, StoreConflict
 from cnm.transaction import transaction
 
 log = logging.getLogger(__name__)
@@ -57,15 +59,15 @@ log = logging.getLogger(__name__)
 class Joins:
     def __init__(
         self,
-        store: Store,
+        stores: Stores,
         registry: Registry,
         networks: Networks,
         endpoints: Endpoints,
         sandboxes: Sandboxes,
         ports: PublishedPorts,
-        events: EventBus,
+        events: EventBus[Event],
     ) -> None:
-        self._store = store
+        self._stores = stores
         self._registry = registry
         self._networks = networks
         self._endpoints = endpoints
@@ -154,14 +156,19 @@ class Joins:
         else:
             self._check_free_name(sandbox, key, ifname, used)
         updated = replace(endpoint, sandbox_id=sandbox.id, ifname=ifname, join_order=sandbox.joins)
+        if network.scope == Scope.GLOBAL:  # what the other hosts' DNS answers for it
+            updated.container_id, updated.hostname = sandbox.container_id, sandbox.hostname
         with transaction() as txn:
             info = driver.join(network.id, endpoint.id, key, ifname)
             txn.on_failure("driver join", lambda: driver.leave(network.id, endpoint.id))
             if info.interface_name is not None:
                 updated.ifname = info.interface_name
             if info.configure_interface and key is not None:
-                moved = configure_interface(key, updated, info, joined)
-                txn.on_failure("default route", lambda: set_default_routes(key, joined, moved))
+                name = self._networks.name_of
+                moved = configure_interface(key, updated, info, joined, name)
+                txn.on_failure(
+                    "default route", lambda: set_default_routes(key, joined, moved, name)
+                )
                 updated.gateway_v4 = str(info.gateway) if info.gateway else None
                 updated.gateway_v6 = str(info.gateway_v6) if info.gateway_v6 else None
             self._ports.place(sandbox.id, [*joined, updated])
@@ -169,10 +176,10 @@ class Joins:
             new_sandbox = replace(sandbox, joins=sandbox.joins + 1)
             self._sandboxes.files.write_hosts(new_sandbox, [*joined, updated])
             txn.on_failure("hosts file", lambda: self._sandboxes.files.write_hosts(sandbox, joined))
-            self._store.commit(
+            self._stores.commit(
                 [
-                    Put(f"endpoint/{updated.id}", updated.to_json()),
-                    Put(f"sandbox/{sandbox.id}", new_sandbox.to_json()),
+                    (self._stores.of(network), Put(f"endpoint/{updated.id}", updated.to_json())),
+                    (self._stores.local, Put(f"sandbox/{sandbox.id}", new_sandbox.to_json())),
                 ]
             )
         self._endpoints.put(updated)
@@ -220,9 +227,9 @@ class Joins:
         left = replace(endpoint, sandbox_id=None, ifname=None, gateway_v4=None, gateway_v6=None)
         remaining = [e for e in self._endpoints.joined_to(sandbox.id) if e.id != endpoint.id]
         if delete:
-            self._store.delete(f"endpoint/{endpoint.id}")
+            self._stores.commit(self._endpoints.removal(network, endpoint))
         else:
-            self._store.put(f"endpoint/{endpoint.id}", left.to_json())
+            self._stores.of(network).put(f"endpoint/{endpoint.id}", left.to_json())
         self._endpoints.put(left)
         try:
             self._ports.place(sandbox.id, remaining)
@@ -233,7 +240,7 @@ class Joins:
         except CnmError as err:
             log.warning("driver error disconnecting endpoint %s: %s", endpoint.name, err)
         if not sandbox.use_host_network:
-            hand_over_default_routes(sandbox.key, endpoint, remaining)
+            hand_over_default_routes(sandbox.key, endpoint, remaining, self._networks.name_of)
         self._sandboxes.files.write_hosts(sandbox, remaining)
         self._events.emit(
             Event("endpoint-leave", replace(network), replace(endpoint), replace(sandbox))
@@ -257,7 +264,20 @@ class Joins:
                         f"endpoint with name {name} already exists in network {network.name}"
                     )
             renamed = [replace(e, name=name) for e in joined]
-            self._store.commit([Put(f"endpoint/{e.id}", e.to_json()) for e in renamed])
+            writes: list[tuple[Store, Op]] = []
+            for old, new in zip(joined, renamed, strict=True):
+                network = self._networks.find(new.network_id)
+                store = self._stores.of(network)
+                writes.append((store, Put(f"endpoint/{new.id}", new.to_json())))
+                if network.scope == Scope.GLOBAL:
+                    writes.append((store, Delete(endpoint_name_key(network.id, old.name))))
+                    writes.append(
+                        (store, Put(endpoint_name_key(network.id, name), new.id.encode(), 0))
+                    )
+            try:
+                self._stores.commit(writes)
+            except StoreConflict:
+                raise Conflict(f"endpoint with name {name} already exists in a network") from None
             for endpoint in renamed:
                 self._endpoints.put(endpoint)
             for endpoint in renamed:
@@ -265,6 +285,17 @@ class Joins:
                 self._events.emit(
                     Event("endpoint-rename", replace(network), replace(endpoint), replace(sandbox))
                 )
+
+    def set_link_hosts(self, sandbox_id: str, entries: list[str]) -> None:
+        """Replace the sandbox's hosts lines of legacy links (``names:address``)."""
+        sandbox = self._sandboxes.find(sandbox_id)
+        with self._sandboxes.lock(sandbox.id):
+            for entry in entries:
+                validate.extra_host(entry)
+            updated = replace(self._sandboxes.find(sandbox.id), link_hosts=list(entries))
+            self._stores.local.put(f"sandbox/{sandbox.id}", updated.to_json())
+            self._sandboxes.put(updated)
+            self._sandboxes.files.write_hosts(updated, self._endpoints.joined_to(sandbox.id))
 
     def publish(self, sandbox_id: str, requests: list[PortRequest]) -> list[PortMapping]:
         """Publish ports for the sandbox, replacing those it had, on its gateway endpoint."""
@@ -283,11 +314,23 @@ class Joins:
         sandbox = self._sandboxes.find(sandbox_id)
         with self._sandboxes.lock(sandbox.id):
             joined = self._endpoints.joined_to(sandbox.id)
-            ops: list[Put | Delete] = [Delete(f"sandbox/{sandbox.id}")]
-            ops += [Delete(f"endpoint/{e.id}") for e in joined]
+            local = self._stores.local
+            writes: list[tuple[Store, Op]] = [(local, Delete(f"sandbox/{sandbox.id}"))]
+            for endpoint in joined:
+                network = self._networks.get(endpoint.network_id)
+                if network is not None:
+                    writes += self._endpoints.removal(network, endpoint)
+                else:
+                    writes.append((local, Delete(f"endpoint/{endpoint.id}")))
             if self._ports.has(sandbox.id):
-                ops.append(Delete(f"ports/{sandbox.id}"))
-            self._store.commit(ops)
+                writes.append((local, Delete(f"ports/{sandbox.id}")))
+            recorded = self._stores.commit(writes, cluster_may_fail=True)
+            if not recorded:
+                log.warning(
+                    "cluster store unreachable: the records of sandbox %s's endpoints there "
+                    "are removed when this host reconnects",
+                    sandbox.id[:12],
+                )
             self._ports.forget(sandbox.id)
             self._sandboxes.drop(sandbox.id)
             for endpoint in joined:
@@ -295,22 +338,28 @@ class Joins:
             self._events.emit(Event("sandbox-delete", None, sandbox=replace(sandbox)))
             if sandbox.adopted_from:
                 for endpoint in joined:
-                    self._release(endpoint, sandbox, namespace_deleted=False)
+                    self._release(endpoint, sandbox, recorded, namespace_deleted=False)
                 self._sandboxes.delete_namespace(sandbox)
             else:
                 self._sandboxes.delete_namespace(sandbox)
                 for endpoint in joined:
-                    self._release(endpoint, sandbox)
+                    self._release(endpoint, sandbox, recorded)
             self._sandboxes.files.remove(sandbox.id)
         self._sandboxes.forget_lock(sandbox.id)
         self._endpoints.forget_sandbox(sandbox.id)
 
     def _release(
-        self, endpoint: Endpoint, sandbox: Sandbox, *, namespace_deleted: bool = True
+        self,
+        endpoint: Endpoint,
+        sandbox: Sandbox,
+        recorded: bool,
+        *,
+        namespace_deleted: bool = True,
     ) -> None:
         """The driver's and IPAM's part of an endpoint whose namespace is gone (with
         ``namespace_deleted`` False, of one whose namespace stays: the driver removes its
-        interface)."""
+        interface). Addresses of a global endpoint whose record could not be removed stay
+        taken: they go with the record when the host reconnects."""
         network = self._networks.get(endpoint.network_id)
         if network is None:
             return
@@ -322,5 +371,9 @@ class Joins:
                 driver.delete_endpoint(network.id, endpoint.id)
             except CnmError:
                 log.exception("driver cleanup of endpoint %s", endpoint.id[:12])
-            self._endpoints.release_addresses(network, endpoint)
+            if recorded or network.scope != Scope.GLOBAL:
+                try:
+                    self._endpoints.release_addresses(network, endpoint)
+                except CnmError:
+                    log.exception("releasing the addresses of endpoint %s", endpoint.id[:12])
         self._events.emit(Event("endpoint-leave", replace(network), endpoint, replace(sandbox)))

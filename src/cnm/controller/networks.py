@@ -8,6 +8,16 @@ the gateway and auxiliary addresses and the pools (libnetwork's order, which an 
 that counts its addresses relies on). Whether the network still has endpoints is the
 controller's question (endpoints depend on networks, not the other way round).
 
+A global-scope network (an overlay) is recorded in the cluster's store with its name claimed
+there (``names/network/<name>``), so two hosts creating the same name at once cannot both
+succeed; its pools come from IPAM's global address space, and its driver reserves cluster-wide
+resources (a VNI) once, here, through the controller's id allocator. The other hosts learn of
+it from the store (``cluster.py``).
+
+An IPv6 subnet given without ``enable_ipv6`` is reserved and shown, as Docker does, and nothing
+uses it: the driver is not told of it and endpoints get no IPv6 address (and a static one is
+refused, where Docker would take it and leave it unused).
+
 The three predefined networks (``bridge``, ``host``, ``none``) are made at the first start and
 never removed; their names cannot be taken.
 """
@@ -23,7 +33,8 @@ from datetime import UTC, datetime
 
 from cnm import validate
 from cnm.controller.registry import Registry
-from cnm.driverapi import IpamData, NetworkSpec
+from cnm.controller.scopes import Stores
+from cnm.driverapi import IdAllocator, IpamData, NetworkSpec, Scope
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.events import Event, EventBus
 from cnm.ipamapi import (
@@ -33,13 +44,18 @@ from cnm.ipamapi import (
     IPInterface,
 )
 from cnm.model import IpamRequest, Network, NetworkRequest, PoolRecord
-from cnm.store.api import Store
+from cnm.store.api import Delete, Put, StoreConflict
 from cnm.transaction import Transaction, transaction
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BRIDGE_OPTION = "com.docker.network.bridge.default_bridge"
 PREDEFINED = ("bridge", "host", "none")
+
+
+def network_name_key(name: str) -> str:
+    """Where a global network's name is claimed in the cluster's store."""
+    return f"names/network/{name}"
 
 
 def now_rfc3339() -> str:
@@ -69,7 +85,7 @@ def network_spec(network: Network) -> NetworkSpec:
         internal=network.internal,
         enable_ipv6=network.enable_ipv6,
         ipv4=data(network.ipv4_pools),
-        ipv6=data(network.ipv6_pools),
+        ipv6=data(network.ipv6_pools) if network.enable_ipv6 else (),
     )
 
 
@@ -109,9 +125,12 @@ def release_address(ipam: IpamDriver, pools: list[PoolRecord], address: IPInterf
 class Networks:
     """The network table: records by id, lookups by name, id or id prefix, and the locks."""
 
-    def __init__(self, store: Store, registry: Registry, events: EventBus) -> None:
-        self._store = store
+    def __init__(
+        self, stores: Stores, registry: Registry, ids: IdAllocator, events: EventBus[Event]
+    ) -> None:
+        self._stores = stores
         self._registry = registry
+        self._ids = ids
         self._events = events
         self._table: dict[str, Network] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -130,6 +149,11 @@ class Networks:
         with self._lock:
             return self._table.get(network_id)
 
+    def name_of(self, network_id: str) -> str:
+        """The name of a network by id ("" once it is gone), for the sandbox order."""
+        network = self.get(network_id)
+        return network.name if network is not None else ""
+
     def find(self, ref: str) -> Network:
         """By id, then name, then unique id prefix (Docker's order)."""
         with self._lock:
@@ -144,6 +168,34 @@ class Networks:
         if len(matches) > 1:
             raise InvalidParameter(f"network {ref} is ambiguous ({len(matches)} matches found)")
         raise NotFound(f"network {ref} not found")
+
+    def adopt(self, network: Network, *, restored: bool = False) -> bool:
+        """Add a network of the cluster's store that this table does not know yet: one
+        another host made, or (``restored``) one its driver was given in ``restore``. The
+        caller holds ``create_delete_lock``. False if it is known already."""
+        with self._lock:
+            if network.id in self._table:
+                return False
+            self._table[network.id] = network
+        if not restored:
+            try:
+                self._registry.network_driver(network).create_network(network_spec(network))
+            except CnmError:
+                log.exception("network %s from the cluster store", network.name)
+        self._events.emit(Event("network-create", replace(network)))
+        return True
+
+    def forget(self, network: Network) -> None:
+        """Drop a network another host removed (the caller holds ``create_delete_lock``)."""
+        with self._lock:
+            if self._table.pop(network.id, None) is None:
+                return
+            self._locks.pop(network.id, None)
+        try:
+            self._registry.network_driver(network).delete_network(network.id)
+        except CnmError:
+            log.exception("driver cleanup of network %s", network.name)
+        self._events.emit(Event("network-delete", replace(network)))
 
     def lock(self, network_id: str) -> threading.Lock:
         with self._lock:
@@ -163,6 +215,13 @@ class Networks:
             raise InvalidParameter(f"the {request.driver} driver does not take IPAM configuration")
         if not predefined and not caps.multiple_networks:
             raise Forbidden(f'only one instance of "{request.driver}" network is allowed')
+        if request.scope not in ("", caps.data_scope.value):
+            raise InvalidParameter(
+                f"the {request.driver} driver makes {caps.data_scope.value}-scope networks, "
+                f"not {request.scope}"
+            )
+        store = self._stores.of_scope(caps.data_scope, f"the {request.driver} driver")
+        is_global = caps.data_scope == Scope.GLOBAL
         with self.create_delete_lock:
             with self._lock:
                 if any(n.name == request.name for n in self._table.values()):
@@ -179,15 +238,31 @@ class Networks:
                 attachable=request.attachable,
                 enable_ipv6=request.enable_ipv6,
                 ipam_driver=request.ipam_driver,
-                ipam_options=dict(request.ipam_options),
+                ipam_options=None if request.ipam_options is None else dict(request.ipam_options),
                 predefined=predefined,
             )
             with transaction() as txn:
                 if ipam is not None:
                     self._allocate_pools(network, ipam, request.ipam_config, txn)
+                    self._check_scopes_apart(network)
+                allocated = driver.allocate_network(network_spec(network), self._ids)
+                if allocated:
+                    txn.on_failure(
+                        "driver allocation",
+                        lambda: driver.free_network(network_spec(network), self._ids),
+                    )
+                    network.options.update(allocated)
                 driver.create_network(network_spec(network))
                 txn.on_failure("driver network", lambda: driver.delete_network(network.id))
-                self._store.put(f"network/{network.id}", network.to_json(), expect_revision=0)
+                ops: list[Put | Delete] = [
+                    Put(f"network/{network.id}", network.to_json(), expect_revision=0)
+                ]
+                if is_global:
+                    ops.append(Put(network_name_key(network.name), network.id.encode(), 0))
+                try:
+                    store.commit(ops)
+                except StoreConflict:
+                    raise Conflict(f"network with name {request.name} already exists") from None
                 with self._lock:
                     self._table[network.id] = network
         log.info(
@@ -213,19 +288,34 @@ class Networks:
             except ValueError:
                 raise InvalidParameter(f"invalid subnet {config.subnet!r}: not a CIDR") from None
             (v6_configs if subnet.version == 6 else v4_configs).append(config)
-        if v6_configs and not network.enable_ipv6:
-            raise InvalidParameter("an IPv6 subnet was given but IPv6 is not enabled (--ipv6)")
         if network.enable_ipv6 and not v6_configs:
             raise InvalidParameter("IPv6 is enabled (--ipv6) but no IPv6 subnet was given")
-        address_space = ipam.default_address_spaces()[0]
+        local_space, global_space = ipam.default_address_spaces()
+        address_space = global_space if network.scope == Scope.GLOBAL else local_space
         for config in v4_configs or [IpamRequest()]:
             network.ipv4_pools.append(
-                _allocate_pool(ipam, address_space, network.ipam_options, config, False, txn)
+                _allocate_pool(ipam, address_space, network.ipam_options or {}, config, False, txn)
             )
         for config in v6_configs:
             network.ipv6_pools.append(
-                _allocate_pool(ipam, address_space, network.ipam_options, config, True, txn)
+                _allocate_pool(ipam, address_space, network.ipam_options or {}, config, True, txn)
             )
+
+    def _check_scopes_apart(self, network: Network) -> None:
+        """A local network must not overlap a global one known here, nor a global one a
+        local network of this host: the routes of both would be on this host. (Other hosts'
+        local networks are the global IPAM's business.)"""
+        mine = [ipaddress.ip_network(p.subnet) for p in (*network.ipv4_pools, *network.ipv6_pools)]
+        for other in self.all():
+            if (other.scope == Scope.GLOBAL) == (network.scope == Scope.GLOBAL):
+                continue
+            for pool in (*other.ipv4_pools, *other.ipv6_pools):
+                theirs = ipaddress.ip_network(pool.subnet)
+                clash = next((m for m in mine if m.overlaps(theirs)), None)
+                if clash is not None:
+                    raise Conflict(
+                        f"subnet {clash} overlaps {theirs} of {other.scope} network {other.name}"
+                    )
 
     def ensure_predefined(self, bridge_options: dict[str, str]) -> None:
         """Make ``none``, ``host`` and ``bridge`` (with ``bridge_options``) where missing."""
@@ -246,16 +336,26 @@ class Networks:
         """Remove a network that has no endpoints (the caller holds the create/delete lock and
         the network's lock, and has checked)."""
         driver = self._registry.network_driver(network)
+        store = self._stores.of(network)
+        is_global = network.scope == Scope.GLOBAL
+        ops: list[Put | Delete] = [Delete(f"network/{network.id}")]
+        if is_global:
+            ops.append(Delete(network_name_key(network.name)))
         with transaction() as txn:
-            self._store.delete(f"network/{network.id}")
-            txn.on_failure(
-                "network record",
-                lambda: self._store.put(f"network/{network.id}", network.to_json()),
-            )
+            store.commit(ops)
+            restore: list[Put | Delete] = [Put(f"network/{network.id}", network.to_json())]
+            if is_global:
+                restore.append(Put(network_name_key(network.name), network.id.encode()))
+            txn.on_failure("network record", lambda: store.commit(restore))
             driver.delete_network(network.id)
         with self._lock:
             del self._table[network.id]
             self._locks.pop(network.id, None)
+        if is_global:
+            try:
+                driver.free_network(network_spec(network), self._ids)
+            except CnmError:
+                log.exception("freeing the cluster resources of network %s", network.name)
         self._release_pools(network)
         log.info("network deleted name=%s id=%s", network.name, network.id[:12])
         self._events.emit(Event("network-delete", replace(network)))

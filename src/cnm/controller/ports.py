@@ -18,7 +18,7 @@ from cnm.controller.gateway import ports_endpoint
 from cnm.controller.networks import Networks
 from cnm.controller.registry import Registry
 from cnm.driverapi import NetworkDriver
-from cnm.errors import CnmError, InvalidParameter
+from cnm.errors import CnmError
 from cnm.model import Endpoint, PortMapping, PortRequest
 from cnm.store.api import Delete, Store
 
@@ -88,15 +88,9 @@ class PublishedPorts:
         self, sandbox_id: str, requests: list[PortRequest], joined: list[Endpoint]
     ) -> list[PortMapping]:
         """Replace the sandbox's ports (the caller holds the sandbox's lock). They are bound
-        now when it has a gateway endpoint among ``joined``, else when one joins. An error
-        leaves the sandbox's earlier ports as they were."""
-        if requests and ports_endpoint(joined) is None:
-            for endpoint in joined:
-                network = self._networks.get(endpoint.network_id)
-                if network is not None and network.internal:
-                    raise InvalidParameter(
-                        f"ports cannot be published on internal network {network.name}"
-                    )
+        now when it has a gateway endpoint among ``joined``, else when one joins (a sandbox on
+        internal networks only publishes nothing until then, as in Docker). An error leaves the
+        sandbox's earlier ports as they were."""
         previous = self._get(sandbox_id)
         owner = previous.owner if previous else None
         self._set(sandbox_id, _Published(list(requests), owner))
@@ -117,7 +111,7 @@ class PublishedPorts:
         entry = self._get(sandbox_id)
         if entry is None:
             return
-        winner = ports_endpoint(endpoints)
+        winner = ports_endpoint(endpoints, self._networks.name_of)
         owner = (winner.network_id, winner.id) if winner is not None else None
         if owner == entry.owner and not force:
             return

@@ -5,7 +5,8 @@ the endpoints of missing networks or sandboxes); kernel objects no record names 
 (namespaces and file directories here, tagged bridges and veths by their drivers); IPAM
 drivers that keep no state of their own (``requires_request_replay``, the default one) are
 replayed every recorded pool and address; then each driver adopts its networks and endpoints,
-recreating what is missing. libnetwork's sandbox_store.go does the same job.
+recreating what is missing. Global-scope records live in the cluster's store
+and are restored when the host connects to it (``cluster.py``). libnetwork's sandbox_store.go does the same job.
 
 Drivers and IPAM drivers that are not built in (remote plugins) are looked for first, which
 activates their plugins again. One that cannot be found or activated is logged and skipped:
@@ -34,7 +35,7 @@ from cnm.controller.files import SandboxFiles
 from cnm.controller.networks import network_spec
 from cnm.controller.registry import Registry
 from cnm.controller.sandboxes import HOST_NAMESPACE_KEY
-from cnm.driverapi import NetworkDriver
+from cnm.driverapi import NetworkDriver, Scope
 from cnm.errors import CnmError
 from cnm.ipamapi import IpamDriver
 from cnm.model import Endpoint, Network, Sandbox
@@ -54,9 +55,18 @@ class Restored:
     sandboxes: dict[str, Sandbox]
 
 
-def restore(store: Store, registry: Registry, netns_dir: Path, files: SandboxFiles) -> Restored:
+def restore(
+    store: Store,
+    registry: Registry,
+    netns_dir: Path,
+    files: SandboxFiles,
+    *,
+    sweep_interfaces: bool = True,
+) -> Restored:
     """Load the records, drop those whose kernel objects vanished, remove orphaned kernel
-    objects, replay IPAM allocations and let each driver reconcile its own objects."""
+    objects, replay IPAM allocations and let each driver reconcile its own objects. Without
+    ``sweep_interfaces`` the sandboxes' unjoined interfaces are left for later: a host in a
+    cluster knows its global endpoints only once it reaches the cluster's store."""
     networks = {n.id: n for n in map(Network.from_json, _values(store, "network/"))}
     endpoints = {e.id: e for e in map(Endpoint.from_json, _values(store, "endpoint/"))}
     sandboxes = {s.id: s for s in map(Sandbox.from_json, _values(store, "sandbox/"))}
@@ -80,10 +90,11 @@ def restore(store: Store, registry: Registry, netns_dir: Path, files: SandboxFil
             log.warning("removing orphaned namespace %s", path)
             delete_netns(path)
     files.remove_unknown(set(sandboxes))
-    for sandbox in sandboxes.values():
-        if not sandbox.use_host_network and not sandbox.adopted_from:
-            names = {e.ifname for e in endpoints.values() if e.sandbox_id == sandbox.id}
-            _remove_unjoined_interfaces(sandbox, names)
+    if sweep_interfaces:
+        for sandbox in sandboxes.values():
+            if not sandbox.adopted_from:
+                names = {e.ifname for e in endpoints.values() if e.sandbox_id == sandbox.id}
+                remove_unjoined_interfaces(sandbox, names)
     _find_drivers(registry, networks.values())
     for network in networks.values():
         ipam = registry.ipam_or_none(network.ipam_driver)
@@ -93,6 +104,8 @@ def restore(store: Store, registry: Registry, netns_dir: Path, files: SandboxFil
             )
     sandbox_keys = {s.id: s.key for s in sandboxes.values()}
     for driver in registry.drivers():
+        if driver.capabilities().data_scope == Scope.GLOBAL:
+            continue  # their records are in the cluster's store: restored on connection
         adopt(driver, list(networks.values()), list(endpoints.values()), sandbox_keys)
     return Restored(networks, endpoints, sandboxes)
 
@@ -142,7 +155,11 @@ def adopt(
     )
 
 
-def _remove_unjoined_interfaces(sandbox: Sandbox, joined: set[str | None]) -> None:
+def remove_unjoined_interfaces(sandbox: Sandbox, joined: set[str | None]) -> None:
+    """Remove the ``ethN`` links no joined endpoint names: what a join that crashed before
+    its record left behind (the next join would fail on the name)."""
+    if sandbox.use_host_network:
+        return
     with sandbox_network(sandbox.key) as sandbox_net:
         for link in list(sandbox_net.links.summaries()):
             if ENDPOINT_IFNAME.match(link.name) and link.name not in joined:
@@ -163,7 +180,7 @@ def replay_ipam(ipam: IpamDriver, network: Network, endpoints: list[Endpoint]) -
     for pools, v6 in ((network.ipv4_pools, False), (network.ipv6_pools, True)):
         for pool in pools:
             ipam.request_pool(
-                pool.address_space, pool.subnet, pool.ip_range, network.ipam_options, v6
+                pool.address_space, pool.subnet, pool.ip_range, network.ipam_options or {}, v6
             )
             if pool.gateway:
                 ipam.request_address(pool.pool_id, ipaddress.ip_interface(pool.gateway).ip, {})

@@ -52,7 +52,7 @@ class Sandboxes:
         host: HostNetwork,
         files: SandboxFiles,
         netns_dir: Path,
-        events: EventBus,
+        events: EventBus[Event],
     ) -> None:
         self._store = store
         self._host = host
@@ -111,10 +111,11 @@ class Sandboxes:
             dns_search=list(options.dns_search),
             dns_options=list(options.dns_options),
             extra_hosts=list(options.extra_hosts),
+            link_hosts=list(options.link_hosts),
             embedded_dns=options.embedded_dns and not options.use_host_network,
             adopted_from=options.netns_path or "",
         )
-        for entry in sandbox.extra_hosts:
+        for entry in (*sandbox.extra_hosts, *sandbox.link_hosts):
             validate.extra_host(entry)
         for server in sandbox.dns:
             validate.dns_server(server)

@@ -1,12 +1,14 @@
 """The embedded resolver's records: per network, the names of the containers on it; per sandbox,
-the view (its networks in join order) that its queries are answered from.
+the view (its networks in the sandbox's order) that its queries are answered from.
 
 Names (Docker's rule): on every user-defined network an endpoint is known by its container's
 name (the endpoint's name), its aliases on that network, the container's 12-character short ID
 and its hostname, each also as ``<name>.<network>``; every address also has a PTR record naming
 ``<container>.<network>.``. The predefined networks (the default bridge) offer no names. A
-sandbox sees only the networks it is joined to; the first of them in join order that has the
-name answers, so one alias can mean different containers on different networks.
+sandbox sees only the networks it is joined to; the first of them that has the name answers, in
+the order libnetwork keeps a sandbox's endpoints and resolves names in (``controller.gateway``:
+internal networks last, dual-stack first, then gateway priority, then the network's name), so
+one alias can mean different containers on different networks.
 
 Links (``--link name:alias`` on a user-defined network, Docker's rule there): the alias, also as
 ``<alias>.<network>``, names the linked container on that network for the linking sandbox
@@ -33,6 +35,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
+from cnm.controller.gateway import order_key
 from cnm.model import Endpoint, Network, Sandbox
 
 TYPE_A = b"\x00\x01"
@@ -154,14 +157,14 @@ class View:
         return None
 
 
-def _names(endpoint: Endpoint, sandbox: Sandbox) -> dict[str, str]:
+def _names(endpoint: Endpoint, container_id: str, hostname: str) -> dict[str, str]:
     """Name -> why, lowercased, the first reason kept where names coincide."""
     names: dict[str, str] = {}
     for name, why in (
         (endpoint.name, "container name"),
         *((alias, "alias") for alias in endpoint.aliases),
-        (sandbox.container_id[:12], "short id"),
-        (sandbox.hostname, "hostname"),
+        (container_id[:12], "short id"),
+        (hostname, "hostname"),
     ):
         if name:
             key = name.lower()
@@ -190,7 +193,8 @@ class Records:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._tables: dict[str, NetworkTable] = {}
-        self._members: dict[str, dict[str, tuple[int, str]]] = {}  # sandbox -> ep -> order, net
+        # sandbox -> endpoint -> (its place in the sandbox's order, network id)
+        self._members: dict[str, dict[str, tuple[tuple[bool, bool, int, str], str]]] = {}
         self._links: dict[str, dict[str, dict[str, str]]] = {}  # sandbox -> ep -> alias -> name
         self._views: dict[str, View] = {}
 
@@ -214,13 +218,31 @@ class Records:
                 table = self._tables[network.id] = NetworkTable(network)
             self._unclaim(table, endpoint.id)
             if not network.predefined:
-                self._claim(table, endpoint, sandbox)
-            self._members.setdefault(sandbox.id, {})[endpoint.id] = (endpoint.join_order, table.id)
+                self._claim(table, endpoint, sandbox.container_id, sandbox.hostname)
+            dual = bool(endpoint.gateway_v4 and endpoint.gateway_v6)
+            order = order_key(network.internal, dual, endpoint.gateway_priority, network.name)
+            self._members.setdefault(sandbox.id, {})[endpoint.id] = (order, table.id)
             links = self._links.setdefault(sandbox.id, {})
             links.pop(endpoint.id, None)
             if endpoint.links and not network.predefined:
                 links[endpoint.id] = dict(endpoint.links)
             self._refresh(sandbox.id)
+
+    def add_peer(self, network: Network, endpoint: Endpoint) -> None:
+        """Record the names of an endpoint on another host of the cluster (a peer): it is
+        in no sandbox here, its container's id and hostname come with its record."""
+        with self._lock:
+            table = self._tables.get(network.id)
+            if table is None:
+                table = self._tables[network.id] = NetworkTable(network)
+            self._unclaim(table, endpoint.id)
+            self._claim(table, endpoint, endpoint.container_id, endpoint.hostname)
+
+    def remove_peer(self, network_id: str, endpoint_id: str) -> None:
+        with self._lock:
+            table = self._tables.get(network_id)
+            if table is not None:
+                self._unclaim(table, endpoint_id)
 
     def remove_endpoint(self, network_id: str, endpoint_id: str, sandbox_id: str) -> None:
         with self._lock:
@@ -243,7 +265,9 @@ class Records:
         with self._lock:
             self._tables.pop(network_id, None)
 
-    def _claim(self, table: NetworkTable, endpoint: Endpoint, sandbox: Sandbox) -> None:
+    def _claim(
+        self, table: NetworkTable, endpoint: Endpoint, container_id: str, hostname: str
+    ) -> None:
         ttl = self.ttl
         a = aaaa = b""
         reverse: list[str] = []
@@ -259,7 +283,7 @@ class Records:
         if not (a or aaaa):
             return
         keys: list[bytes] = []
-        for name, why in _names(endpoint, sandbox).items():
+        for name, why in _names(endpoint, container_id, hostname).items():
             claim = Claim(endpoint.name, why, a, aaaa)
             for key in (encode_name(name), encode_name(f"{name}.{table.name}")):
                 if key is not None:

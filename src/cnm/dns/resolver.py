@@ -277,6 +277,8 @@ class Resolver:
             network = networks.get(endpoint.network_id)
             if sandbox is not None and network is not None:
                 self.records.add_endpoint(network, endpoint, sandbox)
+        for network, endpoint in self.controller.peers():
+            self.records.add_peer(network, endpoint)
         for sandbox in sandboxes.values():
             if sandbox.embedded_dns:
                 self._open(sandbox)
@@ -334,6 +336,10 @@ class Resolver:
             self.records.remove_endpoint(network.id, endpoint.id, sandbox.id)
         elif kind == "network-delete" and network is not None:
             self.records.drop_network(network.id)
+        elif kind == "peer-join" and endpoint and network:
+            self.records.add_peer(network, endpoint)
+        elif kind == "peer-leave" and endpoint and network:
+            self.records.remove_peer(network.id, endpoint.id)
 
     def _open(self, sandbox: Sandbox) -> None:
         """Bind the sandbox's UDP and TCP sockets inside its namespace; the loop starts

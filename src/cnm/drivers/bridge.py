@@ -6,18 +6,15 @@
   veth it makes is a port of such a bridge; after a restart, `restore` deletes the tagged
   bridges and their ports that no record names, so a crash between making a link and
   recording it leaves nothing behind.
-* Host-side veth names are derived from the endpoint id (`veth` + 11 hex) so the kernel never
-  searches for a free name and `restore` finds them again without bookkeeping.
 * A container's MAC is derived from its IPv4 address (02:42 and the four bytes), as Docker
   20.10 does, unless the user gives one: an address handed out again comes with the same MAC,
   so the neighbours' cached entry for it stays right (the join also announces it).
 * The gateway address lives on the bridge; containers on internal networks get no default
   route through it, and the firewall drops whatever they send beyond their bridge.
 * Every network, joined endpoint and published port is reported to the firewall seam
-  (``cnm.firewall.api``); host ports are bound by the port mapper. Making a non-internal
-  network turns on forwarding in the host namespace (IPv6 forwarding only for an IPv6
-  network: it stops the host accepting router advertisements) and route_localnet on its
-  bridge, which the firewall's loopback publishing needs (and guards).
+  (``cnm.firewall.api``); host ports are bound by the port mapper. The steps it shares with the
+  overlay driver (veths, firewall reports, forwarding sysctls, publishing) are in
+  ``bridging.py``.
 """
 
 from __future__ import annotations
@@ -40,16 +37,31 @@ from cnm.driverapi import (
     mac_from_ip,
     random_mac,
 )
+from cnm.drivers.bridging import (
+    OPT_MTU,
+    Attachment,
+    TaggedLinks,
+    attach,
+    detach,
+    endpoint_addresses,
+    host_veth_name,
+    join_info,
+    make_bridge,
+    network_rules,
+    parse_bool,
+    parse_mtu,
+    publish,
+    report_network,
+    unpublish,
+)
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
-from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
+from cnm.firewall.api import EndpointRules, Firewall
 from cnm.model import PortMapping, PortRequest
-from cnm.osl.links import HostNetwork, write_sysctl
-from cnm.osl.namespace import NetNamespace
+from cnm.osl.links import HostNetwork
 from cnm.portmap.mapper import PortMapper
 
 OPT_PREFIX = "com.docker.network.bridge."
 OPT_NAME = OPT_PREFIX + "name"
-OPT_MTU = "com.docker.network.driver.mtu"
 OPT_ICC = OPT_PREFIX + "enable_icc"
 OPT_MASQUERADE = OPT_PREFIX + "enable_ip_masquerade"
 BOOLEAN_OPTIONS = (
@@ -62,23 +74,6 @@ OPT_HOST_BINDING = OPT_PREFIX + "host_binding_ipv4"
 OPT_HOST_IPV4 = "com.docker.network.host_ipv4"
 ADDRESS_OPTIONS = (OPT_HOST_BINDING, OPT_HOST_IPV4)
 NETWORK_ALIAS = "cnm:net:"
-
-
-def _parse_bool(key: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "t", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "f", "false", "no", "off"):
-        return False
-    raise InvalidParameter(f"invalid value {value!r} for option {key}: expected a boolean")
-
-
-def parse_mtu(value: str) -> int:
-    return validate.mtu(value)
-
-
-def host_veth_name(endpoint_id: str) -> str:
-    return "veth" + endpoint_id[:11]
 
 
 @dataclass
@@ -127,7 +122,7 @@ class BridgeDriver(NetworkDriver):
     def validate_network_options(self, options: Mapping[str, str]) -> None:
         for key in BOOLEAN_OPTIONS:
             if key in options:
-                _parse_bool(key, options[key])
+                parse_bool(key, options[key])
         for key in ADDRESS_OPTIONS:
             if key in options:
                 try:
@@ -165,9 +160,9 @@ class BridgeDriver(NetworkDriver):
             if self.host.links.index_of(name) is not None:
                 raise Conflict(f"a link named {name} already exists on the host")
         mtu = self._mtu(spec)
-        index = self.host.create_bridge(name, mtu=mtu, alias=NETWORK_ALIAS + spec.network_id)
+        alias = NETWORK_ALIAS + spec.network_id
+        index = make_bridge(self.host, name, spec, mtu=mtu, alias=alias, mac=None)
         try:
-            self._configure_bridge(index, spec)
             self._add_to_firewall(name, spec)
         except Exception:
             self.host.links.delete(index)
@@ -175,31 +170,17 @@ class BridgeDriver(NetworkDriver):
         with self._lock:
             self._networks[spec.network_id] = _BridgeNetwork(spec, name, index, mtu)
 
-    def _configure_bridge(self, index: int, spec: NetworkSpec) -> None:
-        for data in (*spec.ipv4, *spec.ipv6):
-            if data.gateway is not None:
-                self.host.links.add_address(index, data.gateway)
-        self.host.links.set_up(index)
-
     def _add_to_firewall(self, name: str, spec: NetworkSpec) -> None:
-        if not spec.internal:
-            with self.host.inside():
-                write_sysctl("net.ipv4.ip_forward", "1")
-                write_sysctl(f"net.ipv4.conf.{name}.route_localnet", "1")
-                if spec.enable_ipv6:
-                    write_sysctl("net.ipv6.conf.all.forwarding", "1")
         snat = spec.options.get(OPT_HOST_IPV4)
         snat_ip = ipaddress.ip_address(snat) if snat else None
-        self.firewall.add_network(
-            NetworkRules(
-                bridge=name,
-                subnets=tuple(data.pool for data in (*spec.ipv4, *spec.ipv6)),
-                internal=spec.internal,
-                icc=_parse_bool(OPT_ICC, spec.options.get(OPT_ICC, "true")),
-                masquerade=_parse_bool(OPT_MASQUERADE, spec.options.get(OPT_MASQUERADE, "true")),
-                snat_ipv4=snat_ip if isinstance(snat_ip, ipaddress.IPv4Address) else None,
-            )
+        rules = network_rules(
+            name,
+            spec,
+            icc=parse_bool(OPT_ICC, spec.options.get(OPT_ICC, "true")),
+            masquerade=parse_bool(OPT_MASQUERADE, spec.options.get(OPT_MASQUERADE, "true")),
+            snat_ipv4=snat_ip if isinstance(snat_ip, ipaddress.IPv4Address) else None,
         )
+        report_network(self.host, self.firewall, rules, spec.enable_ipv6)
 
     def delete_network(self, network_id: str) -> None:
         with self._lock:
@@ -213,7 +194,7 @@ class BridgeDriver(NetworkDriver):
         mac = spec.mac_address or (mac_from_ip(spec.address.ip) if spec.address else random_mac())
         with self._lock:
             self._endpoints[spec.endpoint_id] = _BridgeEndpoint(
-                spec.network_id, mac, addresses=_addresses(spec)
+                spec.network_id, mac, addresses=endpoint_addresses(spec)
             )
         return EndpointInfo(mac_address=mac)
 
@@ -228,46 +209,26 @@ class BridgeDriver(NetworkDriver):
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None:
             raise NotFound(f"endpoint {endpoint_id[:12]} not found on bridge {network.bridge_name}")
-        veth = host_veth_name(endpoint_id)
         # No sandbox: the peer is made in the host namespace, for someone else to move (a
         # dockerd using this driver through ``cnm plugin serve``).
-        sandbox = NetNamespace(sandbox_key) if sandbox_key is not None else None
-        try:
-            index = self.host.create_veth(
-                veth,
-                ifname,
-                sandbox or self.host.namespace,
-                master=network.bridge_index,
-                mtu=network.mtu,
-                peer_mac=endpoint.mac,
-                ipv6=network.spec.enable_ipv6,
-            )
-        finally:
-            if sandbox is not None:
-                sandbox.close()
-        try:
-            self.firewall.add_endpoint(EndpointRules(network.bridge_name, veth, endpoint.addresses))
-        except Exception:
-            self.host.links.delete(index)
-            raise
+        attachment = Attachment(
+            endpoint_id,
+            ifname,
+            sandbox_key,
+            endpoint.mac,
+            endpoint.addresses,
+            network.mtu,
+            network.spec.enable_ipv6,
+        )
+        attach(self.host, self.firewall, network.bridge_name, network.bridge_index, attachment)
         endpoint.joined = True
-        spec = network.spec
-        if spec.internal:
-            return JoinInfo(mtu=network.mtu)
-        gateway = spec.ipv4[0].gateway.ip if spec.ipv4 and spec.ipv4[0].gateway else None
-        gateway_v6 = spec.ipv6[0].gateway.ip if spec.ipv6 and spec.ipv6[0].gateway else None
-        return JoinInfo(gateway=gateway, gateway_v6=gateway_v6, mtu=network.mtu)
+        return join_info(network.spec, network.mtu)
 
     def leave(self, network_id: str, endpoint_id: str, *, namespace_deleted: bool = False) -> None:
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is not None:
             endpoint.joined = False
-        self.firewall.remove_endpoint(host_veth_name(endpoint_id))
-        if namespace_deleted:
-            return
-        index = self.host.links.index_of(host_veth_name(endpoint_id))
-        if index is not None:
-            self.host.links.delete(index)
+        detach(self.host, self.firewall, endpoint_id, namespace_deleted=namespace_deleted)
 
     def program_external_connectivity(
         self, network_id: str, endpoint_id: str, ports: Sequence[PortRequest]
@@ -283,19 +244,14 @@ class BridgeDriver(NetworkDriver):
         self.revoke_external_connectivity(network_id, endpoint_id)
         if not ports:
             return []
-        ipv4 = next((a for a in endpoint.addresses if a.version == 4), None)
-        ipv6 = next((a for a in endpoint.addresses if a.version == 6), None)
-        mappings = self.ports.map(
+        mappings = publish(
+            self.ports,
+            self.firewall,
+            network.bridge_name,
+            endpoint.addresses,
             ports,
-            ipv4=ipv4,
-            ipv6=ipv6,
-            default_host_ip=network.spec.options.get(OPT_HOST_BINDING) or self.default_host_ip,
+            network.spec.options.get(OPT_HOST_BINDING) or self.default_host_ip,
         )
-        try:
-            self.firewall.add_ports(network.bridge_name, mappings)
-        except Exception:
-            self.ports.unmap(mappings)
-            raise
         endpoint.published = mappings
         return list(mappings)
 
@@ -304,8 +260,7 @@ class BridgeDriver(NetworkDriver):
         if endpoint is None or not endpoint.published:
             return
         mappings, endpoint.published = endpoint.published, None
-        self.firewall.remove_ports(mappings)
-        self.ports.unmap(mappings)
+        unpublish(self.ports, self.firewall, mappings)
 
     def network_info(self, network_id: str) -> Mapping[str, str]:
         network = self._networks.get(network_id)
@@ -320,23 +275,17 @@ class BridgeDriver(NetworkDriver):
     def restore(self, networks: list[NetworkSpec], endpoints: list[EndpointSpec]) -> None:
         wanted_networks = {spec.network_id: spec for spec in networks}
         joined_veths = {host_veth_name(s.endpoint_id) for s in endpoints if s.joined}
-        links = list(self.host.links.summaries())
-        present: dict[str, int] = {}
-        ours: set[int] = set()
-        for link in links:
-            alias = link.alias or ""
-            if not alias.startswith(NETWORK_ALIAS):
-                continue
-            ours.add(link.index)
-            network_id = alias[len(NETWORK_ALIAS) :]
-            if network_id in wanted_networks:
-                present[network_id] = link.index
-        for link in links:
-            if link.kind == "veth" and link.master in ours and link.name not in joined_veths:
-                self.host.links.delete(link.index)
-        for link in links:
-            if link.index in ours and link.index not in present.values():
-                self.host.links.delete(link.index)
+        scan = TaggedLinks.scan(self.host, NETWORK_ALIAS)
+        present = {
+            network_id: index
+            for index, network_id in scan.tagged.items()
+            if network_id in wanted_networks
+        }
+        for link in scan.stray_veths(joined_veths):
+            self.host.links.delete(link.index)
+        for tagged in scan.tagged:
+            if tagged not in present.values():
+                self.host.links.delete(tagged)
         for network_id, spec in wanted_networks.items():
             index = present.get(network_id)
             if index is not None:
@@ -359,16 +308,14 @@ class BridgeDriver(NetworkDriver):
                 endpoint.network_id,
                 endpoint.mac_address or random_mac(),
                 joined=endpoint.joined,
-                addresses=_addresses(endpoint),
+                addresses=endpoint_addresses(endpoint),
             )
             if endpoint.joined:
                 bridge_name = self._networks[endpoint.network_id].bridge_name
                 self.firewall.add_endpoint(
                     EndpointRules(
-                        bridge_name, host_veth_name(endpoint.endpoint_id), _addresses(endpoint)
+                        bridge_name,
+                        host_veth_name(endpoint.endpoint_id),
+                        endpoint_addresses(endpoint),
                     )
                 )
-
-
-def _addresses(spec: EndpointSpec) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
-    return tuple(a.ip for a in (spec.address, spec.address_v6) if a is not None)

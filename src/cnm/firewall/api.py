@@ -14,6 +14,9 @@ into packet policy:
 * published ports: ``host_ip:host_port`` (0.0.0.0 / :: meaning every host address) leads to
   the container; loopback addresses only from the host itself.
 
+``ruleset`` is the seam's one read: the tables as the kernel holds them now, for tools that
+explain a verdict (``cnm explain``) by the rules that make it.
+
 Every call is one atomic change: it happens whole or not at all. Calls made before ``start``
 are remembered and written together by it, so a restarting daemon replaces the previous run's
 rules in one step and never leaves its containers unprotected in between.
@@ -25,6 +28,7 @@ import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cnm.model import IPAddress, PortMapping
 
@@ -75,3 +79,9 @@ class Firewall(ABC):
 
     @abstractmethod
     def remove_ports(self, mappings: Sequence[PortMapping]) -> None: ...
+
+    @abstractmethod
+    def ruleset(self) -> list[dict[str, Any]]:
+        """Read-only: cnm's own tables as the kernel holds them now, as the objects of
+        libnftables' JSON output (``nft -j -a list table``): each a one-key dict, ``table``,
+        ``set``, ``map`` (with their elements), ``chain`` or ``rule`` (with its handle)."""

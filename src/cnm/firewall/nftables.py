@@ -41,12 +41,15 @@ table was edited does the same.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import nftables
 
@@ -55,6 +58,7 @@ from cnm.errors import CnmError, Conflict, InvalidParameter
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
 from cnm.firewall.docker import DockerUser
 from cnm.firewall.monitor import NftMonitor
+from cnm.metrics import FIREWALL_UPDATES
 from cnm.model import PortMapping
 from cnm.osl.namespace import NetNamespace, current_thread_namespace
 from cnm.portmap.spec import PROTOCOLS
@@ -254,6 +258,7 @@ class NftablesFirewall(Firewall):
         self._started = False
         self._docker = DockerUser(self._namespace)
         self._monitor: NftMonitor | None = None
+        self._reader: nftables.Nftables | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -406,6 +411,25 @@ class NftablesFirewall(Firewall):
                 lambda: self._ports.update(removed),
             )
 
+    def ruleset(self) -> list[dict[str, Any]]:
+        """Both tables read back from the kernel through a context of its own (JSON output,
+        handles on), so the writing context's settings never change."""
+        with self._lock:
+            if self._closed:
+                raise CnmError("the firewall is closed")
+            with self._namespace.entered():
+                if self._reader is None:
+                    self._reader = nftables.Nftables()
+                    self._reader.set_json_output(True)
+                    self._reader.set_handle_output(True)
+                found: list[dict[str, Any]] = []
+                for family in ("inet", "bridge"):
+                    rc, output, error = self._reader.cmd(f"list table {family} {TABLE}")
+                    if rc != 0:
+                        raise NftError(f"nftables: {error.strip()}")
+                    found += [o for o in json.loads(output)["nftables"] if "metainfo" not in o]
+        return found
+
     # ----------------------------------------------------------------- transactions
 
     def _change(
@@ -420,6 +444,7 @@ class NftablesFirewall(Firewall):
         try:
             self._run(commands)
         except NftError as err:
+            FIREWALL_UPDATES.labels("change", "refused").inc()
             update()
             try:
                 self._write_all()
@@ -428,21 +453,23 @@ class NftablesFirewall(Firewall):
                 raise err from None
             log.warning("firewall change refused (%s); rewrote the whole ruleset", err)
             return
+        FIREWALL_UPDATES.labels("change", "ok").inc()
         update()
 
     def _write_all(self) -> None:
         """Replace both tables with the full ruleset, in one transaction."""
-        self._run(
-            "\n".join(
-                [
-                    f"add table inet {TABLE}",
-                    f"delete table inet {TABLE}",
-                    f"add table bridge {TABLE}",
-                    f"delete table bridge {TABLE}",
-                    self.render(),
-                ]
+        with _counted("rewrite"):
+            self._run(
+                "\n".join(
+                    [
+                        f"add table inet {TABLE}",
+                        f"delete table inet {TABLE}",
+                        f"add table bridge {TABLE}",
+                        f"delete table bridge {TABLE}",
+                        self.render(),
+                    ]
+                )
             )
-        )
 
     def render(self) -> str:
         """The whole ruleset as an nft script."""
@@ -469,6 +496,16 @@ class NftablesFirewall(Firewall):
             rc, _, error = self._nft.cmd(commands)
         if rc != 0:
             raise NftError(f"nftables: {error.strip()}")
+
+
+@contextmanager
+def _counted(kind: str) -> Iterator[None]:
+    try:
+        yield
+    except NftError:
+        FIREWALL_UPDATES.labels(kind, "refused").inc()
+        raise
+    FIREWALL_UPDATES.labels(kind, "ok").inc()
 
 
 def _netfilter_port_ids(namespace: NetNamespace) -> set[int]:

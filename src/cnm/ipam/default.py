@@ -22,6 +22,9 @@ Why it looks like this:
 * The network address is never handed out, nor the IPv4 broadcast address; for IPv6 the
   network address is the subnet-router anycast address. Point-to-point sized subnets (IPv4
   /31 and /32, IPv6 /127 and /128) have no such reserved addresses: every address is usable.
+* The global address space (networks spanning hosts) is handed to ``global_space`` when the
+  daemon has a cluster store (``cluster.py``: state in etcd); without one it is served here
+  like the local space.
 * State lives in memory only (hence ``requires_request_replay``). The controller's store is
   the source of truth and replays every recorded pool and address after a restart, so pool
   ids are deterministic:
@@ -102,10 +105,10 @@ def parse_pool_option(text: str) -> PoolSpec:
     size = values["size"]
     if not (size.isascii() and size.isdigit()):
         raise InvalidParameter(f"invalid address pool {text!r}: size {size!r} is not a number")
-    return PoolSpec(_parse_cidr(values["base"], "address pool base"), int(size))
+    return PoolSpec(parse_cidr(values["base"], "address pool base"), int(size))
 
 
-def _parse_cidr(text: str, what: str) -> IPNetwork:
+def parse_cidr(text: str, what: str) -> IPNetwork:
     """Parse a CIDR strictly: a prefix length is required and host bits must be zero."""
     _, sep, prefix = text.partition("/")
     if not sep or not (prefix.isascii() and prefix.isdigit()):
@@ -122,7 +125,7 @@ def _parse_cidr(text: str, what: str) -> IPNetwork:
         ) from None
 
 
-def _within(inner: IPNetwork, outer: IPNetwork) -> bool:
+def within(inner: IPNetwork, outer: IPNetwork) -> bool:
     """Whether ``inner`` lies within ``outer`` (never across address families)."""
     if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
         return inner.subnet_of(outer)
@@ -131,7 +134,7 @@ def _within(inner: IPNetwork, outer: IPNetwork) -> bool:
     return False
 
 
-def _assignable_bounds(net: IPNetwork) -> tuple[int, int]:
+def assignable_bounds(net: IPNetwork) -> tuple[int, int]:
     """First and last address of ``net`` that may be handed out, as integers.
 
     The network address (for IPv6, the subnet-router anycast address) and the IPv4 broadcast
@@ -145,7 +148,7 @@ def _assignable_bounds(net: IPNetwork) -> tuple[int, int]:
     return first, last
 
 
-def _interface(net: IPNetwork, value: int) -> IPInterface:
+def interface_of(net: IPNetwork, value: int) -> IPInterface:
     if net.version == 4:
         return ipaddress.IPv4Interface((value, net.prefixlen))
     return ipaddress.IPv6Interface((value, net.prefixlen))
@@ -204,9 +207,11 @@ class DefaultIpam(IpamDriver):
         self,
         default_pools: Sequence[PoolSpec] | None = None,
         reserved_networks: Callable[[], Iterable[IPNetwork]] | None = None,
+        global_space: IpamDriver | None = None,
     ) -> None:
         self._default_pools = tuple(DEFAULT_POOLS if default_pools is None else default_pools)
         self._reserved_networks = reserved_networks
+        self._global = global_space
         self._pools: dict[str, _Pool] = {}
         self._lock = threading.Lock()
 
@@ -228,20 +233,22 @@ class DefaultIpam(IpamDriver):
             raise InvalidParameter(
                 f"unknown address space {address_space!r} (expected one of {_ADDRESS_SPACES})"
             )
+        if address_space == GLOBAL_ADDRESS_SPACE and self._global is not None:
+            return self._global.request_pool(address_space, pool, sub_pool, options, v6)
         if pool is None:
             if sub_pool is not None:
                 raise InvalidParameter(f"ip-range {sub_pool} requires an explicit subnet")
             return self._request_default_pool(address_space, v6)
 
-        subnet = _parse_cidr(pool, "subnet")
+        subnet = parse_cidr(pool, "subnet")
         if (subnet.version == 6) != v6:
             family = "IPv6" if v6 else "IPv4"
             raise InvalidParameter(f"subnet {subnet} is not an {family} subnet")
         ip_range = subnet
         pool_id = f"{address_space}/{subnet}"
         if sub_pool is not None:
-            ip_range = _parse_cidr(sub_pool, "ip-range")
-            if not _within(ip_range, subnet):
+            ip_range = parse_cidr(sub_pool, "ip-range")
+            if not within(ip_range, subnet):
                 raise InvalidParameter(f"ip-range {ip_range} is not within subnet {subnet}")
             pool_id += f"/{ip_range}"
         with self._lock:
@@ -271,7 +278,7 @@ class DefaultIpam(IpamDriver):
                 if net.version == version
             ]
             for spec in specs:
-                subnet = _carve(spec, blockers)
+                subnet = carve(spec, blockers)
                 if subnet is not None:
                     pool_id = f"{address_space}/{subnet}"
                     self._add_pool(pool_id, address_space, subnet, subnet)
@@ -284,12 +291,21 @@ class DefaultIpam(IpamDriver):
     def _add_pool(
         self, pool_id: str, address_space: str, subnet: IPNetwork, ip_range: IPNetwork
     ) -> None:
-        first, last = _assignable_bounds(subnet)
+        first, last = assignable_bounds(subnet)
         range_first = max(first, int(ip_range.network_address))
         range_last = min(last, int(ip_range.broadcast_address))
         self._pools[pool_id] = _Pool(address_space, subnet, first, last, range_first, range_last)
 
+    def _delegated(self, pool_id: str) -> IpamDriver | None:
+        """The global space's driver, for a pool id of that space."""
+        if self._global is not None and pool_id.startswith(GLOBAL_ADDRESS_SPACE + "/"):
+            return self._global
+        return None
+
     def release_pool(self, pool_id: str) -> None:
+        if (delegate := self._delegated(pool_id)) is not None:
+            delegate.release_pool(pool_id)
+            return
         with self._lock:
             if self._pools.pop(pool_id, None) is None:
                 raise NotFound(f"pool {pool_id} not found")
@@ -297,6 +313,8 @@ class DefaultIpam(IpamDriver):
     def request_address(
         self, pool_id: str, address: IPAddress | None, options: Mapping[str, str]
     ) -> IPInterface:
+        if (delegate := self._delegated(pool_id)) is not None:
+            return delegate.request_address(pool_id, address, options)
         with self._lock:
             pool = self._get(pool_id)
             if address is not None:
@@ -312,9 +330,12 @@ class DefaultIpam(IpamDriver):
                     raise Unavailable(f"no available addresses on this pool: {pool_id}")
                 value = found
             pool.take(value)
-            return _interface(pool.subnet, value)
+            return interface_of(pool.subnet, value)
 
     def release_address(self, pool_id: str, address: IPAddress) -> None:
+        if (delegate := self._delegated(pool_id)) is not None:
+            delegate.release_address(pool_id, address)
+            return
         with self._lock:
             pool = self._get(pool_id)
             if address.version == pool.subnet.version:
@@ -342,7 +363,7 @@ class DefaultIpam(IpamDriver):
         return value
 
 
-def _carve(spec: PoolSpec, blockers: Sequence[tuple[int, int]]) -> IPNetwork | None:
+def carve(spec: PoolSpec, blockers: Sequence[tuple[int, int]]) -> IPNetwork | None:
     """The first subnet of ``spec`` overlapping none of ``blockers`` (inclusive integer
     intervals). A clash jumps straight past the blocker, so no subnet list is built."""
     step = 1 << (spec.base.max_prefixlen - spec.size)

@@ -61,7 +61,8 @@ def _open_socket() -> IPRoute:
     return IPRoute(groups=0)
 
 
-def _translate(err: NetlinkError, what: str) -> CnmError:
+def netlink_error(err: NetlinkError, what: str) -> CnmError:
+    """The cnm error for a netlink failure while doing ``what``."""
     if err.code == errno.EEXIST:
         return Conflict(f"{what}: already exists")
     if err.code == EXFULL:
@@ -117,7 +118,7 @@ class _Links:
         except NetlinkError as err:
             if err.code == errno.ENODEV:
                 return None
-            raise _translate(err, f"look up link {name}") from err
+            raise netlink_error(err, f"look up link {name}") from err
         return msgs[0]["index"] if msgs else None
 
     def details(self, name: str) -> LinkDetails | None:
@@ -127,7 +128,7 @@ class _Links:
         except NetlinkError as err:
             if err.code == errno.ENODEV:
                 return None
-            raise _translate(err, f"look up link {name}") from err
+            raise netlink_error(err, f"look up link {name}") from err
         if not msgs:
             return None
         msg = msgs[0]
@@ -153,7 +154,7 @@ class _Links:
         try:
             self.ipr.link("set", index=index, master=master)
         except NetlinkError as err:
-            raise _translate(err, f"enslave link {index} to {master}") from err
+            raise netlink_error(err, f"enslave link {index} to {master}") from err
 
     def delete(self, index: int) -> None:
         faults.step("delete link")
@@ -161,7 +162,7 @@ class _Links:
             self.ipr.link("del", index=index)
         except NetlinkError as err:
             if err.code != errno.ENODEV:
-                raise _translate(err, f"delete link {index}") from err
+                raise netlink_error(err, f"delete link {index}") from err
 
     def add_address(self, index: int, address: IPInterface) -> None:
         faults.step("add address")
@@ -179,7 +180,7 @@ class _Links:
                 **kwargs,
             )
         except NetlinkError as err:
-            raise _translate(err, f"add address {address}") from err
+            raise netlink_error(err, f"add address {address}") from err
 
     def add_route(
         self,
@@ -201,7 +202,7 @@ class _Links:
             faults.step("add route")
             self.ipr.route("replace" if replace else "add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"add route to {destination}") from err
+            raise netlink_error(err, f"add route to {destination}") from err
 
     def delete_route(self, destination: IPNetwork) -> None:
         family = 10 if destination.version == 6 else 2
@@ -209,7 +210,7 @@ class _Links:
             self.ipr.route("del", dst=str(destination), family=family)
         except NetlinkError as err:
             if err.code not in (errno.ESRCH, errno.ENOENT):  # IPv4 says ESRCH, IPv6 ENOENT
-                raise _translate(err, f"delete route to {destination}") from err
+                raise netlink_error(err, f"delete route to {destination}") from err
 
     def move(self, index: int, target: NetNamespace, new_name: str, mac: str | None = None) -> None:
         """Move link ``index`` to ``target``, named ``new_name`` there (see the module note)."""
@@ -219,7 +220,7 @@ class _Links:
         try:
             self.ipr.link("set", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"move link {index} to {target.path} as {new_name}") from err
+            raise netlink_error(err, f"move link {index} to {target.path} as {new_name}") from err
 
     def addresses(self, index: int) -> list[IPInterface]:
         """The addresses on link ``index`` (link-local ones included)."""
@@ -322,17 +323,23 @@ class HostNetwork:
         with self.namespace.entered():
             yield
 
-    def create_bridge(self, name: str, *, mtu: int | None, alias: str) -> int:
+    def create_bridge(
+        self, name: str, *, mtu: int | None, alias: str, mac: str | None = None
+    ) -> int:
         """Create a bridge tagged with ``alias``. The kernel ignores IFLA_IFALIAS in
-        RTM_NEWLINK, so the alias is set by a second message."""
+        RTM_NEWLINK, so the alias is set by a second message. A bridge given its ``mac`` keeps
+        it; one without takes the lowest MAC of its ports whenever they change
+        (br_stp_recalculate_bridge_id), which changes its gateway's MAC under the containers."""
         spec: dict[str, object] = {"ifname": name, "kind": "bridge"}
         if mtu is not None:
             spec["mtu"] = mtu
+        if mac is not None:
+            spec["address"] = mac
         try:
             faults.step("create link")
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create bridge {name}") from err
+            raise netlink_error(err, f"create bridge {name}") from err
         index = self.links.index_of(name)
         if index is None:
             raise CnmError(f"bridge {name} vanished right after creation")
@@ -340,7 +347,7 @@ class HostNetwork:
             self.links.ipr.link("set", index=index, ifalias=alias)
         except NetlinkError as err:
             self.links.delete(index)
-            raise _translate(err, f"tag bridge {name}") from err
+            raise netlink_error(err, f"tag bridge {name}") from err
         return index
 
     def create_veth(
@@ -372,7 +379,7 @@ class HostNetwork:
             faults.step("create link")
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create veth {host_name}") from err
+            raise netlink_error(err, f"create veth {host_name}") from err
         index = self.links.index_of(host_name)
         if index is None:
             raise CnmError(f"veth {host_name} vanished right after creation")
@@ -400,7 +407,7 @@ class HostNetwork:
         try:
             self.links.ipr.link("set", index=index, ifalias=alias)
         except NetlinkError as err:
-            raise _translate(err, f"tag link {index}") from err
+            raise netlink_error(err, f"tag link {index}") from err
 
     def supports_link_kind(self, kind: str) -> bool:
         """Whether this kernel can make links of ``kind``, for kinds that need a lower link
@@ -420,7 +427,7 @@ class HostNetwork:
             faults.step("create link")
             self.links.ipr.link("add", ifname=name, kind="vlan", link=parent, vlan_id=vlan_id)
         except NetlinkError as err:
-            raise _translate(err, f"create VLAN sub-interface {name}") from err
+            raise netlink_error(err, f"create VLAN sub-interface {name}") from err
         index = self.links.index_of(name)
         if index is None:
             raise CnmError(f"VLAN sub-interface {name} vanished right after creation")
@@ -462,7 +469,7 @@ class HostNetwork:
             faults.step("create link")
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
-            raise _translate(err, f"create macvlan {name} on link {parent}") from err
+            raise netlink_error(err, f"create macvlan {name} on link {parent}") from err
 
     def on_link_networks(self) -> list[IPNetwork]:
         """Destinations of the host's directly connected routes in the main table (for IPAM to
@@ -484,6 +491,23 @@ class HostNetwork:
         finally:
             ipr.close()
         return found
+
+
+def interface_addresses() -> dict[str, list[IPAddress]]:
+    """The addresses of the calling thread's namespace, by interface name (for checking a
+    ``--cluster-advertise`` value: an address or interface of this host)."""
+    found: dict[str, list[IPAddress]] = {}
+    ipr = _open_socket()
+    try:
+        names = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in ipr.link("dump")}
+        for msg in ipr.addr("dump"):
+            address = msg.get_attr("IFA_ADDRESS")
+            name = names.get(msg["index"])
+            if address and name:
+                found.setdefault(name, []).append(ipaddress.ip_address(address.split("%")[0]))
+    finally:
+        ipr.close()
+    return found
 
 
 class SandboxNetwork:

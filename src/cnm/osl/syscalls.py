@@ -30,6 +30,7 @@ _libc.mount.argtypes = [
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 
 
 def _check(result: int, what: str) -> None:
@@ -45,6 +46,12 @@ def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), f"unshare({flags:#x})")
+
+
+def setdomainname(name: str) -> None:
+    """The NIS domain name of the calling process's UTS namespace (``domainname``)."""
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, len(raw)), "setdomainname")
 
 
 def mount(

@@ -113,6 +113,7 @@ def oci_spec(
     env: list[str],
     cwd: str,
     hostname: str,
+    domainname: str = "",
     rootfs: Path,
     netns: str,
     files: dict[str, Path],
@@ -165,6 +166,9 @@ def oci_spec(
             ],
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
+            # The NIS domain name through its sysctl, as dockerd 20.10 sets it: runc 1.1 does
+            # not apply the spec's own "domainname" field.
+            **({"sysctl": {"kernel.domainname": domainname}} if domainname else {}),
         },
     }
 

@@ -17,6 +17,7 @@ from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import InvalidParameter
 from cnm.osl.links import read_sysctl
+from cnm.runtime import links as links_mod
 from cnm.runtime.model import Container, ContainerConfig, EndpointRequest, HostConfig
 from cnm.runtime.networking import checked_request, port_requests
 
@@ -72,9 +73,10 @@ class CreateChecks:
     def networks(
         self, mode: str, networks: dict[str, EndpointRequest], links: list[str]
     ) -> dict[str, EndpointRequest]:
-        """The networks to attach at start, the network mode's first (it gets eth0). The
-        container's ``--link``s belong to its network mode's network, as the docker CLI puts
-        them there too."""
+        """The networks to attach at start, the network mode's first (the start joins them in
+        the sandbox's order). On a user-defined network mode the container's ``--link``s
+        belong to that network, as the docker CLI puts them there too; on the default bridge
+        they are legacy links (``links``)."""
         if mode.startswith("container:"):
             if networks:
                 raise InvalidParameter(
@@ -88,7 +90,7 @@ class CreateChecks:
             network = self._controller.network(ref)
             if network.name in resolved:
                 raise InvalidParameter(f"network {network.name} is given more than once")
-            if network.name == mode:
+            if network.name == mode and not links_mod.is_legacy(mode):
                 request = copy.deepcopy(request)
                 request.links += [link for link in links if link not in request.links]
             resolved[network.name] = checked_request(network, request)
@@ -100,11 +102,14 @@ class CreateChecks:
         ordered.update(resolved)
         return ordered
 
-    def ports(self, config: ContainerConfig, host_config: HostConfig, networks: list[str]) -> None:
+    @staticmethod
+    def ports(config: ContainerConfig, host_config: HostConfig) -> None:
         """Malformed port specs fail at create, as do ports that could never all be bound
         (more ephemeral ones than the kernel's range has, more sockets than half the daemon's
-        open-files limit: every published port holds a socket per address family) and
-        publishing with only internal networks; host ports are taken at start."""
+        open-files limit: every published port holds a socket per address family); host
+        ports are taken at start. A container whose networks are all internal is accepted,
+        as Docker accepts it: it publishes nothing until a network with a gateway is
+        connected."""
         requests = port_requests(config, host_config)
         if not requests or host_config.network_mode in ("host", "none"):
             return
@@ -115,9 +120,12 @@ class CreateChecks:
             ephemeral_range=(low, high),
             socket_budget=resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2,
         )
-        found = [self._controller.network(name) for name in networks]
-        if found and all(n.internal for n in found):
-            raise InvalidParameter(f"ports cannot be published on internal network {found[0].name}")
+
+    @staticmethod
+    def mac_address(config: ContainerConfig) -> None:
+        """Config.MacAddress, in normal form."""
+        if config.mac_address:
+            config.mac_address = validate.mac_address(config.mac_address)
 
     @staticmethod
     def process(config: ContainerConfig) -> None:

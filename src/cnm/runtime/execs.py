@@ -21,6 +21,7 @@ import os
 import secrets
 import subprocess
 import threading
+from collections.abc import Callable
 from typing import IO
 
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
@@ -81,6 +82,7 @@ class ExecSession:
         self._exit_code: int | None = None
         self._pid = 0
         self._console = -1  # a copy of the terminal's master while it runs, for resize
+        self.on_ended: Callable[[int], None] | None = None  # told the exit code, once
 
     def start(self, command: ProcessCommand) -> ExecProcess:
         """Start the process (once): ``command`` runs ``request`` inside the container."""
@@ -144,6 +146,8 @@ class ExecSession:
                 os.close(self._console)
                 self._console = -1
         self._exited.set()
+        if self.on_ended is not None:
+            self.on_ended(exit_code(returncode))
 
     def wait(self, timeout: float | None = None) -> int:
         if not self._exited.wait(timeout):

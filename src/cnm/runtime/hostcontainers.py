@@ -69,6 +69,7 @@ class HostContainers:
             f"--status-fd={status_w}",
             f"--netns={sandbox.key}",
             f"--hostname={sandbox.hostname}",
+            f"--domainname={sandbox.domainname}",
             f"--unmount-under={self._files.exec_root}",
             f"--cwd={container.config.working_dir or '/'}",
             *(f"--bind={source}:{inside}" for inside, source in sandbox_files.items()),

@@ -39,6 +39,7 @@ from cnm.osl.syscalls import (
     MS_PRIVATE,
     MS_REC,
     mount,
+    setdomainname,
     setns,
     umount,
     unshare,
@@ -72,6 +73,8 @@ def setup(args: argparse.Namespace) -> None:
             mount(source, target, flags=MS_BIND)
     if args.hostname:
         socket.sethostname(args.hostname)
+    if args.domainname:
+        setdomainname(args.domainname)
     os.chdir(args.cwd or "/")
     if os.isatty(0):
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -81,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="cnm-hostinit")
     parser.add_argument("--netns", default="")
     parser.add_argument("--hostname", default="")
+    parser.add_argument("--domainname", default="")
     parser.add_argument("--bind", action="append", default=[], metavar="SRC:DST")
     parser.add_argument("--unmount-under", action="append", default=[], metavar="DIR")
     parser.add_argument("--cwd", default="/")

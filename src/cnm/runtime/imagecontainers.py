@@ -57,6 +57,7 @@ class ImageContainers:
             env=process_env(container.config, sandbox.hostname),
             cwd=container.config.working_dir,
             hostname=sandbox.hostname,
+            domainname=sandbox.domainname,
             rootfs=rootfs,
             netns=sandbox.key,
             files=sandbox_files,

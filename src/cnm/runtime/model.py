@@ -54,6 +54,8 @@ class EndpointRequest:
     ipv6_address: str | None = None
     mac_address: str | None = None
     links: list[str] = field(default_factory=list)  # "name:alias", as given (--link)
+    link_local_ips: list[str] = field(default_factory=list)  # --link-local-ip
+    driver_opts: dict[str, str] = field(default_factory=dict)  # --driver-opt, for the driver
 
 
 @dataclass
@@ -66,6 +68,9 @@ class ContainerConfig:
     env: list[str] = field(default_factory=list)
     hostname: str = ""
     domainname: str = ""
+    # Config.MacAddress (API < 1.44): the MAC of the endpoint on the network mode's network,
+    # whenever it joins (Compose disconnects and reconnects that network before the start).
+    mac_address: str = ""
     working_dir: str = ""
     tty: bool = False
     open_stdin: bool = False
@@ -118,6 +123,7 @@ class Container:
     state: ContainerState = field(default_factory=ContainerState)
     sandbox_id: str | None = None  # while running; the sandbox of the container it shares
     restart_count: int = 0
+    links: dict[str, str] = field(default_factory=dict)  # legacy --link: alias -> container id
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()

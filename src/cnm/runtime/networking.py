@@ -3,9 +3,12 @@ while it exists, release at stop, and the typed view that inspect shows.
 
 A running container holds a sandbox of its own (made at start, deleted at stop, so a stopped
 container holds no endpoint and no address, as in Docker), or borrows another container's
-(network mode ``container:<id>``); in host mode its sandbox's namespace is the host's. The record keeps what the container asked for (``Container.networks``: networks,
-aliases, static addresses, in join order), so every start attaches it the same way again;
-eth0 is the network mode's network. A connect of a stopped container only changes that record.
+(network mode ``container:<id>``); in host mode its sandbox's namespace is the host's. The
+record keeps what the container asked for (``Container.networks``: networks, aliases, static
+addresses), so every start attaches it the same way again. A start joins them in libnetwork's
+order (``Controller.join_order``: internal networks last, dual-stack ones first, then by
+name), so eth0 and the default route go where Docker puts them, whatever order the networks
+were connected in. A connect of a stopped container only changes that record.
 
 Docker's rules for connect and disconnect, with its messages: a container sharing another's
 namespace or the host's has no networks of its own to change; ``none`` excludes every other
@@ -24,10 +27,11 @@ from pathlib import Path
 
 from cnm import validate
 from cnm.controller import Controller
-from cnm.controller.endpoints import LEGACY_LINKS
+from cnm.controller.endpoints import LEGACY_LINKS, ipv6_disabled
 from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound
 from cnm.model import Endpoint, EndpointOptions, Network, PortRequest, Sandbox, SandboxOptions
 from cnm.portmap.spec import parse_port_key, requests_from_config
+from cnm.runtime import links
 from cnm.runtime.model import (
     Container,
     ContainerConfig,
@@ -83,9 +87,15 @@ def checked_request(network: Network, request: EndpointRequest) -> EndpointReque
             )
     if request.ipv4_address:
         validate.static_address(request.ipv4_address, 4, (p.subnet for p in network.ipv4_pools))
+    if request.ipv6_address and not network.enable_ipv6:
+        raise ipv6_disabled(network, request.ipv6_address)
     if request.ipv6_address:
         validate.static_address(request.ipv6_address, 6, (p.subnet for p in network.ipv6_pools))
+    for text in request.link_local_ips:
+        if validate.link_local_ip(text).version == 6 and not network.enable_ipv6:
+            raise ipv6_disabled(network, text)
     checked = copy.deepcopy(request)
+    checked.link_local_ips = [str(validate.link_local_ip(t)) for t in request.link_local_ips]
     if request.mac_address:
         checked.mac_address = validate.mac_address(request.mac_address)
     return checked
@@ -97,14 +107,24 @@ def _port_keys(port: str) -> list[str]:
     return [f"{number}/{proto}" for number in range(start, end + 1)]
 
 
-def _endpoint_options(container: Container, request: EndpointRequest) -> EndpointOptions:
+def _endpoint_options(
+    container: Container, network_name: str, request: EndpointRequest
+) -> EndpointOptions:
+    """The endpoint a container asks for on ``network_name``: its request there, and on its
+    network mode's network the container-wide MAC (Config.MacAddress) unless the request has
+    one of its own."""
+    mac = request.mac_address
+    if not mac and network_name == container.host_config.network_mode:
+        mac = container.config.mac_address
     return EndpointOptions(
         name=container.name,
         ipv4_address=request.ipv4_address or None,
         ipv6_address=request.ipv6_address or None,
-        mac_address=request.mac_address or None,
+        mac_address=mac or None,
         aliases=list(request.aliases),
         links={alias: name for name, alias in map(validate.link, request.links)},
+        link_local_ips=list(request.link_local_ips),
+        driver_options=dict(request.driver_opts),
     )
 
 
@@ -114,9 +134,16 @@ class ContainerNetworking:
 
     # ------------------------------------------------------------------ start and stop
 
-    def attach(self, container: Container, txn: Transaction, lender: Container | None) -> Sandbox:
+    def attach(
+        self,
+        container: Container,
+        txn: Transaction,
+        lender: Container | None,
+        link_hosts: list[str] | None = None,
+    ) -> Sandbox:
         """The sandbox the container's process runs in, with its networks joined and its ports
-        published; ``lender`` is the container whose sandbox it shares (``container:``)."""
+        published; ``lender`` is the container whose sandbox it shares (``container:``);
+        ``link_hosts`` its legacy links' hosts lines (``legacy_links``)."""
         if shares_sandbox(container):
             assert lender is not None
             if not lender.state.running or not lender.sandbox_id:
@@ -133,18 +160,71 @@ class ContainerNetworking:
                 dns_search=list(host.dns_search),
                 dns_options=list(host.dns_options),
                 extra_hosts=list(host.extra_hosts),
+                link_hosts=list(link_hosts or []),
                 # Docker's rule: the embedded resolver for a user-defined network mode (the
                 # mode is stored as the network's name; the predefined ones are these three).
                 embedded_dns=host.network_mode not in ("bridge", "host", "none"),
             )
         )
         txn.on_failure("sandbox", lambda: self.controller.delete_sandbox(sandbox.id))
-        for network, request in container.networks.items():
-            self.controller.connect(network, sandbox.id, _endpoint_options(container, request))
+        wanted = [
+            (name, _endpoint_options(container, name, request))
+            for name, request in container.networks.items()
+        ]
+        for network, options in self.controller.join_order(wanted):
+            self.controller.connect(network, sandbox.id, options)
         requests = port_requests(container.config, host)
         if requests and host.network_mode not in ("host", "none"):
             self.controller.publish(sandbox.id, requests)
         return self.controller.sandbox(sandbox.id)
+
+    # ------------------------------------------------------------------ legacy links
+
+    def legacy_links(
+        self, container: Container, linked: dict[str, Container]
+    ) -> tuple[list[str], list[str]]:
+        """The hosts lines and environment a starting container gets for its legacy links
+        (``linked``: alias -> the linked container), by Docker's rules (``runtime.links``)."""
+        hosts: list[str] = []
+        env: list[str] = []
+        for alias, child in linked.items():
+            if not child.state.running:
+                raise Conflict(
+                    f"Cannot link to a non running container: /{child.name} AS "
+                    f"/{container.name}/{alias}"
+                )
+            address = self._bridge_address(child)
+            if address is None:
+                raise InvalidParameter(
+                    f"Cannot link to /{child.name}, as it does not belong to the default network"
+                )
+            hosts.append(links.hosts_entry(alias, child, address))
+            env += links.environment(container.name, alias, child, address)
+        return hosts, env
+
+    def _bridge_address(self, container: Container) -> str | None:
+        """A running container's address on the default bridge, if it has one of its own."""
+        if not container.sandbox_id or shares_sandbox(container):
+            return None
+        bridge = self.controller.network(links.DEFAULT_BRIDGE)
+        for endpoint in self.controller.endpoints(sandbox_id=container.sandbox_id):
+            if endpoint.network_id == bridge.id and endpoint.ipv4_address:
+                return endpoint.ipv4_address.split("/")[0]
+        return None
+
+    def relink(self, parent: Container, aliases: list[str], child: Container | None) -> None:
+        """Rewrite a running container's hosts lines for ``aliases``: to ``child``'s address
+        now (it started again), or none (``child`` None: the links were removed)."""
+        if not parent.state.running or not parent.sandbox_id:
+            return
+        address = self._bridge_address(child) if child is not None else None
+        if child is not None and address is None:
+            return
+        sandbox = self.controller.sandbox(parent.sandbox_id)
+        kept = [e for e in sandbox.link_hosts if links.entry_alias(e) not in aliases]
+        if child is not None and address is not None:
+            kept += [links.hosts_entry(alias, child, address) for alias in aliases]
+        self.controller.set_link_hosts(parent.sandbox_id, kept)
 
     def sandbox_files(self, sandbox: Sandbox) -> dict[str, Path]:
         """The sandbox's files by the path they are bound to inside (/etc/hosts...)."""
@@ -208,7 +288,9 @@ class ContainerNetworking:
         """A running container joins the network at once (the interface appears inside)."""
         if container.state.running and container.sandbox_id:
             self.controller.connect(
-                network.id, container.sandbox_id, _endpoint_options(container, request)
+                network.id,
+                container.sandbox_id,
+                _endpoint_options(container, network.name, request),
             )
 
     def check_disconnect(
@@ -256,7 +338,7 @@ class ContainerNetworking:
                 log.warning("joining %s to %s: recorded, not joined", container.name, name)
                 try:
                     self.controller.connect(
-                        name, container.sandbox_id, _endpoint_options(container, request)
+                        name, container.sandbox_id, _endpoint_options(container, name, request)
                     )
                 except CnmError as err:
                     log.error("cannot join %s to %s: %s", container.name, name, err)
@@ -292,7 +374,11 @@ class ContainerNetworking:
             endpoint = joined.get(network.id) if network else None
             networks[name] = NetworkAttachment(name, copy.deepcopy(request), network, endpoint)
         ports: dict[str, None] = {}
-        if container.state.running:
+        # Docker lists ports from the gateway endpoint: none while only internal networks.
+        offers_gateway = sandbox is None or any(
+            e.gateway_v4 or e.gateway_v6 for e in joined.values()
+        )
+        if container.state.running and offers_gateway:
             for port in [*container.config.exposed_ports, *container.host_config.port_bindings]:
                 ports.update(dict.fromkeys(_port_keys(port)))
         if sandbox is None:

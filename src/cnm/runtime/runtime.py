@@ -11,7 +11,8 @@ no endpoint and no address (Docker does this at stop); the record keeps what it 
 
 This class composes the parts and orders their calls; each part owns its own state. Create's
 checks are ``checks``; a container's stdin and terminal ``stdio``; exec sessions ``execs``;
-file locations ``files``; runc itself ``runc``. Nothing here speaks Docker's JSON: callers get
+file locations ``files``; runc itself ``runc``; legacy links ``links``. What happens to
+containers and images is told on ``events`` (``docker events``), after it is recorded. Nothing here speaks Docker's JSON: callers get
 records (``Container``, ``ContainerNetworkState``, ``ExecInfo``, ``ExecProcess``) and the API
 turns them into Docker's wire format.
 
@@ -49,15 +50,23 @@ from typing import BinaryIO
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
+from cnm.events import EventBus
 from cnm.osl.reaper import REAPER
-from cnm.runtime import console
+from cnm.runtime import console, links
 from cnm.runtime.checks import CreateChecks
+from cnm.runtime.events import ContainerEvent, ImageEvent, RuntimeEvent
 from cnm.runtime.execs import ExecProcess, ExecSessions
 from cnm.runtime.exits import ExitWatcher, lost_exit_code
 from cnm.runtime.files import ContainerFiles
 from cnm.runtime.hostcontainers import HostContainers
 from cnm.runtime.imagecontainers import ImageContainers
-from cnm.runtime.images import HOST_IMAGE, ImageStore, is_host_image, now_rfc3339
+from cnm.runtime.images import (
+    HOST_IMAGE,
+    ImageStore,
+    is_host_image,
+    normalize_reference,
+    now_rfc3339,
+)
 from cnm.runtime.model import (
     Container,
     ContainerConfig,
@@ -117,6 +126,7 @@ class Runtime:
         self._exits = ExitWatcher(self._handle_exit)
         self._execs = ExecSessions()
         self._listeners: list[ExitListener] = []
+        self.events: EventBus[RuntimeEvent] = EventBus()  # what `docker events` reports
         self._started = False
         self._closed = False
 
@@ -169,6 +179,9 @@ class Runtime:
     def subscribe_exit(self, callback: ExitListener) -> None:
         self._listeners.append(callback)
 
+    def _emit(self, action: str, container: Container, **attributes: str) -> None:
+        self.events.emit(ContainerEvent(action, copy.deepcopy(container), attributes))
+
     def _restore_running(self, container: Container) -> None:
         pid, started = container.state.pid, container.state.pid_start_time
         if self._exits.adopt(container.id, pid, started):
@@ -199,7 +212,11 @@ class Runtime:
         reference: str | None,
         progress: Callable[[str], None] | None = None,
     ) -> Image:
-        return self._images.import_(stream, reference, progress)
+        image = self._images.import_(stream, reference, progress)
+        if reference:
+            self.events.emit(ImageEvent("tag", image.id, normalize_reference(reference)))
+        self.events.emit(ImageEvent("import", image.id, image.id))
+        return image
 
     def images(self) -> list[Image]:
         return self._images.list()
@@ -218,7 +235,12 @@ class Runtime:
                 if c.image_id == image_id
             ]
 
-        return self._images.remove(ref, force, users)
+        image_id = self._images.get(ref).id
+        lines = self._images.remove(ref, force, users)
+        for line in lines:  # Docker names the image by its id in both
+            action = "untag" if line.startswith("Untagged: ") else "delete"
+            self.events.emit(ImageEvent(action, image_id, image_id))
+        return lines
 
     # ------------------------------------------------------------------ lookups
 
@@ -264,9 +286,13 @@ class Runtime:
         mode = self._checks.network_mode(config, host_config, self._table.resolve)
         host_config.network_mode = mode
         wanted = self._checks.networks(mode, networks, host_config.links)
+        legacy_links = {}
+        if links.is_legacy(mode) or mode == "none":
+            legacy_links = links.resolve(host_config.links, mode, self._table.resolve)
         self._checks.sandbox_options(host_config)
+        self._checks.mac_address(config)
         container_id = secrets.token_hex(32)
-        self._checks.ports(config, host_config, list(wanted))
+        self._checks.ports(config, host_config)
         if not config.hostname:
             config.hostname = socket.gethostname() if mode == "host" else container_id[:12]
 
@@ -279,12 +305,14 @@ class Runtime:
                 config=config,
                 host_config=host_config,
                 networks=wanted,
+                links=legacy_links,
             )
 
         container = self._table.add(name, make)
         self._stdio.new_run(container)
         self._files.create(container_id)
         log.info("container created id=%s name=%s", container_id[:12], container.name)
+        self._emit("create", container)
         return copy.deepcopy(container)
 
     # ------------------------------------------------------------------ start
@@ -317,6 +345,8 @@ class Runtime:
             self._after_exit(container)
             raise failed
         log.info("container started id=%s pid=%d", container_id[:12], container.state.pid)
+        self._emit("start", container)
+        self._relink_parents(container)
 
     def _start(self, container: Container, image: Image | None) -> None:
         lender = None
@@ -325,16 +355,18 @@ class Runtime:
                 container.host_config.network_mode.removeprefix("container:")
             )
         self._drop_stale_sandbox(container)
+        link_hosts, link_env = self._networking.legacy_links(container, self._linked(container))
+        process = _with_env(container, link_env)
         stdio = console.ProcessStdio()
         with transaction() as txn:
-            sandbox = self._networking.attach(container, txn, lender)
+            sandbox = self._networking.attach(container, txn, lender, link_hosts)
             txn.on_failure("stdio", stdio.close)
             files = self._networking.sandbox_files(sandbox)
             if image is None:
                 on_exit = self._exits.on_reaped(container.id)
-                pid = self._host_containers.start(container, sandbox, files, stdio, txn, on_exit)
+                pid = self._host_containers.start(process, sandbox, files, stdio, txn, on_exit)
             else:
-                pid = self._image_containers.start(container, image, sandbox, files, stdio, txn)
+                pid = self._image_containers.start(process, image, sandbox, files, stdio, txn)
             started = self._exits.pin(container.id, pid)
             txn.on_failure("pidfd", lambda: self._exits.release(container.id))
             state = ContainerState(
@@ -355,6 +387,65 @@ class Runtime:
         if image is not None:  # a host container's process is our child: spawn watches it
             self._exits.watch_child(container.id, pid)
 
+    def _linked(self, container: Container) -> dict[str, Container]:
+        """The containers a starting container's legacy links name, by alias (copies)."""
+        given = {validate.link(e)[1]: validate.link(e)[0] for e in container.host_config.links}
+        linked = {}
+        for alias, child_id in container.links.items():
+            try:
+                linked[alias] = self._table.copy(child_id)
+            except NotFound:
+                raise Conflict(
+                    f"Cannot link to a non running container: /{given.get(alias, child_id)} "
+                    f"AS /{container.name}/{alias}"
+                ) from None
+        return linked
+
+    def _relink_parents(self, child: Container) -> None:
+        """A container started: the running containers linking to it see its new address."""
+        for parent in self._table.linking_to(child.id):
+            aliases = [alias for alias, cid in parent.links.items() if cid == child.id]
+            with suppress(CnmError):
+                self._networking.relink(parent, aliases, self._table.copy(child.id))
+
+    def legacy_links(self, container: Container) -> list[tuple[str, str]]:
+        """A container's legacy links as (linked container's name, alias); a linked container
+        that was removed keeps the name it was linked by."""
+        given = {validate.link(e)[1]: validate.link(e)[0] for e in container.host_config.links}
+        found = []
+        for alias, child_id in container.links.items():
+            try:
+                name = self._table.copy(child_id).name
+            except NotFound:
+                name = given.get(alias, child_id)
+            found.append((name, alias))
+        return found
+
+    def remove_link(self, path: str) -> None:
+        """``docker rm --link web/alias``: the link of ``web`` named ``alias`` goes, and with
+        it the hosts line (its environment stays until the next start, as in Docker)."""
+        full = path if path.startswith("/") else f"/{path}"
+        parent_ref, _, alias = full.rpartition("/")
+        if not parent_ref:
+            raise Conflict("Conflict, cannot remove the default link name of the container")
+        try:
+            parent_id = self._table.resolve(parent_ref.lstrip("/")).id
+        except NotFound:
+            raise NotFound(f"No such container: {path}") from None
+        with self._table.lock_for(parent_id):
+            parent = self._table.current(parent_id)
+            if alias not in parent.links:
+                raise NotFound(f"No such container: {path}")
+            updated = copy.deepcopy(parent)
+            del updated.links[alias]
+            updated.host_config.links = [
+                e for e in parent.host_config.links if validate.link(e)[1] != alias
+            ]
+            self._table.save(updated)
+            with self._table.lock:
+                parent.links, parent.host_config.links = updated.links, updated.host_config.links
+            self._networking.relink(parent, [alias], None)
+
     # ------------------------------------------------------------------ exits
 
     def _handle_exit(self, container_id: str, pid: int, code: int) -> None:
@@ -373,6 +464,7 @@ class Runtime:
         """Tear a container down after its process ended and record the exit (the caller
         holds the container's lock). The exit is recorded in memory and its waiters woken
         whatever fails on the way (see the module docstring)."""
+        self._emit("die", container, exitCode=str(code))
         error = ""
         try:
             self._teardown(container)
@@ -431,6 +523,7 @@ class Runtime:
 
     def _signal(self, container: Container, signum: int, everyone: bool = False) -> None:
         """``signum`` to the container's first process, and with ``everyone`` to the rest."""
+        self._emit("kill", container, signal=str(int(signum)))
         self._exits.signal(container.id, signum)
         if everyone:
             self._processes(container).signal_all(container, signum)
@@ -446,11 +539,11 @@ class Runtime:
             seen = self._table.exits_seen(container_id)
             self._signal(container, signal.SIGTERM)
         grace = DEFAULT_STOP_TIMEOUT if timeout is None else timeout
-        if self._table.await_exit(container_id, seen, None if grace < 0 else grace):
-            return
-        self._signal(container, signal.SIGKILL, everyone=True)
-        if not self._table.await_exit(container_id, seen, KILL_WAIT_S):
-            raise CnmError(f"container {container_id} did not stop after SIGKILL")
+        if not self._table.await_exit(container_id, seen, None if grace < 0 else grace):
+            self._signal(container, signal.SIGKILL, everyone=True)
+            if not self._table.await_exit(container_id, seen, KILL_WAIT_S):
+                raise CnmError(f"container {container_id} did not stop after SIGKILL")
+        self._emit("stop", container)
 
     def kill_container(self, ref: str, signal_name: str | int = "SIGKILL") -> None:
         """Send a signal to the container's first process; for SIGKILL, wait until it is torn
@@ -468,6 +561,7 @@ class Runtime:
         with suppress(NotModified):
             self.stop_container(ref, timeout)
         self.start_container(ref)
+        self._emit("restart", self._table.copy(ref))
 
     def wait_container(
         self, ref: str, condition: str = "not-running", timeout: float | None = None
@@ -497,6 +591,7 @@ class Runtime:
             self._stdio.forget(container_id)
             self._execs.forget_container(container_id)
         log.info("container removed id=%s", container_id[:12])
+        self._emit("destroy", container)
 
     def rename_container(self, ref: str, new_name: str) -> None:
         name = validate.container_name(new_name)
@@ -519,6 +614,7 @@ class Runtime:
                 with suppress(CnmError):
                     self._networking.rename(container, old_name)
                 raise
+        self._emit("rename", container, oldName=f"/{old_name}")
 
     # ------------------------------------------------------------------ stdin, terminal
 
@@ -552,13 +648,23 @@ class Runtime:
         """A new exec session in a running container; its id."""
         container = _running(self._table.resolve(ref))
         request = ExecRequest(list(cmd), list(env), workdir, tty)
-        return self._execs.create(container.id, request, open_stdin, console_size).id
+        exec_id = self._execs.create(container.id, request, open_stdin, console_size).id
+        self._emit(f"exec_create: {_exec_line(cmd)}", container, execID=exec_id)
+        return exec_id
 
     def exec_start(self, exec_id: str) -> ExecProcess:
         """Start an exec's process; its streams and exit code."""
         session = self._execs.get(exec_id)
         container = _running(self._table.current(session.container_id))
-        return session.start(self._processes(container).exec_command(container, session.request))
+        command = self._processes(container).exec_command(container, session.request)
+
+        def ended(code: int) -> None:
+            self._emit("exec_die", container, execID=exec_id, exitCode=str(code))
+
+        session.on_ended = ended
+        process = session.start(command)
+        self._emit(f"exec_start: {_exec_line(session.request.cmd)}", container, execID=exec_id)
+        return process
 
     def exec_resize(self, exec_id: str, height: int, width: int) -> None:
         """Set the size of a running exec's terminal (nothing to do without one)."""
@@ -613,6 +719,21 @@ _RUNNING = (
     "You cannot remove a running container {}. Stop the container before attempting removal "
     "or force remove"
 )
+
+
+def _with_env(container: Container, link_env: list[str]) -> Container:
+    """The container as its process is started: the legacy links' variables first, its own
+    environment over them (Docker's order)."""
+    if not link_env:
+        return container
+    process = copy.deepcopy(container)
+    process.config.env = merge_env(link_env, container.config.env)
+    return process
+
+
+def _exec_line(cmd: list[str]) -> str:
+    """An exec's command as Docker's event names it: the program, a space, its arguments."""
+    return f"{cmd[0]} {' '.join(cmd[1:])}" if cmd else ""
 
 
 def _running(container: Container) -> Container:

@@ -48,6 +48,15 @@ class ContainerTable:
             found = [c for c in self._containers.values() if all or c.state.running]
             return [copy.deepcopy(c) for c in sorted(found, key=lambda c: c.created, reverse=True)]
 
+    def linking_to(self, container_id: str) -> list[Container]:
+        """Copies of the running containers with a legacy link to ``container_id``."""
+        with self.lock:
+            return [
+                copy.deepcopy(c)
+                for c in self._containers.values()
+                if c.state.running and container_id in c.links.values()
+            ]
+
     def copy(self, ref: str) -> Container:
         with self.lock:
             return copy.deepcopy(self.resolve(ref))

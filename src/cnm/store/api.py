@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cnm.errors import CnmError, Conflict, Unavailable
+from cnm.errors import CnmError, Conflict, NotFound, Unavailable
 
 
 class StoreConflict(Conflict):
@@ -119,3 +119,57 @@ class Store(ABC):
 
     def delete(self, key: str, expect_revision: int | None = None) -> int:
         return self.commit([Delete(key, expect_revision)])
+
+
+class StoreCompacted(CnmError):
+    """A watch's next revision is gone from the store's history (compacted), so the changes
+    it missed cannot be replayed: list the prefix again and watch from that listing's
+    revision."""
+
+    def __init__(self, prefix: str, revision: int, compact_revision: int) -> None:
+        super().__init__(
+            f"watch on {prefix!r} cannot resume at revision {revision}: the store compacted "
+            f"its history up to revision {compact_revision}"
+        )
+        self.prefix = prefix
+        self.revision = revision
+        self.compact_revision = compact_revision
+
+
+class LeaseExpired(NotFound):
+    """The lease expired, was revoked, or never existed."""
+
+
+CompactedCallback = Callable[[StoreCompacted], None]
+
+
+class GlobalStore(Store):
+    """The global scope: a store the hosts of a cluster share. Beyond the contract it keeps
+    history (a watch resumes from a revision, so a host that lost the store catches up
+    without listing everything again) and leases (keys that vanish with their owner)."""
+
+    @abstractmethod
+    def list_with_revision(self, prefix: str) -> tuple[list[Entry], int]:
+        """``list`` and the store revision it was read at, in one read."""
+
+    @abstractmethod
+    def watch_from(
+        self,
+        prefix: str,
+        callback: WatchCallback,
+        start_revision: int,
+        on_compacted: CompactedCallback,
+    ) -> Callable[[], None]:
+        """Like ``watch``, from ``start_revision`` on; when that revision is (or becomes)
+        compacted the watch ends and ``on_compacted`` is called."""
+
+    @abstractmethod
+    def grant_lease(self, ttl: int) -> int:
+        """A new lease of ``ttl`` seconds; keys put with it go when it expires."""
+
+    @abstractmethod
+    def keepalive(self, lease_id: int) -> int:
+        """Renew a lease; returns its TTL. Raises LeaseExpired if it is gone."""
+
+    @abstractmethod
+    def revoke_lease(self, lease_id: int) -> None: ...

@@ -35,12 +35,15 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import NewConnectionError
 
-from cnm.errors import CnmError, InvalidParameter, NotFound
+from cnm.errors import CnmError, InvalidParameter
 from cnm.store.api import (
+    CompactedCallback,
     Delete,
     Entry,
+    GlobalStore,
+    LeaseExpired,
     Put,
-    Store,
+    StoreCompacted,
     StoreConflict,
     StoreUnavailable,
     WatchCallback,
@@ -65,27 +68,6 @@ _KEEPALIVE_OPTIONS = [
     (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 2),
     (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3),
 ]
-
-
-class StoreCompacted(CnmError):
-    """A watch's next revision is gone from etcd's history (compacted), so the changes it
-    missed cannot be replayed: list the prefix again and watch from that listing's revision."""
-
-    def __init__(self, prefix: str, revision: int, compact_revision: int) -> None:
-        super().__init__(
-            f"watch on {prefix!r} cannot resume at revision {revision}: etcd compacted its "
-            f"history up to revision {compact_revision}"
-        )
-        self.prefix = prefix
-        self.revision = revision
-        self.compact_revision = compact_revision
-
-
-class LeaseExpired(NotFound):
-    """The lease expired, was revoked, or never existed."""
-
-
-CompactedCallback = Callable[[StoreCompacted], None]
 
 
 def parse_cluster_store(url: str) -> list[str]:
@@ -178,7 +160,7 @@ def _translate(error: etcd_errors.Etcd3Exception, endpoint: str) -> CnmError:
     return CnmError(f"etcd at {endpoint}: {message}")
 
 
-class EtcdStore(Store):
+class EtcdStore(GlobalStore):
     """A Store in one etcd cluster, safe to call from several threads.
 
     Watch callbacks run in one thread per watch, in revision order, after etcd has committed
@@ -354,6 +336,17 @@ class EtcdStore(Store):
                 self._watches.discard(watch)
 
         return unwatch
+
+    def watch_from(
+        self,
+        prefix: str,
+        callback: WatchCallback,
+        start_revision: int,
+        on_compacted: CompactedCallback,
+    ) -> Callable[[], None]:
+        return self.watch(
+            prefix, callback, start_revision=start_revision, on_compacted=on_compacted
+        )
 
     def close(self) -> None:
         with self._lock:

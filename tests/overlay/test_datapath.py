@@ -1,0 +1,131 @@
+"""The overlay's data path on simulated hosts: containers on different hosts reach each other
+across the VXLAN (ICMP and TCP, IPv4 and IPv6), with nothing flooded between hosts, and the
+kernel objects are exactly the documented ones, made on the first local join and gone after
+the last leave."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable
+
+from cnm.drivers.overlay import OPT_VNI, bridge_name, vxlan_name
+
+from .hosts import (
+    MemoryIds,
+    OverlayHost,
+    TcpServer,
+    introduce,
+    overlay_spec,
+    own_links,
+    settled_links,
+)
+
+Hosts = Callable[[int], list[OverlayHost]]
+
+
+def vxlan_stats(host: OverlayHost, device: str) -> tuple[int, int]:
+    (link,) = json.loads(host.run("ip", "-s", "-j", "link", "show", "dev", device))
+    return link["stats64"]["tx"]["packets"], link["stats64"]["rx"]["packets"]
+
+
+def test_containers_on_two_hosts_reach_each_other_across_the_vxlan(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    h1, h2 = make_hosts(2)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    for host in (h1, h2):
+        host.driver.create_network(spec)
+    a = h1.attach(spec, "10.100.0.2/24", name="a")
+    b = h2.attach(spec, "10.100.0.3/24", name="b")
+    introduce(a, b)
+
+    assert a.ping(b.ip) and b.ping(a.ip)
+    server = TcpServer(b.key, "b", 7000)
+    try:
+        assert a.tcp(b.ip, 7000) == f"b {a.ip}"  # no translation inside the network
+    finally:
+        server.close()
+    tx, rx = vxlan_stats(h1, vxlan_name(spec.network_id))
+    assert tx > 0 and rx > 0, "the packets did not cross the VXLAN device"
+    assert vxlan_stats(h2, vxlan_name(spec.network_id))[1] > 0
+
+
+def test_the_kernel_objects_are_the_documented_ones(make_hosts: Hosts, ids: MemoryIds) -> None:
+    (h1,) = make_hosts(1)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    h1.driver.create_network(spec)
+    assert own_links(h1) == [], "learning of a network makes nothing in the kernel"
+
+    box = h1.attach(spec, "10.100.0.2/24")
+    nid = spec.network_id
+    links = h1.links()
+    bridge, vxlan = links[bridge_name(nid)], links[vxlan_name(nid)]
+    assert (bridge["ifname"], vxlan["ifname"]) == (f"ov-{nid[:12]}", f"vx-{nid[:12]}")
+    assert bridge["linkinfo"]["info_kind"] == "bridge"
+    assert bridge["ifalias"] == vxlan["ifalias"] == f"cnm:overlay:{nid}"
+    assert bridge["mtu"] == vxlan["mtu"] == 1450
+    data = vxlan["linkinfo"]["info_data"]
+    assert data["id"] == int(spec.options[OPT_VNI]) == 4096
+    assert data["local"] == "10.77.0.1"
+    assert data["port"] == 4789
+    assert data["learning"] is False and data["proxy"] is True
+    assert "group" not in data and "remote" not in data
+    assert vxlan["master"] == bridge["ifname"]
+    veth = f"veth{box.endpoint_id[:11]}"
+    assert links[veth]["master"] == bridge["ifname"] and links[veth]["mtu"] == 1450
+    addresses = h1.run("ip", "-4", "-o", "addr", "show", "dev", bridge["ifname"])
+    assert "10.100.0.1/24" in addresses
+    assert h1.fdb(vxlan["ifname"]) == [], "no all-zeros entry: nothing floods"
+    assert box.info.gateway == ipaddress.ip_address("10.100.0.1") and box.info.mtu == 1450
+    assert box.run("ip", "-j", "link", "show", "eth0").count('"mtu":1450') == 1
+    assert h1.driver.network_info(nid) == {
+        OPT_VNI: "4096",
+        "com.docker.network.bridge.name": bridge["ifname"],
+    }
+
+    h1.detach(box)
+    assert settled_links(h1, []) == [], "the last leave removes the devices"
+
+
+def test_the_mtu_option_sets_every_link(make_hosts: Hosts, ids: MemoryIds) -> None:
+    (h1,) = make_hosts(1)
+    spec = overlay_spec(ids, h1.driver, "ov1", options={"com.docker.network.driver.mtu": "1400"})
+    h1.driver.create_network(spec)
+    box = h1.attach(spec, "10.100.0.2/24")
+    links = h1.links()
+    nid = spec.network_id
+    assert links[bridge_name(nid)]["mtu"] == links[vxlan_name(nid)]["mtu"] == 1400
+    assert links[f"veth{box.endpoint_id[:11]}"]["mtu"] == 1400
+    assert box.info.mtu == 1400
+
+
+def test_ipv6_crosses_hosts_through_the_neighbour_proxy(make_hosts: Hosts, ids: MemoryIds) -> None:
+    h1, h2 = make_hosts(2)
+    spec = overlay_spec(ids, h1.driver, "ov6", subnet_v6="fd00:100::/64")
+    for host in (h1, h2):
+        host.driver.create_network(spec)
+    a = h1.attach(spec, "10.100.0.2/24", address_v6="fd00:100::2/64")
+    b = h2.attach(spec, "10.100.0.3/24", address_v6="fd00:100::3/64")
+    introduce(a, b)
+    assert a.info.gateway_v6 == ipaddress.ip_address("fd00:100::1")
+    assert a.ping(b.ip6) and b.ping(a.ip6)
+    neighbours = {n["dst"]: n["lladdr"] for n in h1.neighbours(vxlan_name(spec.network_id))}
+    assert neighbours == {b.ip: b.mac, b.ip6: b.mac}
+
+
+def test_three_hosts_full_mesh(make_hosts: Hosts, ids: MemoryIds) -> None:
+    hosts = make_hosts(3)
+    spec = overlay_spec(ids, hosts[0].driver, "ov1")
+    for host in hosts:
+        host.driver.create_network(spec)
+    boxes = [
+        host.attach(spec, f"10.100.0.{10 + 2 * i + j}/24", name=f"c{j}")
+        for i, host in enumerate(hosts)
+        for j in range(2)
+    ]
+    introduce(*boxes)
+    for box in boxes:
+        for other in boxes:
+            if other is not box:
+                assert box.ping(other.ip), f"{box.ip} -> {other.ip}"

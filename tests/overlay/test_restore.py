@@ -1,0 +1,204 @@
+"""A restarted daemon's overlay driver (``restore``): it adopts the devices of networks with
+joined endpoints here, keeping their forwarding entries so containers keep reaching other
+hosts before the store is back; recreates what is missing or no longer matches; removes the
+devices of networks with no joined endpoint here, tagged links no record names and stray
+veths; and leaves the bridge driver's links alone, as that driver leaves the overlay's."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Callable
+
+from cnm.driverapi import EndpointSpec, NetworkSpec
+from cnm.drivers.overlay import bridge_name, vxlan_name
+
+from .hosts import (
+    Box,
+    MemoryIds,
+    OverlayHost,
+    introduce,
+    network_spec,
+    overlay_spec,
+    own_links,
+    settled_links,
+)
+
+Hosts = Callable[[int], list[OverlayHost]]
+
+
+def endpoint_spec(box: Box, joined: bool = True) -> EndpointSpec:
+    return EndpointSpec(
+        box.network_id,
+        box.endpoint_id,
+        address=box.address,
+        address_v6=box.address_v6,
+        mac_address=box.mac,
+        joined=joined,
+    )
+
+
+def restart(host: OverlayHost, networks: list[NetworkSpec], boxes: list[Box]) -> None:
+    """Stop the host's parts as a stopping daemon does and start new ones that restore."""
+    host.stop()
+    host.start()
+    host.driver.restore(networks, [endpoint_spec(box) for box in boxes])
+
+
+def indexes(host: OverlayHost, network_id: str) -> tuple[int, int]:
+    links = host.links()
+    return links[bridge_name(network_id)]["ifindex"], links[vxlan_name(network_id)]["ifindex"]
+
+
+def firewall_bridges(host: OverlayHost) -> str:
+    return host.run("nft", "list", "set", "inet", "cnm", "bridges")
+
+
+def test_a_restart_adopts_the_devices_and_their_entries(make_hosts: Hosts, ids: MemoryIds) -> None:
+    h1, h2 = make_hosts(2)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    for host in (h1, h2):
+        host.driver.create_network(spec)
+    a = h1.attach(spec, "10.100.0.2/24", name="a")
+    b = h2.attach(spec, "10.100.0.3/24", name="b")
+    introduce(a, b)
+    before = indexes(h1, spec.network_id)
+
+    restart(h1, [spec], [a])
+    assert indexes(h1, spec.network_id) == before
+    assert a.ping(b.ip), "the entries stayed: no add_peer was needed"
+    assert bridge_name(spec.network_id) in firewall_bridges(h1)
+    h1.driver.add_peer(spec.network_id, b.peer())  # the store's listing, once it answers
+    h1.driver.sync_peers(spec.network_id, [b.peer()])
+    assert a.ping(b.ip)
+
+    h1.detach(a)
+    assert settled_links(h1, []) == []
+    assert bridge_name(spec.network_id) not in firewall_bridges(h1)
+
+
+def test_missing_or_changed_devices_are_made_again(make_hosts: Hosts, ids: MemoryIds) -> None:
+    h1, h2 = make_hosts(2)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    other = overlay_spec(ids, h1.driver, "ov2", "10.101.0.0/24")
+    for host in (h1, h2):
+        host.driver.create_network(spec)
+        host.driver.create_network(other)
+    a = h1.attach(spec, "10.100.0.2/24", name="a")
+    c = h1.attach(other, "10.101.0.2/24", name="c")
+    b = h2.attach(spec, "10.100.0.3/24", name="b")
+    d = h2.attach(other, "10.101.0.3/24", name="d")
+    introduce(a, b)
+    introduce(c, d)
+
+    h1.stop()
+    h1.run("ip", "link", "del", bridge_name(spec.network_id))  # the VXLAN device stays
+    h1.run("ip", "link", "del", vxlan_name(other.network_id))
+    h1.run("ip", "link", "add", vxlan_name(other.network_id), "type", "vxlan", "id", "99",
+           "local", h1.sim.address, "dstport", "4789")  # fmt: skip
+    h1.run("ip", "link", "set", vxlan_name(other.network_id), "alias",
+           f"cnm:overlay:{other.network_id}")  # fmt: skip
+    h1.start()
+    h1.driver.restore([spec, other], [endpoint_spec(a), endpoint_spec(c)])
+
+    links = h1.links()
+    for network, box in ((spec, a), (other, c)):
+        vxlan = links[vxlan_name(network.network_id)]
+        assert vxlan["linkinfo"]["info_data"]["id"] == int(network.options[
+            "com.docker.network.driver.overlay.vxlanid_list"])  # fmt: skip
+        assert vxlan["master"] == bridge_name(network.network_id)
+        assert links[f"veth{box.endpoint_id[:11]}"]["master"] == bridge_name(network.network_id)
+    introduce(a, b)
+    introduce(c, d)
+    assert a.ping(b.ip) and c.ping(d.ip)
+
+
+def test_orphans_are_removed_and_the_bridge_driver_is_left_alone(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    (h1,) = make_hosts(1)
+    kept = overlay_spec(ids, h1.driver, "kept")
+    idle = overlay_spec(ids, h1.driver, "idle", "10.101.0.0/24")
+    gone = overlay_spec(ids, h1.driver, "gone", "10.102.0.0/24")
+    bridged = network_spec("br", "10.200.0.0/24")
+    for spec in (kept, idle, gone):
+        h1.driver.create_network(spec)
+    h1.bridge_driver.create_network(bridged)
+    a = h1.attach(kept, "10.100.0.2/24", name="a")
+    stray = h1.attach(kept, "10.100.0.3/24", name="stray")
+    idle_box = h1.attach(idle, "10.101.0.2/24", name="idle")
+    h1.attach(gone, "10.102.0.2/24", name="gone")
+    plain = h1.attach(bridged, "10.200.0.2/24", name="plain", driver=h1.bridge_driver)
+
+    h1.stop()
+    h1.start()
+    h1.bridge_driver.restore([bridged], [endpoint_spec(plain)])
+    h1.driver.restore(
+        [kept, idle],  # "gone" was deleted while the daemon was down
+        [endpoint_spec(a), endpoint_spec(idle_box, joined=False)],  # "stray" never recorded
+    )
+    h1.host.drain_deletions()
+    expected = sorted(
+        [
+            bridge_name(kept.network_id),
+            vxlan_name(kept.network_id),
+            f"veth{a.endpoint_id[:11]}",
+            f"br-{bridged.network_id[:12]}",
+            f"veth{plain.endpoint_id[:11]}",
+        ]
+    )
+    assert own_links(h1) == expected
+    assert f"veth{stray.endpoint_id[:11]}" not in own_links(h1)
+    assert plain.run("ip", "-4", "-o", "addr", "show", "eth0").count("10.200.0.2/24") == 1
+
+
+def test_a_restart_keeps_egress_working(make_hosts: Hosts, ids: MemoryIds) -> None:
+    (h1,) = make_hosts(1)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    h1.driver.create_network(spec)
+    a = h1.attach(spec, "10.100.0.2/24", name="a")
+    restart(h1, [spec], [a])
+    rules = h1.run("nft", "list", "table", "inet", "cnm")
+    assert f'"{bridge_name(spec.network_id)}" . 10.100.0.2' in rules
+    assert "10.100.0.0/24" in rules  # masqueraded
+    assert a.info.gateway == ipaddress.ip_address("10.100.0.1")
+    a.check_route("10.100.0.1")
+    assert a.ping("10.100.0.1")
+
+
+def test_records_that_cannot_be_restored_are_skipped_and_their_devices_go(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    (h1,) = make_hosts(1)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    h1.driver.create_network(spec)
+    a = h1.attach(spec, "10.100.0.2/24", name="a")
+    h1.stop()
+    h1.start(advertise_address=None)  # restarted without --cluster-advertise
+    h1.driver.restore([spec], [endpoint_spec(a)])
+    assert settled_links(h1, []) == []
+
+    h1.stop()
+    h1.start()
+    h1.driver.restore([], [])
+    h1.driver.create_network(spec)
+    b = h1.attach(spec, "10.100.0.3/24", name="b")
+    broken = dataclasses.replace(spec, options={})  # its VNI lost by whoever rewrote it
+    h1.stop()
+    h1.start()
+    h1.driver.restore([broken], [endpoint_spec(b)])
+    assert settled_links(h1, []) == []
+
+
+def test_deleting_a_network_removes_its_devices_even_with_endpoints_joined(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    (h1,) = make_hosts(1)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    h1.driver.create_network(spec)
+    h1.attach(spec, "10.100.0.2/24")
+    h1.driver.delete_network(spec.network_id)
+    h1.host.drain_deletions()
+    assert bridge_name(spec.network_id) not in own_links(h1)
+    assert vxlan_name(spec.network_id) not in own_links(h1)
+    assert bridge_name(spec.network_id) not in firewall_bridges(h1)
