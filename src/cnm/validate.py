@@ -87,7 +87,9 @@ def decimal(text: str, what: str) -> int:
 
 def mtu(text: str) -> int:
     """A link MTU: the IPv4 minimum (68) to the largest a veth or bridge takes (65535)."""
-    value = decimal(text, "MTU")
+    if not _DECIMAL.fullmatch(text):
+        raise InvalidParameter(f"invalid MTU {text!r}: not a number")
+    value = int(text)
     if not 68 <= value <= 65535:
         raise InvalidParameter(f"invalid MTU {value}: must be between 68 and 65535")
     return value

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
-from unittest.mock import sentinel
+from unittest.mock import MagicMock
 
 import yaml
 
-from cnm.api import dns
+from cnm.api import cni, dns
 from cnm.api.common import DaemonInfo
 from cnm.api.server import make_app
 
@@ -27,11 +27,12 @@ def _document() -> dict[str, Any]:
 def _served() -> set[tuple[str, str]]:
     """(METHOD, path) of every route, unversioned, without the 501 catch-all."""
     app = make_app(
-        sentinel.controller,  # type: ignore[arg-type]
+        MagicMock(),  # the controller: only subscribed to here
         DaemonInfo(engine_id="x", data_root="/d", exec_root="/e"),
-        sentinel.runtime,  # type: ignore[arg-type]
+        MagicMock(),  # the runtime
     )
-    dns.add_routes(app, sentinel.resolver)  # type: ignore[arg-type]
+    dns.add_routes(app, MagicMock())
+    cni.add_routes(app, MagicMock())
     served = set()
     for route in app.router.routes():
         path = route.resource.canonical if route.resource else ""

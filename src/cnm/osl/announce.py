@@ -22,9 +22,11 @@ the bridge port of its peer forwards (the port learns of the carrier from linkwa
 later), so the bridge drops it. For the same reason each announcement is sent three times
 (``SEND_AT_S`` after the join; Docker 28 repeats its own too).
 
-None of it is the join's work: ``announce`` only queues. A timer thread hands each send, when
-it is due, to a few sender threads, which enter the sandbox's namespace while it exists (none
-is sent once the sandbox is gone), make a socket, send and close it. Closing a packet socket
+None of it is the join's work: ``announce`` only queues. The first sends go to a few sender
+threads at once, through a descriptor of the namespace itself (not of its bind mount, which a
+descriptor would keep busy for a plain umount); a timer thread hands them the later ones,
+for which they enter the sandbox's namespace by its mount while it exists (none is sent once
+the sandbox is gone). Each send makes a socket, sends and closes it. Closing a packet socket
 waits for an RCU grace period (``synchronize_net``), tens of milliseconds on a busy machine;
 several senders wait out their grace periods together. No socket outlives its send: one would
 keep a deleted sandbox's namespace, and the address still configured in it, alive. These
@@ -43,7 +45,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from cnm.osl.namespace import NetNamespace, is_netns_mount
@@ -78,16 +82,21 @@ def neighbour_advertisement(mac: bytes, address: ipaddress.IPv6Address) -> bytes
 
 def announce(
     netns: str,
+    namespace_fd: int,
     ifname: str,
     ifindex: int,
     mac: str,
     addresses: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface],
 ) -> None:
     """Queue the announcements of each address on the link ``ifname`` (index ``ifindex``, MAC
-    ``mac``) of the namespace at ``netns``, sent at ``SEND_AT_S``."""
+    ``mac``) of the namespace at ``netns``, sent at ``SEND_AT_S``. ``namespace_fd`` (which
+    this takes over) is the namespace's own file, not its bind mount: the first sends go through
+    it, so that they never keep the mount busy (a plain umount of a sandbox's key fails while a
+    descriptor opened through it is open); the later ones open the mount while it exists."""
     announcement = _Announcement(netns, ifname, ifindex, bytes.fromhex(mac.replace(":", "")))
+    _TIMER.send_now(announcement, addresses, namespace_fd)
     for address in addresses:
-        _TIMER.add(announcement, address)
+        _TIMER.add(announcement, address, sent=1)
 
 
 def cancel() -> None:
@@ -98,12 +107,37 @@ def cancel() -> None:
 Address = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
+@contextmanager
+def _inside(namespace_fd: int) -> Iterator[None]:
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(namespace_fd)
+        try:
+            yield
+        finally:
+            setns(home)
+    finally:
+        os.close(home)
+
+
 @dataclass(frozen=True)
 class _Announcement:
     netns: str
     ifname: str
     ifindex: int
     mac: bytes
+
+    def send_through(self, addresses: list[Address], namespace_fd: int) -> None:
+        """Each announcement, from inside the namespace of ``namespace_fd`` (closed after)."""
+        try:
+            for address in addresses:
+                with _inside(namespace_fd):
+                    sock = self._socket(address)
+                self._send(sock, address)
+        except OSError:
+            pass  # the interface went away meanwhile
+        finally:
+            os.close(namespace_fd)
 
     def send(self, address: Address) -> None:
         """One announcement, from inside the namespace, if it still exists."""
@@ -112,24 +146,29 @@ class _Announcement:
         namespace = NetNamespace(self.netns)
         try:
             with namespace.entered():
-                if isinstance(address, ipaddress.IPv4Interface):
-                    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # receives nothing
-                else:
-                    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-            with sock:
-                if isinstance(address, ipaddress.IPv4Interface):
-                    frame = arp_announcement(self.mac, address.ip)
-                    sock.sendto(frame, (self.ifname, ETH_P_ARP))
-                    return
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
-                sock.bind((str(address.ip), 0, 0, self.ifindex))
-                message = neighbour_advertisement(self.mac, address.ip)
-                sock.sendto(message, (ALL_NODES, 0, 0, self.ifindex))
+                sock = self._socket(address)
+            self._send(sock, address)
         except OSError:
             pass  # the namespace or the interface went away meanwhile
         finally:
             namespace.close()
+
+    @staticmethod
+    def _socket(address: Address) -> socket.socket:
+        if isinstance(address, ipaddress.IPv4Interface):
+            return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # receives nothing
+        return socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+
+    def _send(self, sock: socket.socket, address: Address) -> None:
+        with sock:
+            if isinstance(address, ipaddress.IPv4Interface):
+                sock.sendto(arp_announcement(self.mac, address.ip), (self.ifname, ETH_P_ARP))
+                return
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+            sock.bind((str(address.ip), 0, 0, self.ifindex))
+            message = neighbour_advertisement(self.mac, address.ip)
+            sock.sendto(message, (ALL_NODES, 0, 0, self.ifindex))
 
 
 def _live_in_the_process_namespace() -> None:
@@ -153,7 +192,12 @@ class _Timer:
             SENDERS, "cnm-announce", initializer=_live_in_the_process_namespace
         )
 
-    def add(self, announcement: _Announcement, address: Address, sent: int = 0) -> None:
+    def send_now(
+        self, announcement: _Announcement, addresses: list[Address], namespace_fd: int
+    ) -> None:
+        self._senders.submit(announcement.send_through, addresses, namespace_fd)
+
+    def add(self, announcement: _Announcement, address: Address, sent: int) -> None:
         delay = SEND_AT_S[sent] - (SEND_AT_S[sent - 1] if sent else 0.0)
         with self._changed:
             due = (time.monotonic() + delay, next(self._order), sent, announcement, address)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -557,8 +558,11 @@ class SandboxNetwork:
         """Announce the link's addresses to its neighbours, off the caller's path
         (``cnm.osl.announce``)."""
         details = self.links.details(ifname)
-        if details is not None and details.mac and addresses:
-            announce(self.namespace.path, ifname, index, details.mac, addresses)
+        if details is None or not details.mac or not addresses:
+            return
+        with self.inside():  # the namespace's own file, not its bind mount (see announce)
+            namespace_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        announce(self.namespace.path, namespace_fd, ifname, index, details.mac, addresses)
 
     def free_name(self, prefix: str) -> str:
         """The lowest ``<prefix><n>`` no link here carries."""
