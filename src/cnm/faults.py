@@ -17,9 +17,11 @@ Before dying, the hook writes one line naming the step to stderr (the daemon's l
 harness can tell which step a crash hit; a daemon that stops without reaching step k logs how
 many steps it counted.
 
-Cost when unset: ``step`` returns after one global lookup and one comparison (about 40 ns,
-``bench/steps.py``-style measurement; an operation takes milliseconds), and nothing else in the
-daemon changes. The environment is read once, at import.
+Cost when unset: ``step`` returns after one global lookup and one comparison, 29 ns a call on
+this machine (``python -m timeit -s "from cnm import faults" "faults.step('x')"``; a call of an
+empty function takes 24 ns), so well under a microsecond for the tens of steps of an operation
+that takes milliseconds; nothing else in the daemon changes. The environment is read once, at
+import.
 """
 
 from __future__ import annotations
