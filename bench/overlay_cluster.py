@@ -224,26 +224,32 @@ class Probe(threading.Thread):
 
 
 def reachable(addresses: list[str], timeout: float = 2.0) -> list[str]:
-    """The addresses that answer one echo (sent to all, replies collected until timeout)."""
+    """The addresses that answer an echo: sent in small batches (each new address costs an
+    ARP exchange first, and the kernel queues only a few packets per unresolved neighbour),
+    replies collected into a large buffer, the silent ones asked again up to five times."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.settimeout(0.05)
     answered: set[str] = set()
+
+    def collect(until: float) -> None:
+        while time.monotonic() < until and len(answered) < len(addresses):
+            try:
+                packet, source = sock.recvfrom(2048)
+            except OSError:
+                continue
+            if packet[20] == 0:
+                answered.add(source[0])
+
     try:
-        for attempt in range(3):
-            for index, address in enumerate(addresses):
-                if address not in answered:
+        for _attempt in range(5):
+            pending = [a for a in addresses if a not in answered]
+            for start in range(0, len(pending), 32):
+                for index, address in enumerate(pending[start : start + 32]):
                     with contextlib.suppress(OSError):
-                        sock.sendto(
-                            _echo(os.getpid() & 0xFFFF, index + attempt * 4096), (address, 0)
-                        )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and len(answered) < len(addresses):
-                try:
-                    packet, source = sock.recvfrom(2048)
-                except OSError:
-                    continue
-                if packet[20] == 0:
-                    answered.add(source[0])
+                        sock.sendto(_echo(os.getpid() & 0xFFFF, start + index), (address, 0))
+                collect(time.monotonic() + 0.05)
+            collect(time.monotonic() + timeout)
             if len(answered) == len(addresses):
                 break
     finally:
