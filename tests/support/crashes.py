@@ -94,33 +94,36 @@ def _start(name: str) -> Call:
 WEB = ["httpd", "-f", "-p", "80", "-h", "/etc"]  # serves /etc/hostname: the container's id
 SLEEP = ["sleep", "600"]
 
+# Names hold a letter that is not a hex digit: a name of only hex digits that no object holds
+# any more is taken as an id prefix (Docker's lookup), and may name another object when a call
+# is made again after a crash.
 SCENARIOS: dict[str, list[Call]] = {
     # Two networks, a published port, connect and disconnect, stop and removal.
     "lifecycle": [
-        _network("fa", "10.61.0.0/24"),
-        _network("fb", "10.62.0.0/24"),
-        _container("web", "fa", WEB, PortBindings={"80/tcp": [{"HostPort": "18080"}]}),
+        _network("na", "10.61.0.0/24"),
+        _network("nb", "10.62.0.0/24"),
+        _container("web", "na", WEB, PortBindings={"80/tcp": [{"HostPort": "18080"}]}),
         _start("web"),
-        _container("cli", "fa", SLEEP),
+        _container("cli", "na", SLEEP),
         _start("cli"),
-        Call("POST", "/networks/fb/connect", {"Container": "cli"}, again=(403,)),
-        Call("POST", "/networks/fb/disconnect", {"Container": "cli"}, again=(403,)),
+        Call("POST", "/networks/nb/connect", {"Container": "cli"}, again=(403,)),
+        Call("POST", "/networks/nb/disconnect", {"Container": "cli"}, again=(403,)),
         Call("POST", "/containers/cli/stop?t=0", again=(304,)),
         Call("DELETE", "/containers/cli?force=1", again=(404,)),
         Call("DELETE", "/containers/web?force=1", again=(404,)),
-        Call("DELETE", "/networks/fb", again=(404,)),
-        Call("DELETE", "/networks/fa", again=(404,)),
+        Call("DELETE", "/networks/nb", again=(404,)),
+        Call("DELETE", "/networks/na", again=(404,)),
     ],
     # Dual stack, ports on both families, a restart, a kill and a container sharing another's
     # namespace.
     "dual-stack": [
         _network(
-            "f6",
+            "n6",
             "10.63.0.0/24",
             EnableIPv6=True,
             IPAM={"Config": [{"Subnet": "10.63.0.0/24"}, {"Subnet": "fd00:63::/64"}]},
         ),
-        _container("w6", "f6", WEB, PortBindings={"80/tcp": [{"HostPort": "18081"}]}),
+        _container("w6", "n6", WEB, PortBindings={"80/tcp": [{"HostPort": "18081"}]}),
         _start("w6"),
         Call("POST", "/containers/w6/restart?t=0"),
         _container("side", "container:w6", SLEEP),
@@ -128,7 +131,7 @@ SCENARIOS: dict[str, list[Call]] = {
         Call("POST", "/containers/side/kill", again=(409,)),
         Call("DELETE", "/containers/side", again=(404,)),
         Call("DELETE", "/containers/w6?force=1", again=(404,)),
-        Call("DELETE", "/networks/f6", again=(404,)),
+        Call("DELETE", "/networks/n6", again=(404,)),
     ],
     # The default bridge network, ports of every form, a stop and two starts.
     "ports": [
@@ -154,7 +157,7 @@ SCENARIOS: dict[str, list[Call]] = {
         _network("fy", "10.67.0.0/24", Internal=True),
         Call(
             "POST",
-            "/containers/create?name=a1",
+            "/containers/create?name=k1",
             {
                 "Image": BUSYBOX,
                 "Cmd": SLEEP,
@@ -163,20 +166,20 @@ SCENARIOS: dict[str, list[Call]] = {
             },
             again=(409,),
         ),
-        _start("a1"),
-        _container("a2", "fx", WEB, PortBindings={"80/tcp": [{"HostPort": "18084"}]}),
-        _start("a2"),
-        _container("a3", "fy", SLEEP),
-        _start("a3"),
-        Call("POST", "/networks/fy/connect", {"Container": "a2"}, again=(403,)),
-        Call("POST", "/networks/fy/connect", {"Container": "a1"}, again=(403,)),
-        Call("POST", "/containers/a1/rename?name=a1b", again=(404,)),
-        Call("POST", "/networks/fx/disconnect", {"Container": "a1b"}, again=(403,)),
-        Call("POST", "/containers/a2/stop?t=0", again=(304,)),
-        _start("a2"),
-        Call("DELETE", "/containers/a3?force=1", again=(404,)),
-        Call("DELETE", "/containers/a1b?force=1", again=(404,)),
-        Call("DELETE", "/containers/a2?force=1", again=(404,)),
+        _start("k1"),
+        _container("k2", "fx", WEB, PortBindings={"80/tcp": [{"HostPort": "18084"}]}),
+        _start("k2"),
+        _container("k3", "fy", SLEEP),
+        _start("k3"),
+        Call("POST", "/networks/fy/connect", {"Container": "k2"}, again=(403,)),
+        Call("POST", "/networks/fy/connect", {"Container": "k1"}, again=(403,)),
+        Call("POST", "/containers/k1/rename?name=k1b", again=(404,)),
+        Call("POST", "/networks/fx/disconnect", {"Container": "k1b"}, again=(403,)),
+        Call("POST", "/containers/k2/stop?t=0", again=(304,)),
+        _start("k2"),
+        Call("DELETE", "/containers/k3?force=1", again=(404,)),
+        Call("DELETE", "/containers/k1b?force=1", again=(404,)),
+        Call("DELETE", "/containers/k2?force=1", again=(404,)),
         Call("DELETE", "/networks/fy", again=(404,)),
         Call("DELETE", "/networks/fx", again=(404,)),
     ],
