@@ -635,11 +635,15 @@ def _reachability(
                 timeout=10,
                 check=False,
             ).stdout
-            endpoint = next(
-                (e for e in records.endpoints.values() if e.sandbox_id == other.sandbox_id), None
-            )
-            address = endpoint and endpoint.ipv4_address and endpoint.ipv4_address.split("/")[0]
-            if not address or address not in answer:
+            mine = {e.network_id for e in records.endpoints.values() if e.sandbox_id == sandbox.id}
+            expected = {
+                e.ipv4_address.split("/")[0]
+                for e in records.endpoints.values()
+                if e.sandbox_id == other.sandbox_id and e.network_id in mine and e.ipv4_address
+            }
+            if not expected:
+                continue  # no network in common
+            if not any(address in answer for address in expected):
                 found.append(f"{container.name} does not resolve {other.name}: {answer!r}")
     return found
 

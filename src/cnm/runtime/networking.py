@@ -323,16 +323,25 @@ class ContainerNetworking:
 
     def reconcile(self, container: Container) -> None:
         """Make a running container's sandbox match its record: join the networks it lacks,
-        leave those it should not be on. A connect or disconnect records first and changes the
-        sandbox after, so a crash in between leaves the record right and the sandbox behind."""
+        leave those it should not be on, give its endpoints its name. A connect, disconnect or
+        rename records first and changes the sandbox after, so a crash in between leaves the
+        record right and the sandbox behind."""
         if not container.sandbox_id or shares_sandbox(container):
             return
         if container.host_config.network_mode == "host":
             return
         joined: dict[str, str] = {}
+        named = True
         for endpoint in self.controller.endpoints(sandbox_id=container.sandbox_id):
+            named = named and endpoint.name == container.name
             with suppress(NotFound):
                 joined[self.controller.network(endpoint.network_id).name] = endpoint.network_id
+        if not named:
+            log.warning("naming the endpoints of %s after it: renamed, not yet", container.name)
+            try:
+                self.controller.rename_endpoints(container.sandbox_id, container.name)
+            except CnmError as err:
+                log.error("cannot rename the endpoints of %s: %s", container.name, err)
         for name, request in container.networks.items():
             if name not in joined:
                 log.warning("joining %s to %s: recorded, not joined", container.name, name)

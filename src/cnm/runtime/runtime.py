@@ -187,8 +187,8 @@ class Runtime:
         if self._exits.adopt(container.id, pid, started):
             if container.config.tty:
                 self._stdio.recover_terminal(container)
-            # A connect or disconnect records before it changes the sandbox: a crash between
-            # the two is completed here.
+            # A connect, disconnect or rename records before it changes the sandbox: a crash
+            # between the two is completed here.
             self._networking.reconcile(container)
             self._exits.watch_adopted(container.id)
             return
@@ -606,12 +606,13 @@ class Runtime:
                 self._table.check_name_free(name)
                 old_name, container.name = container.name, name
             try:
+                self._table.save(container)  # the record first (see ``_restore_running``)
                 self._networking.rename(container, name)
-                self._table.save(container)
             except BaseException:
                 with self._table.lock:
                     container.name = old_name
                 with suppress(CnmError):
+                    self._table.save(container)
                     self._networking.rename(container, old_name)
                 raise
         self._emit("rename", container, oldName=f"/{old_name}")
