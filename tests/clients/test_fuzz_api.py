@@ -85,7 +85,15 @@ def targets(daemon: Daemon, busybox: str) -> Iterator[dict[str, list[str]]]:
             if reply.status not in (200, 204, 404):
                 refused.append((kind, made[:12], reply.status, reply.body))
     assert refused == [], "the fuzzer's objects could not all be removed"
-    assert _inventory(daemon) == before
+    left = _inventory(daemon)
+    networks = daemon.request("GET", "/networks").json()
+    assert isinstance(networks, list)
+    extra = [
+        (n["Name"], n["Driver"], n["Scope"])
+        for n in networks
+        if n["Id"] in left["networks"] - before["networks"]
+    ]
+    assert (left, extra) == (before, [])
 
 
 def _inventory(daemon: Daemon) -> dict[str, set[str]]:
