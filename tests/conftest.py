@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from cnm.controller import Controller, ControllerConfig
 from cnm.osl.namespace import NetNamespace, delete_netns, setns
@@ -37,6 +38,11 @@ from tests.support.netns import (
     unmount_namespaces_under,
 )
 from tests.support.runtime import BUSYBOX, BUSYBOX_TAR, HOST_RESOLV_CONF, mounts_under
+
+# Property-based tests keep no example database in the work tree, and the kernel's pace is no
+# test's deadline.
+settings.register_profile("cnm", database=None, deadline=None)
+settings.load_profile("cnm")
 
 
 @pytest.fixture

@@ -53,12 +53,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnm import __version__
+from cnm import __version__, faults
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from cnm.plugins.discovery import PluginConfig
+    from cnm.store.sqlite import SqliteStore
 
 log = logging.getLogger("cnm.daemon")
 
@@ -543,6 +544,20 @@ def _engine_id(data_root: Path) -> str:
         return engine_id
 
 
+def check_records(store: SqliteStore) -> None:
+    """Every record decodes (they are all JSON), before anything is made from them: a damaged
+    record found halfway through start-up would leave kernel objects made for the others."""
+    for entry in store.list(""):
+        try:
+            json.loads(entry.value)
+        except ValueError as err:
+            raise DaemonError(
+                f"the store {store.path} is corrupt: record {entry.key} does not decode ({err}): "
+                "restore it from a backup, or move it aside to start with no networks, "
+                "containers or images"
+            ) from None
+
+
 # ----------------------------------------------------------------------------- serving
 
 
@@ -556,7 +571,9 @@ async def serve(
     ``listen``, also that application on that TCP address."""
     from aiohttp import web
 
-    runner = web.AppRunner(
+    from cnm.api.server import ApiRunner
+
+    runner = ApiRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
     )
     await runner.setup()
@@ -700,7 +717,12 @@ def _run(args: argparse.Namespace) -> int:
         claim_socket(path)
         become_subreaper()
         raise_open_files_limit()
-        store = TimedStore(SqliteStore(data_root / "cnm.db"))
+        try:
+            sqlite = SqliteStore(data_root / "cnm.db")
+        except CnmError as err:
+            raise DaemonError(str(err)) from None
+        check_records(sqlite)
+        store = TimedStore(sqlite)
         stack.callback(store.close)
         cluster_store = None
         cluster_config = None
@@ -778,6 +800,9 @@ def _run(args: argparse.Namespace) -> int:
         listen = None
         if listen_address is not None:
             listen = (make_read_only_app(app), *listen_address)
+        faults.arm()  # CNM_CRASH_AT counts the steps of requests, not of start-up
         asyncio.run(serve(app, path, owner_pid, listen))
+    if (counted := faults.steps_counted()) is not None:
+        log.info("fault injection: no crash", extra={"steps": counted})
     log.info("cnm daemon stopped")
     return 0

@@ -39,3 +39,10 @@ class Unavailable(CnmError):
     """A resource is exhausted or a backend is unreachable (HTTP 503)."""
 
     status = 503
+
+
+class NotSupported(CnmError):
+    """A request cnm understands but cannot serve on this host or at all: a driver it has no
+    implementation of, a kernel feature the host lacks (HTTP 501, errdefs.NotImplemented)."""
+
+    status = 501

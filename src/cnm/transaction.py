@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from cnm import faults
+
 log = logging.getLogger(__name__)
 
 
@@ -23,6 +25,7 @@ class Transaction:
 
     def on_failure(self, what: str, undo: Callable[[], object]) -> None:
         self._undo.append((what, undo))
+        faults.step(what)  # a step completed: the fault-injection tests may crash here
 
     def rollback(self) -> None:
         for what, undo in reversed(self._undo):

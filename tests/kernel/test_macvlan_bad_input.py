@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from cnm.controller import Controller
-from cnm.errors import CnmError, Conflict, InvalidParameter, Unavailable
+from cnm.errors import CnmError, Conflict, InvalidParameter, NotSupported, Unavailable
 from cnm.model import EndpointOptions, IpamRequest, NetworkRequest
 from cnm.osl.namespace import NetNamespace
 from tests.support.lan import Lan, lan
@@ -116,10 +116,10 @@ def test_existing_interface_with_a_dot_is_used_as_it_is(controller: Controller, 
 def test_ipvlan_names_the_missing_kernel_feature(controller: Controller) -> None:
     request = _request({"parent": "lan0"}, driver="ipvlan")
     if controller.host.supports_link_kind("ipvlan"):
-        fails_cleanly(controller, lambda: controller.create_network(request), CnmError)
+        fails_cleanly(controller, lambda: controller.create_network(request), NotSupported)
         return
     error = fails_cleanly(
-        controller, lambda: controller.create_network(request), CnmError, match="IPvlan"
+        controller, lambda: controller.create_network(request), NotSupported, match="IPvlan"
     )
     assert "CONFIG_IPVLAN, module ipvlan" in str(error)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import secrets
 import signal
 import socket
@@ -70,6 +71,7 @@ class Daemon:
     netns: NetNamespace
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
+    environment: dict[str, str] = field(default_factory=dict)  # added to the daemon's
 
     @property
     def socket(self) -> Path:
@@ -107,7 +109,9 @@ class Daemon:
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=log, env={**os.environ, **self.environment}
+            )
         STARTED.append(self.process)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_interface, ip_network
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnm.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from cnm.ipam.default import DEFAULT_POOLS, DefaultIpam, PoolSpec, parse_pool_option
@@ -279,7 +281,7 @@ def test_addresses_carry_pool_prefix_length() -> None:
     assert ipam.request_address(pool_id, None, {}) == ip_interface("10.10.0.1/24")
 
 
-def test_gateway_then_serial_allocation() -> None:
+def test_gateway_then_lowest_free_allocation() -> None:
     ipam = DefaultIpam()
     pool_id = explicit(ipam, "10.10.0.0/24")
     assert str(ipam.request_address(pool_id, None, GATEWAY)) == "10.10.0.1/24"
@@ -317,39 +319,67 @@ def test_sub_pool_exhaustion_leaves_rest_of_pool_to_explicit_requests() -> None:
     assert str(ipam.request_address(pool_id, ip_address("10.10.0.200"), {})) == "10.10.0.200/24"
 
 
-def test_serial_allocation_does_not_reuse_released_address_immediately() -> None:
+def test_the_lowest_free_address_is_handed_out() -> None:
+    """Docker 20.10's order: a released address is the next one handed out if it is the lowest
+    free (a container stopped and started again gets its address back)."""
     ipam = DefaultIpam()
     pool_id = explicit(ipam, "10.10.0.0/24")
     assert next_addresses(ipam, pool_id, 3) == ["10.10.0.1/24", "10.10.0.2/24", "10.10.0.3/24"]
     ipam.release_address(pool_id, ip_address("10.10.0.2"))
-    assert next_addresses(ipam, pool_id, 1) == ["10.10.0.4/24"]
+    assert next_addresses(ipam, pool_id, 2) == ["10.10.0.2/24", "10.10.0.4/24"]
 
 
-def test_serial_allocation_wraps_around() -> None:
+def test_a_full_range_fills_its_holes_lowest_first() -> None:
     ipam = DefaultIpam()
     pool_id = explicit(ipam, "10.10.0.0/29")  # usable .1 - .6
     assert len(next_addresses(ipam, pool_id, 6)) == 6
-    ipam.release_address(pool_id, ip_address("10.10.0.3"))
     ipam.release_address(pool_id, ip_address("10.10.0.5"))
-    # The cursor is past the end: the search wraps to the start and finds .3, then .5.
+    ipam.release_address(pool_id, ip_address("10.10.0.3"))
     assert next_addresses(ipam, pool_id, 2) == ["10.10.0.3/29", "10.10.0.5/29"]
     with pytest.raises(Unavailable):
         ipam.request_address(pool_id, None, {})
 
 
-def test_serial_allocation_continues_after_wrap() -> None:
+def test_the_order_is_the_same_after_a_replay() -> None:
+    """What a restart does: a new IPAM, the recorded addresses requested explicitly. It hands
+    out what the one before the restart would have."""
+    before = DefaultIpam()
+    pool_id = explicit(before, "10.10.0.0/24")
+    next_addresses(before, pool_id, 8)
+    for last in (2, 5, 6):
+        before.release_address(pool_id, ip_address(f"10.10.0.{last}"))
+    after = DefaultIpam()
+    explicit(after, "10.10.0.0/24")
+    for last in (1, 3, 4, 7, 8):
+        after.request_address(pool_id, ip_address(f"10.10.0.{last}"), {})
+    assert next_addresses(before, pool_id, 4) == next_addresses(after, pool_id, 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["dynamic", "explicit", "release"]), st.integers(1, 14))))
+def test_dynamic_requests_get_the_lowest_free_address(operations: list[tuple[str, int]]) -> None:
+    """Against a model that scans the range, under any mix of requests and releases."""
     ipam = DefaultIpam()
-    pool_id = explicit(ipam, "10.10.0.0/29")
-    next_addresses(ipam, pool_id, 6)
-    for last in ("2", "4", "6"):
-        ipam.release_address(pool_id, ip_address(f"10.10.0.{last}"))
-    assert next_addresses(ipam, pool_id, 1) == ["10.10.0.2/29"]
-    ipam.release_address(pool_id, ip_address("10.10.0.2"))
-    # Continues forward from .3 rather than reusing .2.
-    assert next_addresses(ipam, pool_id, 3) == ["10.10.0.4/29", "10.10.0.6/29", "10.10.0.2/29"]
+    pool_id = ipam.request_pool(LOCAL, "10.10.0.0/28", "10.10.0.0/28", {}, False).pool_id
+    taken: set[int] = set()
+    for kind, last in operations:
+        if kind == "release":
+            ipam.release_address(pool_id, ip_address(f"10.10.0.{last}"))
+            taken.discard(last)
+        elif kind == "explicit" and last not in taken:
+            ipam.request_address(pool_id, ip_address(f"10.10.0.{last}"), {})
+            taken.add(last)
+        elif kind == "dynamic":
+            free = [n for n in range(1, 15) if n not in taken]
+            if not free:
+                with pytest.raises(Unavailable):
+                    ipam.request_address(pool_id, None, {})
+                continue
+            assert ipam.request_address(pool_id, None, {}).ip == ip_address(f"10.10.0.{free[0]}")
+            taken.add(free[0])
 
 
-def test_explicit_address_does_not_move_the_cursor() -> None:
+def test_an_explicit_address_is_skipped_not_followed() -> None:
     ipam = DefaultIpam()
     pool_id = explicit(ipam, "10.10.0.0/24")
     ipam.request_address(pool_id, ip_address("10.10.0.100"), {})
@@ -489,7 +519,7 @@ def test_ipv6_slash_64_allocation_excludes_anycast() -> None:
         ipam.request_address(pool_id, ip_address("fd00:1:2:3::"), {})
 
 
-def test_ipv6_last_address_is_usable_and_wrap_skips_anycast() -> None:
+def test_ipv6_last_address_is_usable_and_anycast_is_skipped() -> None:
     ipam = DefaultIpam()
     pool_id = explicit(ipam, "fd00::/64", "fd00::ffff:ffff:ffff:fffe/127", v6=True)
     assert next_addresses(ipam, pool_id, 2) == [

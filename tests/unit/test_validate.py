@@ -92,3 +92,73 @@ def test_network_names_are_any_non_blank_text() -> None:
     for blank in ("", " ", "\t\n"):
         with pytest.raises(InvalidParameter, match="invalid name"):
             validate.network_name(blank)
+
+
+def test_names_have_a_length_limit() -> None:
+    assert validate.network_name("n" * 255)
+    assert validate.container_name("/" + "c" * 255) == "c" * 255
+    with pytest.raises(InvalidParameter, match="at most 255"):
+        validate.network_name("n" * 256)
+    with pytest.raises(InvalidParameter, match="at most 255"):
+        validate.container_name("c" * 300)
+
+
+@pytest.mark.parametrize(
+    "text", ["\u0661\u0665\u0660\u0660", "\uff18\uff10", " 80", "8 0", "", "+1"]
+)
+def test_decimals_are_ascii_digits_only(text: str) -> None:
+    with pytest.raises(InvalidParameter, match="not a decimal number"):
+        validate.decimal(text, "port")
+
+
+def test_mtu_bounds() -> None:
+    assert validate.mtu("1500") == 1500
+    for bad in ("67", "65536", "\u0661\u0665\u0660\u0660"):
+        with pytest.raises(InvalidParameter, match="MTU"):
+            validate.mtu(bad)
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "a/b", "a:b", "a b", "a\u0000b", "x" * 16, "é" * 8]
+)
+def test_interface_names_follow_dev_valid_name(name: str) -> None:
+    with pytest.raises(InvalidParameter, match="1-15 bytes"):
+        validate.interface_name(name, "bridge name")
+
+
+def test_process_settings() -> None:
+    assert validate.working_dir("") == ""
+    assert validate.working_dir("/srv") == "/srv"
+    with pytest.raises(InvalidParameter, match="needs to be an absolute path"):
+        validate.working_dir("srv")
+    assert validate.hostname("h" * 64)
+    for bad in ("h" * 65, "a b", "a\u0000b"):
+        with pytest.raises(InvalidParameter, match="at most 64 bytes"):
+            validate.hostname(bad)
+    assert validate.env_entry("A=b=c") == "A=b=c"
+    for bad in ("=x", "A B=1", ""):
+        with pytest.raises(InvalidParameter, match="invalid environment variable"):
+            validate.env_entry(bad)
+
+
+def test_json_documents_are_bounded() -> None:
+    assert validate.json_document(b'{"a": [1, {"b": "c"}]}', "JSON") == {"a": [1, {"b": "c"}]}
+    depth = validate.MAX_JSON_DEPTH
+    assert validate.json_document("[" * depth + "]" * depth, "JSON")
+    for deep in (depth + 1, 5000):
+        with pytest.raises(InvalidParameter, match="nested more than"):
+            validate.json_document("[" * deep + "]" * deep, "JSON")
+    with pytest.raises(InvalidParameter, match=r"Options\.x holds a NUL"):
+        validate.json_document('{"Options": {"x": "a\\u0000"}}', "JSON")
+    with pytest.raises(InvalidParameter, match="a key holds a NUL"):
+        validate.json_document('{"a\\u0000": 1}', "JSON")
+    with pytest.raises(InvalidParameter, match="invalid JSON: "):
+        validate.json_document(b"{", "JSON")
+
+
+def test_published_port_budget() -> None:
+    validate.published_ports(28232, 56464, (32768, 60999), 60000)
+    with pytest.raises(InvalidParameter, match="ephemeral range 32768-60999, which has 28232"):
+        validate.published_ports(28233, 10, (32768, 60999), 60000)
+    with pytest.raises(InvalidParameter, match="host sockets"):
+        validate.published_ports(0, 20001, (32768, 60999), 20000)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+from cnm import validate
 from cnm.errors import CnmError, InvalidParameter
 
 if TYPE_CHECKING:
@@ -97,10 +98,7 @@ def query_int(request: web.Request, name: str) -> int | None:
     value = request.query.get(name, "")
     if not value:
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidParameter(f"invalid value for {name}: {value!r} is not an integer") from None
+    return validate.decimal(value, f"value for {name}")
 
 
 def json_response(data: object, status: int = 200) -> web.Response:
@@ -139,10 +137,7 @@ async def read_json(request: web.Request) -> object:
         raise RequestTooLarge(f"request body too large: the limit is {MAX_BODY_BYTES} bytes")
     if not body.strip():
         raise InvalidParameter("invalid JSON: the request body is empty")
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidParameter(f"invalid JSON: {err}") from None
+    return validate.json_document(bytes(body), "JSON")
 
 
 def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:

@@ -43,8 +43,7 @@ from cnm.runtime.model import (
 )
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-_PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?")
-_ENV_NAME = re.compile(r"[^=\s]+")
+_PORT = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?(?:/(tcp|udp|sctp))?")
 CONTAINER_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
@@ -128,18 +127,17 @@ def parse_container_create(body: object) -> CreateRequest:
         raise InvalidParameter("no image given: Image is required (cnm/host runs on the host)")
     host = root.child("HostConfig") or Fields({}, "HostConfig")
     for entry in root.strings("Env"):
-        if not _ENV_NAME.match(entry):
-            raise InvalidParameter(f"invalid environment variable: {entry!r}")
+        validate.env_entry(entry)
     exposed = root.object("ExposedPorts")
     config = ContainerConfig(
         image=image,
         cmd=root.strings("Cmd"),
         entrypoint=root.strings("Entrypoint"),
         env=root.strings("Env"),
-        hostname=root.string("Hostname"),
-        domainname=root.string("Domainname"),
+        hostname=validate.hostname(root.string("Hostname")),
+        domainname=validate.hostname(root.string("Domainname"), "domain name"),
         mac_address=root.string("MacAddress"),
-        working_dir=root.string("WorkingDir"),
+        working_dir=validate.working_dir(root.string("WorkingDir")),
         tty=bool(root.boolean("Tty")),
         open_stdin=bool(root.boolean("OpenStdin")),
         stdin_once=bool(root.boolean("StdinOnce")),

@@ -288,7 +288,7 @@ def _time_ns(request: web.Request, name: str) -> int:
     """Docker's ``since``/``until``: UNIX seconds with an optional fraction ("0": unset)."""
     text = request.query.get(name, "") or "0"
     seconds, _, fraction = text.partition(".")
-    if not seconds.isdigit() or (fraction and not fraction.isdigit()):
+    if not (text.isascii() and seconds.isdigit()) or (fraction and not fraction.isdigit()):
         raise InvalidParameter(f"invalid value for {name}: {text!r}")
     return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9] or 0)
 
@@ -311,7 +311,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     since, until = _time_ns(request, "since"), _time_ns(request, "until")
     timestamps, details = query_bool(request, "timestamps"), query_bool(request, "details")
     tail_text = request.query.get("tail", "all") or "all"
-    if tail_text != "all" and not tail_text.lstrip("-").isdigit():
+    if tail_text != "all" and not (tail_text.isascii() and tail_text.lstrip("-").isdigit()):
         raise InvalidParameter(f"invalid value for tail: {tail_text!r}")
     tail = None if tail_text == "all" or int(tail_text) < 0 else int(tail_text)
     chosen = _chosen(stdout, stderr)

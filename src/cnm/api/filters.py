@@ -16,11 +16,11 @@ A filter key that the call does not know is refused with Docker's ``invalid filt
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Collection
 from datetime import UTC, date, datetime, timedelta
 
+from cnm import validate
 from cnm.errors import InvalidParameter
 from cnm.model import Network
 
@@ -35,10 +35,7 @@ def parse_filters(text: str | None) -> Filters:
     it, or the older ``{"key": ["value"]}``."""
     if not text:
         return {}
-    try:
-        raw = json.loads(text)
-    except ValueError as err:
-        raise InvalidParameter(f"invalid filters {text!r}: {err}") from None
+    raw = validate.json_document(text, "filters")
     if not isinstance(raw, dict):
         raise InvalidParameter(f"invalid filters {text!r}: expected a JSON object")
     parsed: Filters = {}
@@ -156,7 +153,7 @@ def prune_predicate(filters: Filters, now: datetime) -> Callable[[Network], bool
 
 _RFC3339 = re.compile(
     r"(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d{1,9}))?(?P<zone>Z|[+-]\d{2}:\d{2})",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 
 
@@ -180,7 +177,7 @@ _DURATION_UNITS_NS = {
     "m": 60 * 10**9,
     "h": 3600 * 10**9,
 }
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)", re.ASCII)
 
 
 def parse_go_duration(text: str) -> int | None:
@@ -200,8 +197,10 @@ def parse_go_duration(text: str) -> int | None:
     return sign * total if position == len(body) else None
 
 
-_UNIX_TIME = re.compile(r"(?P<sec>-?\d+)(?:\.(?P<frac>\d{1,9}))?")
-_DATE_WITH_ZONE = re.compile(r"(?P<date>\d{4}-\d{2}-\d{2})(?P<zone>Z|[+-]\d{2}:\d{2})", re.I)
+_UNIX_TIME = re.compile(r"(?P<sec>-?\d+)(?:\.(?P<frac>\d{1,9}))?", re.ASCII)
+_DATE_WITH_ZONE = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})(?P<zone>Z|[+-]\d{2}:\d{2})", re.I | re.ASCII
+)
 
 
 def parse_until(value: str, now: datetime) -> int:

@@ -14,6 +14,13 @@ when the application is made with a runtime (the daemon always gives one).
 
 Docker's headers (Api-Version, Server...) are added as each response is prepared, so that
 streamed and hijacked responses carry them too.
+
+A client that goes away mid-request (a body cut short, a followed log stream it cancels) is
+not an error of ours: it is logged at debug level, without a traceback. A request aiohttp cannot
+parse (a request line or header over its 8190-byte limit, a malformed header) never reaches a
+handler: aiohttp answers it itself in plain text and logs a traceback, so ``ApiRunner`` gives
+it a request handler whose ``handle_error`` answers Docker's JSON instead (400, the connection
+then closes) and logs one line.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from cnm import __version__
 from cnm.api import (
@@ -113,6 +123,13 @@ async def map_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         if exc.status in (404, 405):
             return error_response(404, "page not found")
         return error_response(exc.status, exc.reason)
+    except ConnectionError as exc:
+        # The client went away; nobody reads this answer (aiohttp drops it quietly).
+        log.debug(
+            "client went away",
+            extra={"method": request.method, "path": request.path, "error": str(exc)},
+        )
+        return error_response(400, "the client closed the connection")
     except Exception as exc:
         log.exception("request failed", extra={"method": request.method, "path": request.path})
         return error_response(500, f"internal error: {exc}")
@@ -133,6 +150,47 @@ async def check_version(request: web.Request, handler: Handler) -> web.StreamRes
                 f"{API_VERSION}"
             )
     return await handler(request)
+
+
+class _DockerErrors(RequestHandler):
+    """aiohttp's connection handler, answering requests it cannot parse as Docker does."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        if isinstance(exc, LineTooLong):
+            text = f"the request line or a header is longer than {exc.args[1]} bytes"
+        else:
+            text = f"malformed HTTP request: {exc.message}"
+        log.info("refused a malformed request", extra={"error": text})
+        response = error_response(400, text)
+        response.force_close()
+        return response
+
+
+class _DockerServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _DockerErrors(self, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    """An ``AppRunner`` whose connections answer unparsable requests with Docker's JSON."""
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        return _DockerServer(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=made._loop,
+            **made._kwargs,
+        )
 
 
 async def not_served_yet(request: web.Request) -> web.Response:
@@ -185,7 +243,7 @@ def make_app(
     metrics.add_routes(app)
     ui.add_routes(app)
     sections = "|".join(NOT_SERVED_YET)
-    add_route(app, "GET", "/plugins/{name}/json", no_such_plugin)
+    add_route(app, "GET", "/plugins/{name:[^/]+}/json", no_such_plugin)
     add_route(app, "*", f"/{{section:(?:{sections})}}{{rest:(?:/.*)?}}", not_served_yet)
     return app
 

@@ -25,9 +25,10 @@ steps therefore leaves at worst an orphaned kernel object, which ``start`` remov
 what they make).
 
 Locking. Each table guards its own dictionaries with a short-held lock. A lock per network
-serialises endpoint operations on it, a lock per sandbox serialises joins and leaves on it
-(always taken before a network lock), and one lock serialises network create and delete (names
-stay unique). Events (``cnm.events``) are emitted after the change is recorded, in the caller's
+serialises the making and forgetting of endpoints on it (names, addresses), a lock per sandbox
+serialises joins and leaves on it (always taken before a network lock; the kernel work of a
+join or leave holds only this one, see ``joins.py``), and one lock serialises network create and
+delete (names stay unique). Events (``cnm.events``) are emitted after the change is recorded, in the caller's
 thread.
 """
 

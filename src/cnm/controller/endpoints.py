@@ -300,12 +300,16 @@ class Endpoints:
         return writes
 
     def delete(self, network: Network, endpoint: Endpoint) -> None:
-        """Remove an endpoint that is not joined (the caller holds the network's lock). Once
-        the record is gone, a driver that fails to forget its part is logged and the
+        """Remove an endpoint that is not joined (the caller holds the network's lock)."""
+        self._stores.commit(self.removal(network, endpoint))
+        self.forget(network, endpoint)
+
+    def forget(self, network: Network, endpoint: Endpoint) -> None:
+        """Remove what is left of an endpoint whose record is gone: the table's entry, the
+        driver's part, the addresses. A driver that fails to forget its part is logged and the
         addresses go back all the same (Docker logs such driver errors too): nothing is left
         that a retry could start from."""
         driver = self._registry.network_driver(network)
-        self._stores.commit(self.removal(network, endpoint))
         self.drop(endpoint.id)
         try:
             driver.delete_endpoint(network.id, endpoint.id)

@@ -70,8 +70,9 @@ def configure_interface(
     joined: list[Endpoint],
     network_name: NetworkName,
 ) -> list[int]:
-    """Address the joined interface, add its routes, and take the default route where the rule
-    makes it the winner; returns the IP versions whose default route moved."""
+    """Address the joined interface, add its routes, take the default route where the rule
+    makes it the winner, and announce its addresses (a reused address may come with another
+    MAC); returns the IP versions whose default route moved."""
     addresses = [
         ipaddress.ip_interface(text)
         for text in (endpoint.ipv4_address, endpoint.ipv6_address)
@@ -95,6 +96,7 @@ def configure_interface(
             if winner is not None and winner.id == endpoint.id:
                 sandbox_net.set_default_route(gateway, index)
                 moved.append(version)
+        sandbox_net.announce(endpoint.ifname or "", index, addresses)
     return moved
 
 

@@ -6,6 +6,9 @@
   veth it makes is a port of such a bridge; after a restart, `restore` deletes the tagged
   bridges and their ports that no record names, so a crash between making a link and
   recording it leaves nothing behind.
+* A container's MAC is derived from its IPv4 address (02:42 and the four bytes), as Docker
+  20.10 does, unless the user gives one: an address handed out again comes with the same MAC,
+  so the neighbours' cached entry for it stays right (the join also announces it).
 * The gateway address lives on the bridge; containers on internal networks get no default
   route through it, and the firewall drops whatever they send beyond their bridge.
 * Every network, joined endpoint and published port is reported to the firewall seam
@@ -17,12 +20,12 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cnm import validate
 from cnm.driverapi import (
     Capability,
     EndpointInfo,
@@ -31,6 +34,7 @@ from cnm.driverapi import (
     NetworkDriver,
     NetworkSpec,
     Scope,
+    mac_from_ip,
     random_mac,
 )
 from cnm.drivers.bridging import (
@@ -69,7 +73,6 @@ BOOLEAN_OPTIONS = (
 OPT_HOST_BINDING = OPT_PREFIX + "host_binding_ipv4"
 OPT_HOST_IPV4 = "com.docker.network.host_ipv4"
 ADDRESS_OPTIONS = (OPT_HOST_BINDING, OPT_HOST_IPV4)
-IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 NETWORK_ALIAS = "cnm:net:"
 
 
@@ -130,10 +133,8 @@ class BridgeDriver(NetworkDriver):
                     ) from None
         if OPT_MTU in options:
             parse_mtu(options[OPT_MTU])
-        if OPT_NAME in options and not IFNAME.match(options[OPT_NAME]):
-            raise InvalidParameter(
-                f"invalid bridge name {options[OPT_NAME]!r}: 1-15 characters, no '/', ':' or spaces"
-            )
+        if OPT_NAME in options:
+            validate.interface_name(options[OPT_NAME], "bridge name")
 
     def _bridge_name(self, spec: NetworkSpec) -> str:
         return spec.options.get(OPT_NAME) or f"br-{spec.network_id[:12]}"
@@ -190,7 +191,7 @@ class BridgeDriver(NetworkDriver):
 
     def create_endpoint(self, spec: EndpointSpec) -> EndpointInfo:
         self._network(spec.network_id)
-        mac = spec.mac_address or random_mac()
+        mac = spec.mac_address or (mac_from_ip(spec.address.ip) if spec.address else random_mac())
         with self._lock:
             self._endpoints[spec.endpoint_id] = _BridgeEndpoint(
                 spec.network_id, mac, addresses=endpoint_addresses(spec)

@@ -23,6 +23,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cnm import validate
 from cnm.driverapi import EndpointSpec, JoinInfo, NetworkSpec
 from cnm.errors import InvalidParameter
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
@@ -47,13 +48,7 @@ def parse_bool(key: str, value: str) -> bool:
 
 
 def parse_mtu(value: str) -> int:
-    try:
-        mtu = int(value)
-    except ValueError:
-        raise InvalidParameter(f"invalid MTU {value!r}: not a number") from None
-    if not 68 <= mtu <= 65535:
-        raise InvalidParameter(f"invalid MTU {mtu}: must be between 68 and 65535")
-    return mtu
+    return validate.mtu(value)
 
 
 def host_veth_name(endpoint_id: str) -> str:

@@ -22,7 +22,7 @@ from cnm.driverapi import (
     NetworkSpec,
     Scope,
 )
-from cnm.errors import CnmError, NotFound
+from cnm.errors import CnmError, NotFound, NotSupported
 from cnm.osl.links import HostNetwork
 
 NO_KERNEL_SUPPORT = (
@@ -53,8 +53,8 @@ class IpvlanDriver(NetworkDriver):
 
     def refusal(self) -> CnmError:
         if not self.host.supports_link_kind("ipvlan"):
-            return CnmError(NO_KERNEL_SUPPORT)
-        return CnmError(NOT_IMPLEMENTED)
+            return NotSupported(NO_KERNEL_SUPPORT)
+        return NotSupported(NOT_IMPLEMENTED)
 
     def create_network(self, spec: NetworkSpec) -> None:
         raise self.refusal()

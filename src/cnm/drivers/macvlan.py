@@ -42,12 +42,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cnm import validate
 from cnm.driverapi import (
     Capability,
     EndpointInfo,
@@ -73,7 +73,6 @@ OPTIONS = (OPT_PARENT, OPT_MODE, OPT_MTU)
 DEFAULT_MODE = "bridge"
 TAG = "cnm:macvlan:"
 PLACEHOLDER_PREFIX = "dm-"
-IFNAME = re.compile(r"^[^/\s:]{1,15}$")
 VLAN_IDS = range(1, 4095)
 NO_8021Q = (
     "this kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q, module 8021q), so cnm cannot "
@@ -87,16 +86,6 @@ class MacvlanOptions:
     parent: str | None  # None: a placeholder link of cnm's own
     mode: str
     mtu: int | None
-
-
-def parse_mtu(value: str) -> int:
-    try:
-        mtu = int(value)
-    except ValueError:
-        raise InvalidParameter(f"invalid MTU {value!r}: not a number") from None
-    if not 68 <= mtu <= 65535:
-        raise InvalidParameter(f"invalid MTU {mtu}: must be between 68 and 65535")
-    return mtu
 
 
 def parse_options(options: Mapping[str, str]) -> MacvlanOptions:
@@ -116,11 +105,8 @@ def parse_options(options: Mapping[str, str]) -> MacvlanOptions:
     if parent is not None:
         if parent == "lo":
             raise InvalidParameter("loopback interface is not a valid macvlan parent link")
-        if not IFNAME.match(parent):
-            raise InvalidParameter(
-                f"invalid parent interface name {parent!r}: 1-15 characters, no '/', ':' or spaces"
-            )
-    mtu = parse_mtu(options[OPT_MTU]) if OPT_MTU in options else None
+        validate.interface_name(parent, "parent interface name")
+    mtu = validate.mtu(options[OPT_MTU]) if OPT_MTU in options else None
     return MacvlanOptions(parent, mode, mtu)
 
 

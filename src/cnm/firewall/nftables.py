@@ -53,6 +53,7 @@ from typing import Any
 
 import nftables
 
+from cnm import faults
 from cnm.errors import CnmError, Conflict, InvalidParameter
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
 from cnm.firewall.docker import DockerUser
@@ -490,6 +491,7 @@ class NftablesFirewall(Firewall):
     def _run(self, commands: str) -> None:
         if self._closed:  # its namespace handle is gone: never act on another namespace
             raise CnmError("the firewall is closed")
+        faults.step("firewall change")
         with self._namespace.entered():
             rc, _, error = self._nft.cmd(commands)
         if rc != 0:

@@ -7,11 +7,18 @@ Why it looks like this:
   address space) or a network the host uses (its on-link routes and nameservers, supplied by
   the caller through ``reserved_networks``). Explicit pools only have to avoid the pools of the
   same address space: users may pick any subnet, as with Docker.
-* Addresses are allocated serially (next-fit), as Docker does: each dynamic request continues
-  after the last address handed out and wraps around at the end of the range, so a released
-  address is not reused at once (a container's old address is less likely to reach a new one).
-  Pools are integer intervals plus a set of allocated addresses and a cursor; ranges are never
-  materialised, so a /16 with thousands of leases or an IPv6 /64 costs only what is allocated.
+* A dynamic request gets the lowest free address of the range, as Docker 20.10's bitmap
+  allocator does. The order is a function of what is allocated and nothing else, so it is the
+  same before and after a restart (the store replays the allocations, not a cursor): a
+  container stopped and started again gets its address back while it is free, which Docker
+  Compose's ``restart`` relies on. A reused address reaching another container is made safe
+  by the MAC: the bridge driver derives it from the address (02:42 and the IPv4 bytes, as
+  Docker 20.10), and a join announces the address (unsolicited ARP and NA), so a neighbour that
+  cached the old owner learns the new one at once instead of after its entry goes stale.
+  Pools are integer intervals plus a set of allocated addresses, a high-water mark below which
+  every address was handed out once, and a heap of the addresses released below it; ranges
+  are never materialised, so a /16 with thousands of leases or an IPv6 /64 costs only what is
+  allocated, and each request takes O(log n).
 * The network address is never handed out, nor the IPv4 broadcast address; for IPv6 the
   network address is the subnet-router anycast address. Point-to-point sized subnets (IPv4
   /31 and /32, IPv6 /127 and /128) have no such reserved addresses: every address is usable.
@@ -26,6 +33,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -154,20 +162,40 @@ class _Pool:
     last: int
     range_first: int  # bounds for dynamic allocation: the sub-pool within first..last
     range_last: int
-    cursor: int  # where the next dynamic (serial) search starts
     allocated: set[int] = field(default_factory=set)
+    # Every free address of range_first..mark-1 is in holes (with stale entries, taken since
+    # by an explicit request, dropped when met): the lowest free is holes' least, else the
+    # first unallocated at or above mark.
+    mark: int = 0
+    holes: list[int] = field(default_factory=list)
 
-    def first_free(self, start: int, first: int, last: int) -> int | None:
-        """The first unallocated address of first..last searching from ``start`` and wrapping.
+    def lowest_free_in_range(self) -> int | None:
+        """The lowest unallocated address of the dynamic range."""
+        while self.holes:
+            if self.holes[0] not in self.allocated:
+                return self.holes[0]
+            heapq.heappop(self.holes)
+        self.mark = max(self.mark, self.range_first)
+        while self.mark <= self.range_last and self.mark in self.allocated:
+            self.mark += 1
+        return self.mark if self.mark <= self.range_last else None
 
-        Only allocated addresses are ever skipped, so this takes at most
-        len(allocated) + 1 steps whatever the size of the range."""
-        if not first <= start <= last:
-            start = first
-        for value in chain(range(start, last + 1), range(first, start)):
+    def lowest_free(self, first: int, last: int) -> int | None:
+        """The lowest unallocated address of first..last (for a gateway: once per pool). Only
+        allocated addresses are skipped: at most len(allocated) + 1 steps."""
+        for value in range(first, last + 1):
             if value not in self.allocated:
                 return value
         return None
+
+    def take(self, value: int) -> None:
+        self.allocated.add(value)
+
+    def give_back(self, value: int) -> None:
+        if value in self.allocated:
+            self.allocated.discard(value)
+            if self.range_first <= value < self.mark:
+                heapq.heappush(self.holes, value)
 
 
 class DefaultIpam(IpamDriver):
@@ -266,9 +294,7 @@ class DefaultIpam(IpamDriver):
         first, last = assignable_bounds(subnet)
         range_first = max(first, int(ip_range.network_address))
         range_last = min(last, int(ip_range.broadcast_address))
-        self._pools[pool_id] = _Pool(
-            address_space, subnet, first, last, range_first, range_last, cursor=range_first
-        )
+        self._pools[pool_id] = _Pool(address_space, subnet, first, last, range_first, range_last)
 
     def _delegated(self, pool_id: str) -> IpamDriver | None:
         """The global space's driver, for a pool id of that space."""
@@ -295,18 +321,15 @@ class DefaultIpam(IpamDriver):
                 value = self._check_explicit(pool, address)
                 if value in pool.allocated:
                     raise Conflict(f"Address already in use: {address} in pool {pool.subnet}")
-            elif options.get(REQUEST_ADDRESS_TYPE) == REQUEST_TYPE_GATEWAY:
-                found = pool.first_free(pool.first, pool.first, pool.last)
-                if found is None:
-                    raise Unavailable(f"no available addresses on this pool: {pool_id}")
-                value = found
             else:
-                found = pool.first_free(pool.cursor, pool.range_first, pool.range_last)
+                if options.get(REQUEST_ADDRESS_TYPE) == REQUEST_TYPE_GATEWAY:
+                    found = pool.lowest_free(pool.first, pool.last)
+                else:
+                    found = pool.lowest_free_in_range()
                 if found is None:
                     raise Unavailable(f"no available addresses on this pool: {pool_id}")
                 value = found
-                pool.cursor = value + 1
-            pool.allocated.add(value)
+            pool.take(value)
             return interface_of(pool.subnet, value)
 
     def release_address(self, pool_id: str, address: IPAddress) -> None:
@@ -316,7 +339,7 @@ class DefaultIpam(IpamDriver):
         with self._lock:
             pool = self._get(pool_id)
             if address.version == pool.subnet.version:
-                pool.allocated.discard(int(address))
+                pool.give_back(int(address))
 
     def _get(self, pool_id: str) -> _Pool:
         pool = self._pools.get(pool_id)

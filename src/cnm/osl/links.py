@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -42,7 +43,10 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from cnm import faults
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound, Unavailable
+from cnm.osl.announce import announce
+from cnm.osl.announce import cancel as cancel_announcements
 from cnm.osl.namespace import NetNamespace, current_thread_namespace, pin_current_netns
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -141,6 +145,7 @@ class _Links:
         )
 
     def set_up(self, index: int) -> None:
+        faults.step("link up")
         self.ipr.link("set", index=index, state="up")
 
     def set_down(self, index: int) -> None:
@@ -153,6 +158,7 @@ class _Links:
             raise netlink_error(err, f"enslave link {index} to {master}") from err
 
     def delete(self, index: int) -> None:
+        faults.step("delete link")
         try:
             self.ipr.link("del", index=index)
         except NetlinkError as err:
@@ -160,6 +166,7 @@ class _Links:
                 raise netlink_error(err, f"delete link {index}") from err
 
     def add_address(self, index: int, address: IPInterface) -> None:
+        faults.step("add address")
         kwargs: dict[str, object] = {}
         if address.version == 4:
             kwargs["broadcast"] = str(address.network.broadcast_address)
@@ -193,6 +200,7 @@ class _Links:
         if oif is not None:
             spec["oif"] = oif
         try:
+            faults.step("add route")
             self.ipr.route("replace" if replace else "add", **spec)
         except NetlinkError as err:
             raise netlink_error(err, f"add route to {destination}") from err
@@ -265,6 +273,7 @@ class HostNetwork:
 
     def close(self) -> None:
         self.drain_deletions()
+        cancel_announcements()  # no send after the controller stopped
         self.namespace.close()
 
     def delete_link_later(self, index: int) -> None:
@@ -328,6 +337,7 @@ class HostNetwork:
         if mac is not None:
             spec["address"] = mac
         try:
+            faults.step("create link")
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
             raise netlink_error(err, f"create bridge {name}") from err
@@ -367,6 +377,7 @@ class HostNetwork:
         if peer_mac is not None:
             peer["address"] = peer_mac
         try:
+            faults.step("create link")
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
             raise netlink_error(err, f"create veth {host_name}") from err
@@ -414,6 +425,7 @@ class HostNetwork:
     def create_vlan(self, name: str, *, parent: int, vlan_id: int, alias: str) -> int:
         """An 802.1Q sub-interface of ``parent`` tagged with ``alias``, up."""
         try:
+            faults.step("create link")
             self.links.ipr.link("add", ifname=name, kind="vlan", link=parent, vlan_id=vlan_id)
         except NetlinkError as err:
             raise netlink_error(err, f"create VLAN sub-interface {name}") from err
@@ -455,6 +467,7 @@ class HostNetwork:
         if mtu is not None:
             spec["mtu"] = mtu
         try:
+            faults.step("create link")
             self.links.ipr.link("add", **spec)
         except NetlinkError as err:
             raise netlink_error(err, f"create macvlan {name} on link {parent}") from err
@@ -565,6 +578,16 @@ class SandboxNetwork:
                 )
             }
         return found
+
+    def announce(self, ifname: str, index: int, addresses: list[IPInterface]) -> None:
+        """Announce the link's addresses to its neighbours, off the caller's path
+        (``cnm.osl.announce``)."""
+        details = self.links.details(ifname)
+        if details is None or not details.mac or not addresses:
+            return
+        with self.inside():  # the namespace's own file, not its bind mount (see announce)
+            namespace_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        announce(self.namespace.path, namespace_fd, ifname, index, details.mac, addresses)
 
     def free_name(self, prefix: str) -> str:
         """The lowest ``<prefix><n>`` no link here carries."""

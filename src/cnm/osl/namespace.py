@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cnm import faults
 from cnm.osl.syscalls import CLONE_NEWNET, MS_BIND, mount, setns, umount, unshare
 
 THREAD_NETNS = "/proc/thread-self/ns/net"
@@ -80,6 +81,7 @@ def create_netns(path: str | os.PathLike[str]) -> NetNamespace:
     """Create a new network namespace bind-mounted at ``path`` (the file is created).
 
     The calling thread is back in its own namespace when this returns, also on failure."""
+    faults.step("create namespace")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
@@ -138,6 +140,7 @@ def pin_current_netns(path: str | os.PathLike[str]) -> None:
 def delete_netns(path: str | os.PathLike[str]) -> None:
     """Unmount and remove a namespace file. The namespace, and every link in it, is freed
     by the kernel once nothing else holds it. Missing paths are not an error."""
+    faults.step("delete namespace")
     target = str(path)
     umount(target, ignore=(errno.EINVAL, errno.ENOENT))
     Path(target).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from cnm import faults
 from cnm.errors import Conflict, InvalidParameter
 from cnm.model import IPAddress, PortMapping, PortRequest
 from cnm.osl.links import HostNetwork, read_sysctl
@@ -239,6 +240,7 @@ class PortMapper:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if kind == socket.SOCK_STREAM:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            faults.step("bind host port")
             sock.bind((str(ip), port))
         except OSError as err:
             sock.close()

@@ -20,7 +20,7 @@ from cnm.errors import InvalidParameter
 from cnm.model import PortRequest
 
 PROTOCOLS = ("tcp", "udp", "sctp")
-_RANGE = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?")
+_RANGE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 
 
 def _range(text: str, what: str, spec: str, lowest: int) -> tuple[int, int]:

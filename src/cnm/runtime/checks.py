@@ -10,14 +10,18 @@ start, so a port already in use fails the start.
 from __future__ import annotations
 
 import copy
+import resource
 from collections.abc import Callable
 
 from cnm import validate
 from cnm.controller import Controller
 from cnm.errors import InvalidParameter
+from cnm.osl.links import read_sysctl
 from cnm.runtime import links as links_mod
 from cnm.runtime.model import Container, ContainerConfig, EndpointRequest, HostConfig
 from cnm.runtime.networking import checked_request, port_requests
+
+SOCKETS_PER_PORT = 2  # an unspecified host address binds IPv4 and IPv6
 
 
 class CreateChecks:
@@ -100,16 +104,38 @@ class CreateChecks:
 
     @staticmethod
     def ports(config: ContainerConfig, host_config: HostConfig) -> None:
-        """Malformed port specs fail at create; host ports are taken at start. A container
-        whose networks are all internal is accepted, as Docker accepts it: it publishes
-        nothing until a network with a gateway is connected."""
-        port_requests(config, host_config)
+        """Malformed port specs fail at create, as do ports that could never all be bound
+        (more ephemeral ones than the kernel's range has, more sockets than half the daemon's
+        open-files limit: every published port holds a socket per address family); host
+        ports are taken at start. A container whose networks are all internal is accepted,
+        as Docker accepts it: it publishes nothing until a network with a gateway is
+        connected."""
+        requests = port_requests(config, host_config)
+        if not requests or host_config.network_mode in ("host", "none"):
+            return
+        low, high = (int(v) for v in read_sysctl("net.ipv4.ip_local_port_range").split())
+        validate.published_ports(
+            ephemeral=sum(1 for r in requests if r.host_port == 0),
+            sockets=SOCKETS_PER_PORT * len(requests),
+            ephemeral_range=(low, high),
+            socket_budget=resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2,
+        )
 
     @staticmethod
     def mac_address(config: ContainerConfig) -> None:
         """Config.MacAddress, in normal form."""
         if config.mac_address:
             config.mac_address = validate.mac_address(config.mac_address)
+
+    @staticmethod
+    def process(config: ContainerConfig) -> None:
+        """What runc would refuse only at start: a relative working directory, a bad
+        environment entry, a hostname the kernel does not take."""
+        validate.working_dir(config.working_dir)
+        validate.hostname(config.hostname)
+        validate.hostname(config.domainname, "domain name")
+        for entry in config.env:
+            validate.env_entry(entry)
 
     @staticmethod
     def sandbox_options(host_config: HostConfig) -> None:

@@ -161,6 +161,9 @@ class ExitWatcher:
 
         def run() -> None:
             if not self._closed:
-                self._handler(container_id, pid, code())
+                try:
+                    self._handler(container_id, pid, code())
+                except Exception:
+                    log.exception("handling the exit of container %s", container_id[:12])
 
         threading.Thread(target=run, name=f"cnm-exit-{container_id[:12]}", daemon=True).start()

@@ -38,9 +38,9 @@ log = logging.getLogger(__name__)
 HOST_IMAGE = "cnm/host"  # reserved: the host's own filesystem, no rootfs
 CHUNK = 1 << 20
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_HEX = re.compile(r"^[0-9a-f]+$")
+_NAME = re.compile(rf"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 def now_rfc3339() -> str:
@@ -56,7 +56,7 @@ def normalize_reference(reference: str) -> str:
     colon = reference.rfind(":")
     if colon > reference.rfind("/"):
         name, tag = reference[:colon], reference[colon + 1 :]
-    if not _NAME.match(name) or not _TAG.match(tag):
+    if not _NAME.fullmatch(name) or not _TAG.fullmatch(tag):
         raise InvalidParameter(f"invalid reference format: {reference!r}")
     for registry in ("docker.io/", "index.docker.io/"):
         if name.startswith(registry):
@@ -168,7 +168,7 @@ class ImageStore:
     def _find(self, ref: str) -> tuple[Image, str | None]:
         """The image and, if ``ref`` named it by tag, that tag."""
         hex_part = ref.removeprefix("sha256:")
-        if _HEX.match(hex_part) and len(hex_part) == 64:
+        if _HEX.fullmatch(hex_part) and len(hex_part) == 64:
             image = self._images.get(f"sha256:{hex_part}")
             if image:
                 return image, None
@@ -180,7 +180,7 @@ class ImageStore:
             for image in self._images.values():
                 if tag in image.repo_tags:
                     return image, tag
-        if _HEX.match(hex_part):
+        if _HEX.fullmatch(hex_part):
             matches = [i for i in self._images.values() if i.id[7:].startswith(hex_part)]
             if len(matches) == 1:
                 return matches[0], None

@@ -233,21 +233,31 @@ class ContainerNetworking:
         }
 
     def release(self, container: Container, detach: bool) -> None:
-        """Delete the sandbox of a container whose process ended (not one it borrowed). With
+        """Delete the sandbox of a container whose process ended (not one it borrowed); a
+        failure (the store cannot be written) raises, the sandbox left whole. With
         ``detach``, take the interfaces out first: a process that still holds the namespace (a
         sidecar, a host container's exec) would otherwise keep the veth pair alive on the
         bridge, with the released address still configured inside."""
         if not container.sandbox_id or shares_sandbox(container):
             return
-        try:
+        with suppress(NotFound):
             if detach:
                 for endpoint in self.controller.endpoints(sandbox_id=container.sandbox_id):
                     self.controller.disconnect(endpoint.network_id, container.sandbox_id)
             self.controller.delete_sandbox(container.sandbox_id)
-        except NotFound:
-            pass
-        except CnmError:
-            log.exception("deleting the sandbox of %s", container.id[:12])
+
+    def remove_unheld_sandboxes(self, containers: set[str], held: set[str]) -> None:
+        """Delete the sandboxes made for ``containers`` (the runtime's) other than ``held``
+        (those of running containers)."""
+        for sandbox in self.controller.sandboxes():
+            if sandbox.container_id in containers and sandbox.id not in held:
+                log.warning(
+                    "removing sandbox %s of container %s: no running container holds it",
+                    sandbox.id[:12],
+                    sandbox.container_id[:12],
+                )
+                with suppress(NotFound):
+                    self.controller.delete_sandbox(sandbox.id)
 
     def clean_up_stopped(self, container: Container) -> None:
         """The sandbox a crash in the middle of a stop may have left."""
@@ -257,11 +267,10 @@ class ContainerNetworking:
 
     # ------------------------------------------------------------------ while it exists
 
-    def connect(
+    def check_connect(
         self, container: Container, network_ref: str, request: EndpointRequest
     ) -> tuple[Network, EndpointRequest]:
-        """Check a connect by Docker's rules and, if the container runs, join the network at
-        once (the interface appears inside); the network and the request to record."""
+        """Check a connect by Docker's rules; the network and the request to record."""
         if shares_sandbox(container):
             raise Forbidden(SHARED_NETWORK)
         network = self.controller.network(network_ref)
@@ -273,23 +282,22 @@ class ContainerNetworking:
             )
         if "none" in container.networks or network.driver == "null":
             raise Forbidden(NONE_NETWORK)
-        checked = checked_request(network, request)
+        return network, checked_request(network, request)
+
+    def join(self, container: Container, network: Network, request: EndpointRequest) -> None:
+        """A running container joins the network at once (the interface appears inside)."""
         if container.state.running and container.sandbox_id:
             self.controller.connect(
                 network.id,
                 container.sandbox_id,
-                _endpoint_options(container, network.name, checked),
+                _endpoint_options(container, network.name, request),
             )
-        return network, checked
 
-    def undo_connect(self, container: Container, network: Network) -> None:
-        if container.state.running and container.sandbox_id:
-            self.controller.disconnect(network.id, container.sandbox_id)
-
-    def disconnect(self, container: Container, network_ref: str, force: bool) -> str:
-        """Check a disconnect by Docker's rules and, if the container runs, leave the network
-        at once; the name of the network to forget. With ``force`` a network that is gone is
-        forgotten too."""
+    def check_disconnect(
+        self, container: Container, network_ref: str, force: bool
+    ) -> tuple[str, Network | None]:
+        """Check a disconnect by Docker's rules; the name of the network to forget, and the
+        network (None: it is gone, which ``force`` allows)."""
         if shares_sandbox(container):
             raise Forbidden(SHARED_NETWORK)
         if container.host_config.network_mode == "host":
@@ -304,13 +312,50 @@ class ContainerNetworking:
             name = network_ref
         if name not in container.networks:
             raise Forbidden(f"container {container.id} is not connected to network {name}")
+        return name, network
+
+    def leave(self, container: Container, network: Network | None) -> None:
+        """A running container leaves the network at once; an endpoint already gone (a crash
+        between the two steps of a disconnect) is left alone."""
         if network is not None and container.state.running and container.sandbox_id:
-            try:
+            with suppress(NotFound):
                 self.controller.disconnect(network.id, container.sandbox_id)
-            except NotFound:
-                if not force:
-                    raise
-        return name
+
+    def reconcile(self, container: Container) -> None:
+        """Make a running container's sandbox match its record: join the networks it lacks,
+        leave those it should not be on, give its endpoints its name. A connect, disconnect or
+        rename records first and changes the sandbox after, so a crash in between leaves the
+        record right and the sandbox behind."""
+        if not container.sandbox_id or shares_sandbox(container):
+            return
+        if container.host_config.network_mode == "host":
+            return
+        joined: dict[str, str] = {}
+        named = True
+        for endpoint in self.controller.endpoints(sandbox_id=container.sandbox_id):
+            named = named and endpoint.name == container.name
+            with suppress(NotFound):
+                joined[self.controller.network(endpoint.network_id).name] = endpoint.network_id
+        if not named:
+            log.warning("naming the endpoints of %s after it: renamed, not yet", container.name)
+            try:
+                self.controller.rename_endpoints(container.sandbox_id, container.name)
+            except CnmError as err:
+                log.error("cannot rename the endpoints of %s: %s", container.name, err)
+        for name, request in container.networks.items():
+            if name not in joined:
+                log.warning("joining %s to %s: recorded, not joined", container.name, name)
+                try:
+                    self.controller.connect(
+                        name, container.sandbox_id, _endpoint_options(container, name, request)
+                    )
+                except CnmError as err:
+                    log.error("cannot join %s to %s: %s", container.name, name, err)
+        for name, network_id in joined.items():
+            if name not in container.networks:
+                log.warning("taking %s off %s: joined, not recorded", container.name, name)
+                with suppress(NotFound):
+                    self.controller.disconnect(network_id, container.sandbox_id)
 
     def rename(self, container: Container, name: str) -> None:
         """A running container's endpoints carry its name, and with them its DNS records."""

@@ -75,7 +75,7 @@ def parse_signal(value: str | int) -> signal.Signals:
     """A signal as Docker's API names it: ``SIGTERM``, ``TERM`` or ``15``."""
     text = str(value).strip().upper()
     try:
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return signal.Signals(int(text))
         return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"]
     except (KeyError, ValueError):

@@ -24,6 +24,14 @@ the exit handler takes it. The parts' own locks guard only their own tables and 
 while calling out.
 
 Docker's 304 answers (start of a running container, stop of a stopped one) raise NotModified.
+
+A store that fails (its disk full) fails the call that needed it, with its error; the state
+converges once it works again. An exit is always recorded in memory and wakes its waiters, even
+when its teardown or its record cannot be written: the process is gone whatever the store says.
+A sandbox the teardown could not delete stays named by the container (``sandbox_id`` of a
+container that is not running), and the container's next start or its removal deletes it
+first; a record that could not be saved is written whole at the container's next change, and a
+restart finds the process gone and records the exit.
 """
 
 from __future__ import annotations
@@ -147,7 +155,11 @@ class Runtime:
 
     def start(self) -> None:
         """Restore images and containers. Containers still running keep running and are
-        watched again; those that ended while we were away are torn down as exited."""
+        watched again; those that ended while we were away are torn down as exited. Then every
+        sandbox made for one of our containers that no running container holds is deleted with
+        its endpoints, addresses and host ports: a start records its sandbox before the
+        container's record names it, so a crash in between leaves a sandbox only this finds.
+        (Sandboxes of others, CNI's attachments, are theirs to reconcile.)"""
         self._files.prepare()
         REAPER.acquire()
         self._started = True
@@ -162,9 +174,19 @@ class Runtime:
             else:
                 self._reconcile_stopped(container)
                 self._stdio.new_run(container)
+        self._networking.remove_unheld_sandboxes(
+            {c.id for c in containers},
+            {c.sandbox_id for c in containers if c.state.running and c.sandbox_id},
+        )
         known = {c.id for c in containers}
         self._image_containers.remove_unknown(known)
         self._files.remove_unknown(known)
+        for container in containers:
+            # An exit recorded, its --rm not done yet: a crash came between the two (Docker
+            # removes such containers at start too).
+            if container.host_config.auto_remove and container.state.status == "exited":
+                with suppress(NotFound, Conflict):
+                    self._remove(container.id)
         log.info(
             "runtime restored images=%d containers=%d", len(self._images.list()), len(containers)
         )
@@ -205,6 +227,9 @@ class Runtime:
         if self._exits.adopt(container.id, pid, started):
             if container.config.tty:
                 self._stdio.recover_terminal(container)
+            # A connect, disconnect or rename records before it changes the sandbox: a crash
+            # between the two is completed here.
+            self._networking.reconcile(container)
             self._exits.watch_adopted(container.id)
             return
         with self._table.lock_for(container.id):
@@ -375,6 +400,7 @@ class Runtime:
             _apply_image_defaults(config, image)
         if not config.entrypoint and not config.cmd:
             raise InvalidParameter("no command specified")
+        self._checks.process(config)
         mode = self._checks.network_mode(config, host_config, self._table.resolve)
         host_config.network_mode = mode
         wanted = self._checks.networks(mode, networks, host_config.links)
@@ -513,6 +539,7 @@ class Runtime:
                 container.host_config.network_mode.removeprefix("container:")
             )
         shared = self._shared(container) if image is not None else SharedNamespaces()
+        self._drop_stale_sandbox(container)
         link_hosts, link_env = self._networking.legacy_links(container, self._linked(container))
         process = _with_env(container, link_env)
         run = self._outputs.prepare(container.id, container.config.tty)
@@ -625,10 +652,17 @@ class Runtime:
 
     def _finish(self, container: Container, code: int) -> None:
         """Tear a container down after its process ended and record the exit, and whether
-        its restart policy restarts it (the caller holds the container's lock)."""
+        its restart policy restarts it (the caller holds the container's lock). The exit is
+        recorded in memory and its waiters woken whatever fails on the way (see the module
+        docstring)."""
         self._emit("die", container, exitCode=str(code))
         oom_killed = self._image_containers.oom_killed(container) if container.image_id else False
-        self._teardown(container)
+        error = ""
+        try:
+            self._teardown(container)
+        except CnmError as err:
+            error = f"teardown failed: {err}"
+            log.error("container teardown failed id=%s: %s", container.id[:12], err)
         self._stdio.new_run(container)
         now = now_rfc3339()
         ran = unix_seconds(now) - unix_seconds(container.state.started_at)
@@ -641,14 +675,25 @@ class Runtime:
                 finished_at=now,
                 oom_killed=oom_killed,
                 manually_stopped=container.state.manually_stopped,
+                error=error,
             )
             if delay is not None:
                 container.restart_count += 1
-        self._table.save(container)
+        try:
+            self._table.save(container)
+        except CnmError as err:
+            log.error("cannot record the exit of container %s: %s", container.id[:12], err)
         self._table.record_exit(container.id)
         if delay is not None:
             self._restarts.schedule(container.id, delay)
         log.info("container exited id=%s code=%d", container.id[:12], code)
+
+    def _drop_stale_sandbox(self, container: Container) -> None:
+        """Delete the sandbox a failed teardown left to a container that is not running."""
+        if container.sandbox_id and not container.state.running:
+            self._networking.clean_up_stopped(container)
+            with self._table.lock:
+                container.sandbox_id = None
 
     def _after_exit(self, container: Container) -> None:
         for listener in self._listeners:
@@ -657,8 +702,11 @@ class Runtime:
             except Exception:
                 log.exception("exit listener failed")
         if container.host_config.auto_remove:
-            with suppress(NotFound, Conflict):
-                self._remove(container.id, remove_volumes=True)
+            try:
+                with suppress(NotFound, Conflict):
+                    self._remove(container.id, remove_volumes=True)
+            except CnmError as err:
+                log.error("cannot remove container %s (--rm): %s", container.id[:12], err)
 
     def _teardown(self, container: Container) -> None:
         self._exits.release(container.id)
@@ -669,7 +717,7 @@ class Runtime:
         self._outputs.end(container.id)
         # A host container's exec, or a sidecar, may still hold the namespace.
         detach = not container.image_id or self._table.sandbox_borrowed(container)
-        self._networking.release(container, detach)
+        self._networking.release(container, detach)  # on failure the sandbox stays named
         with self._table.lock:
             container.sandbox_id = None
 
@@ -788,6 +836,7 @@ class Runtime:
             if container.state.running:
                 raise Conflict(_RUNNING.format(container_id))
             self._restarts.forget(container_id)
+            self._drop_stale_sandbox(container)
             self._table.remove(container_id, lambda: self._files.remove(container_id))
             self._stdio.forget(container_id)
             self._outputs.forget(container_id)
@@ -815,12 +864,13 @@ class Runtime:
                 self._table.check_name_free(name)
                 old_name, container.name = container.name, name
             try:
+                self._table.save(container)  # the record first (see ``_restore_running``)
                 self._networking.rename(container, name)
-                self._table.save(container)
             except BaseException:
                 with self._table.lock:
                     container.name = old_name
                 with suppress(CnmError):
+                    self._table.save(container)
                     self._networking.rename(container, old_name)
                 raise
         self._emit("rename", container, oldName=f"/{old_name}")
@@ -1197,29 +1247,34 @@ class Runtime:
         container_id = self._table.resolve(ref).id
         with self._table.lock_for(container_id):
             container = self._table.current(container_id)
-            network, checked = self._networking.connect(container, network_ref, request)
+            network, checked = self._networking.check_connect(container, network_ref, request)
             with self._table.lock:
                 container.networks[network.name] = checked
             try:
-                self._table.save(container)
+                self._table.save(container)  # the record first (see ``_restore_running``)
+                self._networking.join(container, network, checked)
             except BaseException:
                 with self._table.lock:
                     del container.networks[network.name]
-                self._networking.undo_connect(container, network)
+                with suppress(CnmError):
+                    self._table.save(container)
                 raise
 
     def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
         container_id = self._table.resolve(ref).id
         with self._table.lock_for(container_id):
             container = self._table.current(container_id)
-            name = self._networking.disconnect(container, network_ref, force)
+            name, network = self._networking.check_disconnect(container, network_ref, force)
             with self._table.lock:
                 request = container.networks.pop(name)
             try:
-                self._table.save(container)
+                self._table.save(container)  # the record first (see ``_restore_running``)
+                self._networking.leave(container, network)
             except BaseException:
                 with self._table.lock:
                     container.networks[name] = request
+                with suppress(CnmError):
+                    self._table.save(container)
                 raise
 
 

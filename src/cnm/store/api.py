@@ -14,8 +14,13 @@ atomically, so a crash never leaves half of a multi-record change behind.
 
 Scopes: the local store (SQLite) holds one host's objects; the global store (etcd) holds the
 objects every host of a cluster shares. Only the global store has leases (a ``Put`` with
-``lease`` set disappears when the lease expires; the local store rejects it), and only it can
-be unreachable (StoreUnavailable).
+``lease`` set disappears when the lease expires; the local store rejects it).
+
+Failures are CnmErrors, never the backend's own exceptions, so that a caller (a request, the
+thread that tears down an exited container) gets an error it handles: StoreUnavailable when a
+write cannot be done now (etcd unreachable, the local disk full: the same call works once the
+cause is gone), StoreCorrupt when the stored data cannot be read (the message names the file
+or record, and says what the user can do).
 """
 
 from __future__ import annotations
@@ -32,7 +37,13 @@ class StoreConflict(Conflict):
 
 
 class StoreUnavailable(Unavailable):
-    """No endpoint of the store answered, or a write's outcome is unknown (HTTP 503)."""
+    """No endpoint of the store answered, a write's outcome is unknown, or the store cannot
+    be written now (its disk is full) (HTTP 503)."""
+
+
+class StoreCorrupt(CnmError):
+    """The stored data cannot be read: a damaged database file or a record that does not
+    decode."""
 
 
 @dataclass(frozen=True)
