@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# graphviz renders `cnm topology` as SVG or PNG.
-packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip graphviz)
+# runc runs containers of images; graphviz renders `cnm topology` as SVG or PNG.
+packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip runc graphviz)
 extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
     # docker.io brings the Docker 20.10 CLI the client tests drive; etcd-server brings the etcd

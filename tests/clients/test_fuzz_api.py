@@ -124,7 +124,9 @@ def _overrides(operation: Operation) -> dict[str, st.SearchStrategy[str]]:
     if operation.name == "GET /containers/{ref}/stats":
         fixed["stream"] = st.sampled_from(["0", "false"])
     if operation.name == "POST /containers/{ref}/wait":
-        fixed["condition"] = st.sampled_from(["bogus", "", "sideways"])
+        # Valid conditions only on containers that are not running (fuzz-new runs `true`).
+        fixed["ref"] = st.sampled_from(["fuzz-new", "zz-none", "fuzz-net"])
+        fixed["condition"] = st.sampled_from(["bogus", "", "not-running", "sideways"])
     if operation.name == "DELETE /images/{name}":
         # Never the session's image: any prefix of its id would name it.
         fixed["name"] = st.sampled_from(["zz-none", "zz-none:latest", "busybox:nope"])

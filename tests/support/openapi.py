@@ -170,7 +170,7 @@ def requests(
 ) -> st.SearchStrategy[Request]:
     """Requests for ``operation``: path parameters from ``examples`` or any text, query
     parameters present or not, the body from its schema (or any JSON, or none). ``overrides``
-    fixes the strategy of a parameter by name."""
+    fixes the strategy of a parameter by name, and such a parameter is always sent."""
     overrides = overrides or {}
 
     def parameter(spec: Mapping[str, Any]) -> st.SearchStrategy[str]:
@@ -207,7 +207,7 @@ def requests(
         chosen = {
             name: draw(strategy)
             for name, strategy in query.items()
-            if name in required or draw(st.booleans())
+            if name in required or name in overrides or draw(st.booleans())
         }
         if chosen:
             path += "?" + urlencode(chosen)

@@ -745,7 +745,10 @@ class Runtime:
             restarting = container.state.restarting
             if restarting:
                 container.state.status = "exited"
-        self._table.save(container)
+        try:
+            self._table.save(container)
+        except CnmError as err:  # the stop goes on; the exit records the state again
+            log.error("cannot record the stop of container %s: %s", container.id[:12], err)
         return not restarting
 
     def stop_container(
