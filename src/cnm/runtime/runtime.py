@@ -197,7 +197,10 @@ class Runtime:
                 self.config.runc,
             )
         for container in containers:
-            current = self._table.current(container.id)
+            try:
+                current = self._table.current(container.id)
+            except NotFound:  # removed above, or by its --rm when its exit was found
+                continue
             if not current.state.running and due_at_start(current):
                 with self._table.lock:  # Docker counts this start as a restart too
                     current.restart_count += 1
