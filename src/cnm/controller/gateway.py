@@ -19,7 +19,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import replace
 
-from cnm.driverapi import JoinInfo
+from cnm.driverapi import JoinInfo, mac_from_ip
 from cnm.model import Endpoint
 from cnm.osl.links import sandbox_network
 
@@ -71,8 +71,9 @@ def configure_interface(
     network_name: NetworkName,
 ) -> list[int]:
     """Address the joined interface, add its routes, take the default route where the rule
-    makes it the winner, and announce its addresses (a reused address may come with another
-    MAC); returns the IP versions whose default route moved."""
+    makes it the winner, and announce the addresses a neighbour may have cached with another
+    MAC (a reused address may come with another one); returns the IP versions whose default
+    route moved."""
     addresses = [
         ipaddress.ip_interface(text)
         for text in (endpoint.ipv4_address, endpoint.ipv6_address)
@@ -96,8 +97,18 @@ def configure_interface(
             if winner is not None and winner.id == endpoint.id:
                 sandbox_net.set_default_route(gateway, index)
                 moved.append(version)
-        sandbox_net.announce(endpoint.ifname or "", index, addresses)
+        stale = [a for a in addresses if _may_be_cached_with_another_mac(a, endpoint.mac_address)]
+        sandbox_net.announce(endpoint.ifname or "", index, stale)
     return moved
+
+
+def _may_be_cached_with_another_mac(
+    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface, mac: str | None
+) -> bool:
+    """Whether a neighbour may hold ``address`` with a MAC other than ``mac``: not when the MAC
+    is the one derived from that IPv4 address (Docker's rule), which every holder of the address
+    has. Announcing only the others keeps the join's sends, and their CPU, off the common path."""
+    return not (isinstance(address, ipaddress.IPv4Interface) and mac == mac_from_ip(address.ip))
 
 
 def set_default_routes(
