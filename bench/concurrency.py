@@ -85,17 +85,13 @@ def bench(clients: int, seconds: float) -> None:
                 name: call(sock, "GET", f"/networks/{name}")[1]["Containers"]  # type: ignore[index]
                 for name in ("load-a", "load-b")
             }
-            veths = [
-                link["ifname"]
-                for link in json.loads(
-                    subprocess.run(
-                        ["nsenter", f"--net={ns.path}", "ip", "-j", "-d", "link", "show"],
-                        capture_output=True,
-                        check=True,
-                    ).stdout
-                )
-                if link.get("linkinfo", {}).get("info_kind") == "veth"
-            ]
+            # A host veth goes with its peer's namespace, which the kernel frees on a
+            # workqueue after the last reference: give it a few seconds.
+            veths = _host_veths(ns.path)
+            deadline = time.monotonic() + 5
+            while veths and time.monotonic() < deadline:
+                time.sleep(0.2)
+                veths = _host_veths(ns.path)
             for name in ("load-a", "load-b"):
                 call(sock, "DELETE", f"/networks/{name}")
         total = sum(len(v) for v in times.values())
@@ -110,7 +106,20 @@ def bench(clients: int, seconds: float) -> None:
         print(f"  {total} operations in {elapsed:.1f} s: {total / elapsed:.1f} per second")
         print(f"  errors: {len(errors)}{': ' + errors[0] if errors else ''}")
         print(f"  clients still running at the end (a deadlock): {stuck}")
-        print(f"  left: containers {left}, on the networks {networks}, host veths {veths}")
+        print(
+            f"  left: containers {left}, on the networks {networks}, host veths (after up to 5 s) {veths}"
+        )
+
+
+def _host_veths(netns: str) -> list[str]:
+    links = json.loads(
+        subprocess.run(
+            ["nsenter", f"--net={netns}", "ip", "-j", "-d", "link", "show"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    return [link["ifname"] for link in links if link.get("linkinfo", {}).get("info_kind") == "veth"]
 
 
 def main() -> None:
