@@ -25,7 +25,10 @@ def _run(runtime: Runtime, name: str, *cmd: str, user: str = "", **host_options:
 
 def test_capabilities_and_privileged(runtime: Runtime, busybox: str) -> None:
     mtu = "ip link set lo mtu 1400 && echo changed || echo refused"
-    assert "refused" in _run(runtime, "plain", "sh", "-c", mtu)
+    plain = _run(runtime, "plain", "sh", "-c", f"{mtu}; grep -E 'Cap(Inh|Eff)' /proc/self/status")
+    assert plain.startswith("refused\n")
+    assert "CapInh:\t0000000000000000" in plain  # none inheritable (CVE-2022-24769)
+    assert "CapEff:\t00000000a80425fb" in plain  # Docker's default set
     assert _run(runtime, "admin", "sh", "-c", mtu, cap_add=["net_admin"]) == "changed\n"
     assert runtime.container("admin").host_config.cap_add == ["CAP_NET_ADMIN"]
     assert "refused" in _run(
@@ -33,11 +36,12 @@ def test_capabilities_and_privileged(runtime: Runtime, busybox: str) -> None:
         cap_drop=["ALL"],
     )  # fmt: skip
     privileged = _run(
-        runtime, "priv", "sh", "-c", f"{mtu}; grep CapEff /proc/self/status; ls /dev | wc -l",
+        runtime, "priv", "sh", "-c", f"{mtu}; grep -E 'Cap(Inh|Eff)' /proc/self/status; ls /dev | wc -l",
         privileged=True,
     )  # fmt: skip
     assert privileged.startswith("changed\n")
     assert "CapEff:\t00000000a80425fb" not in privileged  # more than Docker's default set
+    assert "CapInh:\t0000000000000000" in privileged
     assert int(privileged.split()[-1]) > 10  # the host's devices
 
 

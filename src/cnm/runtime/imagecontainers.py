@@ -154,7 +154,7 @@ class ImageContainers:
         if request.privileged:
             caps = security.kernel_capabilities()
             process["capabilities"] = dict.fromkeys(
-                ("bounding", "effective", "permitted", "inheritable"), caps
+                ("bounding", "effective", "permitted"), caps
             )
         name = f"exec-{secrets.token_hex(8)}"
         log_path = bundle_dir / f"{name}.log"

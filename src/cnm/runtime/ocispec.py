@@ -243,7 +243,6 @@ def build(request: SpecRequest) -> dict[str, Any]:
             "bounding": caps,
             "effective": caps,
             "permitted": caps,
-            "inheritable": caps,
         },
         "noNewPrivileges": security.no_new_privileges(host),
     }

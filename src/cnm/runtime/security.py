@@ -6,8 +6,9 @@ Capabilities. Docker's default set (moby oci/caps/defaults.go); ``--cap-add``/``
 take names with or without ``CAP_``, in any case, and ``ALL``; ``--privileged`` gives every
 capability the kernel has (/proc/sys/kernel/cap_last_cap) and the daemon's bounding set holds
 (a daemon started with fewer cannot give more), lifts the masked and read-only paths and allows
-every device. The set goes to runc's bounding, effective, permitted and inheritable
-sets (Docker 20.10 fills the same four).
+every device. The set goes to runc's bounding, effective and permitted sets; the inheritable
+set stays empty, as in Docker since 20.10.14 (CVE-2022-24769: with inheritable capabilities a
+file capability or an execve by a non-root user could lift a process's permitted set).
 
 Sysctls. Only the namespaced ones can be set for one container (the kernel keeps the others
 for the whole machine): ``net.*`` (the container's network namespace; refused with the host's
