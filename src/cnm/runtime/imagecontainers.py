@@ -153,9 +153,7 @@ class ImageContainers:
                 process["user"]["additionalGids"] = found.additional_gids
         if request.privileged:
             caps = security.kernel_capabilities()
-            process["capabilities"] = dict.fromkeys(
-                ("bounding", "effective", "permitted"), caps
-            )
+            process["capabilities"] = dict.fromkeys(("bounding", "effective", "permitted"), caps)
         name = f"exec-{secrets.token_hex(8)}"
         log_path = bundle_dir / f"{name}.log"
         spec_path = bundle_dir / f"{name}.json"
