@@ -40,6 +40,7 @@ from cnm.driverapi import (
 from cnm.drivers.bridging import (
     OPT_MTU,
     Attachment,
+    BridgedEndpoint,
     TaggedLinks,
     attach,
     detach,
@@ -50,9 +51,9 @@ from cnm.drivers.bridging import (
     network_rules,
     parse_bool,
     parse_mtu,
-    publish,
+    publish_endpoint,
     report_network,
-    unpublish,
+    revoke_endpoint,
 )
 from cnm.errors import CnmError, Conflict, InvalidParameter, NotFound
 from cnm.firewall.api import EndpointRules, Firewall
@@ -84,15 +85,6 @@ class _BridgeNetwork:
     mtu: int | None
 
 
-@dataclass
-class _BridgeEndpoint:
-    network_id: str
-    mac: str
-    joined: bool = False
-    addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
-    published: list[PortMapping] | None = None
-
-
 class BridgeDriver(NetworkDriver):
     name = "bridge"
 
@@ -109,7 +101,7 @@ class BridgeDriver(NetworkDriver):
         self.default_host_ip = default_host_ip
         self.default_mtu: int | None = None
         self._networks: dict[str, _BridgeNetwork] = {}
-        self._endpoints: dict[str, _BridgeEndpoint] = {}
+        self._endpoints: dict[str, BridgedEndpoint] = {}
         self._lock = threading.Lock()
 
     def configure(self, config: Mapping[str, Any]) -> None:
@@ -193,7 +185,7 @@ class BridgeDriver(NetworkDriver):
         self._network(spec.network_id)
         mac = spec.mac_address or (mac_from_ip(spec.address.ip) if spec.address else random_mac())
         with self._lock:
-            self._endpoints[spec.endpoint_id] = _BridgeEndpoint(
+            self._endpoints[spec.endpoint_id] = BridgedEndpoint(
                 spec.network_id, mac, addresses=endpoint_addresses(spec)
             )
         return EndpointInfo(mac_address=mac)
@@ -234,33 +226,20 @@ class BridgeDriver(NetworkDriver):
         self, network_id: str, endpoint_id: str, ports: Sequence[PortRequest]
     ) -> list[PortMapping]:
         network = self._network(network_id)
-        endpoint = self._endpoints.get(endpoint_id)
-        if endpoint is None or not endpoint.joined:
-            raise NotFound(f"endpoint {endpoint_id[:12]} is not joined to {network.bridge_name}")
-        if network.spec.internal:
-            raise InvalidParameter(
-                f"ports cannot be published on internal network {network.spec.name}"
-            )
-        self.revoke_external_connectivity(network_id, endpoint_id)
-        if not ports:
-            return []
-        mappings = publish(
+        return publish_endpoint(
             self.ports,
             self.firewall,
+            endpoint_id,
+            self._endpoints.get(endpoint_id),
             network.bridge_name,
-            endpoint.addresses,
             ports,
             network.spec.options.get(OPT_HOST_BINDING) or self.default_host_ip,
+            joined_to=network.bridge_name,
+            internal_network=network.spec.name if network.spec.internal else None,
         )
-        endpoint.published = mappings
-        return list(mappings)
 
     def revoke_external_connectivity(self, network_id: str, endpoint_id: str) -> None:
-        endpoint = self._endpoints.get(endpoint_id)
-        if endpoint is None or not endpoint.published:
-            return
-        mappings, endpoint.published = endpoint.published, None
-        unpublish(self.ports, self.firewall, mappings)
+        revoke_endpoint(self.ports, self.firewall, self._endpoints.get(endpoint_id))
 
     def network_info(self, network_id: str) -> Mapping[str, str]:
         network = self._networks.get(network_id)
@@ -304,7 +283,7 @@ class BridgeDriver(NetworkDriver):
         for endpoint in endpoints:
             if endpoint.network_id not in self._networks:
                 raise CnmError(f"endpoint {endpoint.endpoint_id[:12]} names an unknown network")
-            self._endpoints[endpoint.endpoint_id] = _BridgeEndpoint(
+            self._endpoints[endpoint.endpoint_id] = BridgedEndpoint(
                 endpoint.network_id,
                 endpoint.mac_address or random_mac(),
                 joined=endpoint.joined,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from cnm import validate
 from cnm.driverapi import EndpointSpec, JoinInfo, NetworkSpec
-from cnm.errors import InvalidParameter
+from cnm.errors import InvalidParameter, NotFound
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
 from cnm.model import PortMapping, PortRequest
 from cnm.osl.links import HostNetwork, LinkSummary, write_sysctl
@@ -196,6 +196,56 @@ def publish(
 def unpublish(ports: PortMapper, firewall: Firewall, mappings: Sequence[PortMapping]) -> None:
     firewall.remove_ports(mappings)
     ports.unmap(mappings)
+
+
+@dataclass
+class BridgedEndpoint:
+    """A driver's record of one endpoint on its bridge: what its join and its published ports
+    need."""
+
+    network_id: str
+    mac: str
+    addresses: tuple[IPAddress, ...] = ()
+    joined: bool = False
+    published: list[PortMapping] | None = None
+
+
+def publish_endpoint(
+    ports: PortMapper,
+    firewall: Firewall,
+    endpoint_id: str,
+    endpoint: BridgedEndpoint | None,
+    bridge: str,
+    requests: Sequence[PortRequest],
+    default_host_ip: str,
+    *,
+    joined_to: str,
+    internal_network: str | None,
+) -> list[PortMapping]:
+    """Publish ``requests`` for a joined endpoint in place of what it published before (none
+    on an internal network, named by ``internal_network``); ``joined_to`` names the network in
+    the error for an endpoint that is not joined."""
+    if endpoint is None or not endpoint.joined:
+        raise NotFound(f"endpoint {endpoint_id[:12]} is not joined to {joined_to}")
+    if internal_network is not None:
+        raise InvalidParameter(f"ports cannot be published on internal network {internal_network}")
+    revoke_endpoint(ports, firewall, endpoint)
+    if not requests:
+        return []
+    endpoint.published = publish(
+        ports, firewall, bridge, endpoint.addresses, requests, default_host_ip
+    )
+    return list(endpoint.published)
+
+
+def revoke_endpoint(
+    ports: PortMapper, firewall: Firewall, endpoint: BridgedEndpoint | None
+) -> None:
+    """Take back what the endpoint published, if anything."""
+    if endpoint is None or not endpoint.published:
+        return
+    mappings, endpoint.published = endpoint.published, None
+    unpublish(ports, firewall, mappings)
 
 
 @dataclass

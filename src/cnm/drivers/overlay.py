@@ -87,6 +87,7 @@ from cnm.drivers.bridging import (
     BRIDGE_NAME_OPTION,
     OPT_MTU,
     Attachment,
+    BridgedEndpoint,
     TaggedLinks,
     attach,
     detach,
@@ -96,9 +97,9 @@ from cnm.drivers.bridging import (
     make_bridge,
     network_rules,
     parse_mtu,
-    publish,
+    publish_endpoint,
     report_network,
-    unpublish,
+    revoke_endpoint,
 )
 from cnm.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavailable
 from cnm.firewall.api import EndpointRules, Firewall
@@ -224,15 +225,6 @@ class _OverlayNetwork:
         return vxlan_name(self.spec.network_id)
 
 
-@dataclass
-class _OverlayEndpoint:
-    network_id: str
-    mac: str
-    addresses: tuple[IPAddress, ...]
-    joined: bool = False
-    published: list[PortMapping] | None = None
-
-
 class OverlayDriver(NetworkDriver):
     """``advertise_address`` is this host's underlay address (``--cluster-advertise``), the
     local VTEP; without it (no cluster store) the driver refuses every network. Automatic VNIs
@@ -262,7 +254,7 @@ class OverlayDriver(NetworkDriver):
         self.default_host_ip = default_host_ip
         self._room = NeighbourTableRoom(host)
         self._networks: dict[str, _OverlayNetwork] = {}
-        self._endpoints: dict[str, _OverlayEndpoint] = {}
+        self._endpoints: dict[str, BridgedEndpoint] = {}
         self._pending_peers: dict[str, dict[str, Peer]] = {}  # for networks not known yet
         self._lock = threading.Lock()  # guards the three dictionaries above
 
@@ -430,7 +422,7 @@ class OverlayDriver(NetworkDriver):
         derived = mac_from_ip(spec.address.ip) if spec.address is not None else None
         mac = (spec.mac_address or derived or random_mac()).lower()
         with self._lock:
-            self._endpoints[spec.endpoint_id] = _OverlayEndpoint(
+            self._endpoints[spec.endpoint_id] = BridgedEndpoint(
                 spec.network_id, mac, endpoint_addresses(spec)
             )
         return EndpointInfo(mac_address=mac)
@@ -503,33 +495,20 @@ class OverlayDriver(NetworkDriver):
         self, network_id: str, endpoint_id: str, ports: Sequence[PortRequest]
     ) -> list[PortMapping]:
         network = self._network(network_id)
-        endpoint = self._endpoints.get(endpoint_id)
-        if endpoint is None or not endpoint.joined:
-            raise NotFound(f"endpoint {endpoint_id[:12]} is not joined to {network.spec.name}")
-        if network.spec.internal:
-            raise InvalidParameter(
-                f"ports cannot be published on internal network {network.spec.name}"
-            )
-        self.revoke_external_connectivity(network_id, endpoint_id)
-        if not ports:
-            return []
-        mappings = publish(
+        return publish_endpoint(
             self.ports,
             self.firewall,
+            endpoint_id,
+            self._endpoints.get(endpoint_id),
             network.bridge,
-            endpoint.addresses,
             ports,
             self.default_host_ip,
+            joined_to=network.spec.name,
+            internal_network=network.spec.name if network.spec.internal else None,
         )
-        endpoint.published = mappings
-        return list(mappings)
 
     def revoke_external_connectivity(self, network_id: str, endpoint_id: str) -> None:
-        endpoint = self._endpoints.get(endpoint_id)
-        if endpoint is None or not endpoint.published:
-            return
-        mappings, endpoint.published = endpoint.published, None
-        unpublish(self.ports, self.firewall, mappings)
+        revoke_endpoint(self.ports, self.firewall, self._endpoints.get(endpoint_id))
 
     # ----------------------------------------------------------------- peers
 
@@ -654,7 +633,7 @@ class OverlayDriver(NetworkDriver):
                     endpoint.endpoint_id[:12],
                 )
                 continue
-            self._endpoints[endpoint.endpoint_id] = _OverlayEndpoint(
+            self._endpoints[endpoint.endpoint_id] = BridgedEndpoint(
                 endpoint.network_id,
                 (endpoint.mac_address or random_mac()).lower(),
                 endpoint_addresses(endpoint),
