@@ -21,6 +21,7 @@ from typing import IO, Any
 from urllib.parse import quote, urlencode
 
 from cnm.api import API_VERSION
+from cnm.unixhttp import UnixHTTPConnection
 
 DEFAULT_HOST = "unix:///run/cnm/cnm.sock"
 TIMEOUT_S = 120.0
@@ -47,22 +48,6 @@ def socket_path(host: str) -> str:
     if host.startswith("/"):
         return host
     raise CliError(f"unsupported host {host!r}: expected unix:///path/to/socket")
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 class Client:
@@ -113,7 +98,7 @@ class Client:
         elif body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        connection = _UnixConnection(self.path, None if forever else self.timeout)
+        connection = UnixHTTPConnection(self.path, None if forever else self.timeout)
         try:
             connection.request(
                 method,

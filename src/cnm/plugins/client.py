@@ -23,13 +23,13 @@ from __future__ import annotations
 import http.client
 import json
 import select
-import socket
 import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from cnm.errors import CnmError, InvalidParameter, Unavailable
+from cnm.unixhttp import UnixHTTPConnection
 
 PLUGIN_MIME_TYPE = "application/vnd.docker.plugins.v1.2+json"
 IDLE_CONNECTIONS = 4  # kept per plugin; more concurrent calls open more, closed afterwards
@@ -45,22 +45,6 @@ class MethodNotImplemented(CnmError):
 
 class PluginRefused(CnmError):
     """The plugin answered that it could not do what was asked (an error status, or ``Err``)."""
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("plugin", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def parse_address(address: str) -> tuple[str, str]:
@@ -153,7 +137,7 @@ class PluginClient:
                     return connection
                 connection.close()
         if self._scheme == "unix":
-            return _UnixConnection(self._where, self.timeout)
+            return UnixHTTPConnection(self._where, self.timeout, host="plugin")
         return http.client.HTTPConnection(self._where, timeout=self.timeout)
 
     def _give_back(self, connection: http.client.HTTPConnection) -> None:
