@@ -144,3 +144,15 @@ def add_route(app: web.Application, method: str, path: str, handler: Handler) ->
     """Register ``path`` unversioned and under the ``/v1.xx`` prefix."""
     app.router.add_route(method, path, handler)
     app.router.add_route(method, VERSION_PREFIX + path, handler)
+
+
+def machine_memory() -> int:
+    """The machine's memory in bytes (MemTotal of /proc/meminfo); 0 if unreadable."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

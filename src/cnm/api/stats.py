@@ -17,26 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
-from cnm.api.common import add_route, backend, json_response, query_bool
+from cnm.api.common import add_route, backend, json_response, machine_memory, query_bool
 from cnm.runtime.logdriver import format_time
 from cnm.runtime.stats import BlkioEntry, Sample
 
 INTERVAL_S = 1.0
 ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-def _machine_memory() -> int:
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-MACHINE_MEMORY = _machine_memory()
+MACHINE_MEMORY = machine_memory()
 
 
 def _cpu_json(sample: Sample | None) -> dict[str, Any]:

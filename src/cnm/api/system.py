@@ -19,7 +19,14 @@ from aiohttp import web
 
 from cnm import __version__
 from cnm.api import API_VERSION, MIN_API_VERSION
-from cnm.api.common import Backend, DaemonInfo, add_route, backend, json_response
+from cnm.api.common import (
+    Backend,
+    DaemonInfo,
+    add_route,
+    backend,
+    json_response,
+    machine_memory,
+)
 
 if TYPE_CHECKING:
     from cnm.controller.cluster import ClusterStatus
@@ -44,17 +51,6 @@ def _os_release() -> dict[str, str]:
         if sep:
             fields[key] = value.strip().strip('"')
     return fields
-
-
-def _mem_total() -> int:
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def version_json() -> dict[str, Any]:
@@ -148,7 +144,7 @@ def info_json(
             "Mirrors": [],
         },
         "NCPU": os.cpu_count() or 1,
-        "MemTotal": _mem_total(),
+        "MemTotal": machine_memory(),
         "GenericResources": None,
         "DockerRootDir": info.data_root,
         "HttpProxy": "",
