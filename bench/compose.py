@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchlib import bench_root, fmt, host_namespace, percentile, run_main
-from containers import call, daemon, import_busybox
+from containers import call, daemon, import_busybox, serving
 
 PROJECT = Path(__file__).resolve().parent.parent / "tests/clients/compose/three-networks.yml"
 DOCKERD = next((p for p in ("/usr/sbin/dockerd", "/usr/bin/dockerd") if Path(p).exists()), None)
@@ -47,24 +46,9 @@ def dockerd(root: Path, netns: str) -> Iterator[Path]:
         stderr=open(root / "dockerd.log", "wb"),  # noqa: SIM115
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if call(sock, "GET", "/_ping")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"dockerd did not start: {(root / 'dockerd.log').read_text()}")
-        yield sock
+        with serving(process, sock, root / "dockerd.log", "dockerd", start_s=30, stop_s=30):
+            yield sock
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         subprocess.run(["umount", "-R", str(root / "data")], capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(root / "exec")], capture_output=True, check=False)
 

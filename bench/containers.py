@@ -17,11 +17,9 @@ Prints figures, asserts nothing; everything it made is removed on exit, also on 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +29,8 @@ from pathlib import Path
 
 from benchlib import bench_root, fmt, host_namespace, percentile, run_main
 
+from cnm.unixhttp import UnixHTTPConnection
+
 BUSYBOX_TAR = Path("/work/shared/fixtures/busybox-rootfs.tar")
 DOCKER_CLIS = [p for p in ("/usr/bin/docker", "/usr/local/bin/docker") if Path(p).exists()]
 # Docker 20.10 on this machine, from ../shared/peers/RESULTS.md (API create+start on the
@@ -38,19 +38,8 @@ DOCKER_CLIS = [p for p in ("/usr/bin/docker", "/usr/local/bin/docker") if Path(p
 DOCKER_BASELINE = {"start (API create+start)": 336.8, "docker run": 375.0, "connect": 62.1}
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=60)
-        self.path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(60)
-        self.sock.connect(self.path)
-
-
 def call(sock: Path, method: str, url: str, body: object = None) -> tuple[int, object]:
-    conn = UnixHTTPConnection(sock)
+    conn = UnixHTTPConnection(str(sock), 60)
     try:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -92,8 +81,23 @@ def daemon(root: Path, netns: str) -> Iterator[Path]:
         ],
         stderr=open(root / "daemon.log", "wb"),  # noqa: SIM115
     )
+    with serving(process, sock, root / "daemon.log", "the daemon", start_s=20, stop_s=20):
+        yield sock
+
+
+@contextmanager
+def serving(
+    process: subprocess.Popen[bytes],
+    sock: Path,
+    log: Path,
+    what: str,
+    start_s: float,
+    stop_s: float,
+) -> Iterator[None]:
+    """Wait (up to ``start_s``) until the daemon ``process`` answers /_ping on ``sock``; on
+    exit SIGTERM it, and SIGKILL it after ``stop_s``."""
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + start_s
         while time.monotonic() < deadline:
             try:
                 if call(sock, "GET", "/_ping")[0] == 200:
@@ -101,20 +105,20 @@ def daemon(root: Path, netns: str) -> Iterator[Path]:
             except OSError:
                 time.sleep(0.05)
         else:
-            raise RuntimeError(f"the daemon did not start: {(root / 'daemon.log').read_text()}")
-        yield sock
+            raise RuntimeError(f"{what} did not start: {log.read_text()}")
+        yield
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=stop_s)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
 
 
 def import_busybox(sock: Path) -> None:
-    conn = UnixHTTPConnection(sock)
+    conn = UnixHTTPConnection(str(sock), 60)
     try:
         conn.request(
             "POST",

@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from cnm.osl.namespace import NetNamespace, delete_netns
+from cnm.unixhttp import UnixHTTPConnection
 from tests.support.netns import make_test_netns, unmount_namespaces_under
 
 CNM = str(Path(sys.executable).parent / "cnm")
@@ -52,17 +52,6 @@ class Reply:
         data = self.json()
         assert isinstance(data, dict), data
         return str(data.get("message", ""))
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=30)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(str(self._path))
 
 
 @dataclass
@@ -158,7 +147,7 @@ class Daemon:
             payload = json.dumps(body).encode()
         if payload is not None:
             headers.setdefault("Content-Type", "application/json")
-        connection = _UnixConnection(self.socket)
+        connection = UnixHTTPConnection(str(self.socket), 30)
         try:
             connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()
