@@ -5,17 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# runc runs containers of images; graphviz renders `cnm topology` as SVG or PNG.
-packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip runc graphviz)
+# runc runs containers of images; graphviz renders `cnm topology` as SVG or PNG; docker.io
+# brings the Docker 20.10 CLI the README's tour uses against cnm's socket (its own dockerd is
+# never started); etcd-server is the cluster store of overlay networks (`cnm daemon
+# --cluster-store`; cnm does not start it).
+packages=(iproute2 util-linux nftables python3-nftables python3-venv python3-pip runc graphviz
+    docker.io etcd-server etcd-client)
 extras=".[test]"
 if [ "${1:-}" = "--test" ]; then
-    # docker.io brings the Docker 20.10 CLI the client tests drive; etcd-server brings the etcd
-    # (3.4) the cluster-store tests start on their own ports. Neither service is ever started.
     # containernetworking-plugins brings the reference CNI plugins (bridge, loopback, tuning)
     # that the CNI tests and bench/cni.py run beside cnm-cni; chromium and chromium-driver are
     # the headless browser the topology page is tested in; docker-compose (1.29.2, built on
-    # docker-py) drives Compose projects against the daemon.
-    packages+=(docker.io docker-compose busybox-static iptables iperf3 etcd-server etcd-client containernetworking-plugins chromium chromium-driver)
+    # docker-py) drives Compose projects against the daemon. The cluster-store tests start
+    # their own etcd on their own ports.
+    packages+=(docker-compose busybox-static iptables iperf3 containernetworking-plugins chromium chromium-driver)
 else
     extras="."
 fi
