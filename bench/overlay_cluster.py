@@ -74,6 +74,13 @@ class Node:
                 self.daemon.request("DELETE", f"/containers/{container['Id']}?force=1")
         self.daemon.stop()
 
+    def fdb(self, network_id: str) -> str:
+        """``bridge fdb show`` of the network's VXLAN device, in its namespace on this host."""
+        namespace = self.daemon.root / "exec" / "overlay-netns" / network_id
+        return self.sim.run(
+            "nsenter", f"--net={namespace}", "bridge", "fdb", "show", "dev", "vxlan0"
+        )
+
     def rss_mb(self) -> float:
         assert self.daemon.process is not None
         with open(f"/proc/{self.daemon.process.pid}/status") as status:
@@ -379,13 +386,12 @@ def scale(root: Path, hosts: int, per_host: int) -> None:
             start_ms = (time.monotonic() - before) * 1000
             data = last.api("GET", f"/containers/h{hosts - 1}c{per_host - 1}/json")
             mac_of_last.append(str(data["NetworkSettings"]["Networks"]["ov"]["MacAddress"]))  # type: ignore[index]
-            device = f"vx-{network_id[:12]}"
             programmed: dict[str, float] = {}
             while len(programmed) < hosts - 1 and time.monotonic() - before < 30:
                 for node in nodes[:-1]:
                     if node.sim.name in programmed:
                         continue
-                    if mac_of_last[0] in node.sim.run("bridge", "fdb", "show", "dev", device):
+                    if mac_of_last[0] in node.fdb(network_id):
                         programmed[node.sim.name] = (time.monotonic() - before) * 1000
                 time.sleep(0.005)
             print(

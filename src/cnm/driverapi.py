@@ -261,3 +261,7 @@ class NetworkDriver(ABC):
     def restore(self, networks: list[NetworkSpec], endpoints: list[EndpointSpec]) -> None:
         """After a daemon restart: adopt the recorded objects, recreate missing network-level
         kernel objects, and remove kernel objects this driver made that are not in the lists."""
+
+    def close(self) -> None:  # noqa: B027
+        """The controller is closing: release what the driver holds open (descriptors,
+        sockets). Kernel objects stay, for ``restore`` after a restart."""

@@ -104,6 +104,7 @@ def build_controller(
         host,
         firewall,
         port_mapper,
+        namespace_dir=config.exec_root / "overlay-netns",
         advertise_address=advertise,
         max_vni=max_vni,
         default_host_ip=config.default_host_ip,

@@ -119,7 +119,8 @@ def test_containers_on_two_hosts_reach_each_other_by_name(
     eventually(lambda: "ov1" not in h1.docker("network", "ls").stdout, what="ov1 gone on h1")
     kinds = {key.split("/")[0] for key in etcd_keys(cluster, h1)}
     assert kinds <= {"hosts", "subnets"}, etcd_keys(cluster, h1)
-    assert f"vx-{network_id[:12]}" not in h1.sim.run("ip", "-br", "link")
+    assert f"ov-{network_id[:12]}" not in h1.sim.run("ip", "-br", "link")
+    assert not (h1.daemon.root / "exec" / "overlay-netns" / network_id).exists()
 
 
 def test_a_dead_host_is_dropped_after_its_lease_and_taken_back(
@@ -132,12 +133,11 @@ def test_a_dead_host_is_dropped_after_its_lease_and_taken_back(
         "MacAddress"
     ]
     h2.docker("run", "-d", "--name", "cli", "--network", "ov1", "busybox:local", "sleep", "600")
-    device = f"vx-{network_id[:12]}"
-    eventually(lambda: mac in fdb(h2.sim, device), what="a's MAC in h2's FDB")
+    eventually(lambda: mac in fdb(h2, network_id), what="a's MAC in h2's FDB")
     h1.kill()
-    eventually(lambda: mac not in fdb(h2.sim, device), timeout=TTL_S + 10, what="a dropped")
+    eventually(lambda: mac not in fdb(h2, network_id), timeout=TTL_S + 10, what="a dropped")
     h1.daemon.start()
-    eventually(lambda: mac in fdb(h2.sim, device), what="a back in h2's FDB")
+    eventually(lambda: mac in fdb(h2, network_id), what="a back in h2's FDB")
     page = h2.docker("exec", "cli", "timeout", "3", "wget", "-qO-", "http://web/").stdout
     assert page.startswith("hello from ")
 

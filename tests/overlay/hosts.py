@@ -26,7 +26,7 @@ from typing import Any
 
 from cnm.driverapi import EndpointSpec, IpamData, JoinInfo, NetworkDriver, NetworkSpec, Peer
 from cnm.drivers.bridge import BridgeDriver
-from cnm.drivers.overlay import OverlayDriver
+from cnm.drivers.overlay import VXLAN, OverlayDriver
 from cnm.errors import Unavailable
 from cnm.firewall.nftables import NftablesFirewall
 from cnm.osl.links import HostNetwork, sandbox_network
@@ -260,7 +260,10 @@ class OverlayHost:
             self.host = HostNetwork()
             self.firewall = NftablesFirewall()
             self.ports = PortMapper(self.host)
-        options: dict[str, Any] = {"advertise_address": ipaddress.ip_address(self.sim.address)}
+        options: dict[str, Any] = {
+            "advertise_address": ipaddress.ip_address(self.sim.address),
+            "namespace_dir": self.root / "overlay-netns" / self.sim.name,
+        }
         self.driver = OverlayDriver(
             self.host, self.firewall, self.ports, **options | driver_options
         )
@@ -269,6 +272,7 @@ class OverlayHost:
 
     def stop(self) -> None:
         """Close the parts as a stopping daemon does: kernel objects stay."""
+        self.driver.close()
         self.ports.close()
         self.firewall.close()
         self.host.close()
@@ -280,15 +284,36 @@ class OverlayHost:
         """``ip -d -j link`` of the host, by name."""
         return {link["ifname"]: link for link in json.loads(self.run("ip", "-d", "-j", "link"))}
 
-    def fdb(self, device: str) -> list[dict[str, Any]]:
-        """The device's own (``self``) FDB entries."""
-        entries = json.loads(self.run("bridge", "-j", "fdb", "show", "dev", device))
+    def namespace(self, network_id: str) -> str:
+        """The path of the network's own namespace on this host."""
+        return str(self.driver.namespace_dir / network_id)
+
+    def namespaces(self) -> list[str]:
+        """The network ids of the overlay namespaces pinned on this host."""
+        found = self.driver.namespace_dir
+        return sorted(p.name for p in found.iterdir()) if found.is_dir() else []
+
+    def network_run(self, network_id: str, *command: str, check: bool = True) -> str:
+        """``command`` inside the network's namespace."""
+        return run_in(self.namespace(network_id), *command, check=check)
+
+    def network_links(self, network_id: str) -> dict[str, dict[str, Any]]:
+        """``ip -d -j link`` inside the network's namespace, by name."""
+        found = json.loads(self.network_run(network_id, "ip", "-d", "-j", "link"))
+        return {link["ifname"]: link for link in found}
+
+    def fdb(self, network_id: str) -> list[dict[str, Any]]:
+        """The VXLAN device's own (``self``) FDB entries."""
+        command = ("bridge", "-j", "fdb", "show", "dev", VXLAN)
+        entries = json.loads(self.network_run(network_id, *command))
         return [e for e in entries if "self" in e.get("flags", [])]
 
-    def neighbours(self, device: str) -> list[dict[str, Any]]:
+    def neighbours(self, network_id: str) -> list[dict[str, Any]]:
+        """The VXLAN device's permanent neighbour entries."""
+        command = ("ip", "-j", "neigh", "show", "dev", VXLAN)
         return [
             n
-            for n in json.loads(self.run("ip", "-j", "neigh", "show", "dev", device))
+            for n in json.loads(self.network_run(network_id, *command))
             if "PERMANENT" in n.get("state", [])
         ]
 
@@ -358,14 +383,16 @@ def introduce(*boxes: Box) -> None:
 
 
 def own_links(host: OverlayHost) -> list[str]:
-    """The links of a host besides loopback and its underlay link."""
-    return sorted(name for name in host.links() if name not in ("lo", "eth0"))
+    """The links of a host besides loopback and its underlay link, and its overlay
+    namespaces (as ``netns:<network id>``)."""
+    links = [name for name in host.links() if name not in ("lo", "eth0")]
+    return sorted(links + [f"netns:{n}" for n in host.namespaces()])
 
 
 def settled_links(host: OverlayHost, expected: list[str], timeout: float = 10) -> list[str]:
     """``own_links`` once they are ``expected`` (or the timeout passed): the host end of a
     deleted sandbox's veth goes when the kernel's namespace cleanup, a work queue, gets to it,
-    and deleted devices after ``delete_link_later``'s thread."""
+    and a last leave's namespace after the driver's background thread."""
     host.host.drain_deletions()
     deadline = time.monotonic() + timeout
     while (found := own_links(host)) != expected and time.monotonic() < deadline:

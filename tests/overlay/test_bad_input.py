@@ -13,7 +13,7 @@ import pytest
 
 from cnm.controller import ControllerConfig
 from cnm.driverapi import EndpointSpec
-from cnm.drivers.overlay import OPT_VNI, OverlayDriver, bridge_name, vxlan_name
+from cnm.drivers.overlay import OPT_VNI, OverlayDriver, uplink_name
 from cnm.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavailable
 from cnm.model import NetworkRequest
 from cnm.osl import ipsec
@@ -34,7 +34,7 @@ def driver(make_hosts: Hosts) -> OverlayDriver:
 
 def test_without_a_cluster_store_every_network_is_refused(make_hosts: Hosts) -> None:
     (host,) = make_hosts(1)
-    bare = OverlayDriver(host.host, host.firewall, host.ports)
+    bare = OverlayDriver(host.host, host.firewall, host.ports, namespace_dir=host.root / "bare")
     spec = network_spec("ov", "10.100.0.0/24", options={OPT_VNI: "4096"})
     message = (
         "overlay networks need a cluster store: start the daemon with "
@@ -116,7 +116,7 @@ def test_vnis_come_from_4096_up_to_the_bound_and_a_named_one_is_unique(
 ) -> None:
     (host,) = make_hosts(1)
     small = OverlayDriver(
-        host.host, host.firewall, host.ports,
+        host.host, host.firewall, host.ports, namespace_dir=host.root / "small",
         advertise_address=ipaddress.ip_address(host.sim.address), max_vni=4097,
     )  # fmt: skip
     ids = MemoryIds()
@@ -134,7 +134,9 @@ def test_vnis_come_from_4096_up_to_the_bound_and_a_named_one_is_unique(
         overlay_spec(ids, small, "e", options={OPT_VNI: "42"})
     for bound in (4095, 1 << 24):
         with pytest.raises(InvalidParameter, match="invalid VNI upper bound"):
-            OverlayDriver(host.host, host.firewall, host.ports, max_vni=bound)
+            OverlayDriver(
+                host.host, host.firewall, host.ports, namespace_dir=host.root, max_vni=bound
+            )
 
 
 def test_a_network_without_a_vni_or_driver_options_is_refused(driver: OverlayDriver) -> None:
@@ -156,8 +158,9 @@ def test_a_failed_first_join_leaves_nothing(make_hosts: Hosts, tmp_path: Path) -
              "local", host.sim.address, "dstport", "4789")  # fmt: skip
     with pytest.raises(Conflict, match="create VXLAN device"):
         host.attach(spec, "10.100.0.2/24")
-    assert own_links(host) == ["squatter"]
-    assert bridge_name(spec.network_id) not in host.run("nft", "list", "table", "inet", "cnm")
+    assert own_links(host) == ["squatter"], "no namespace, no uplink"
+    assert uplink_name(spec.network_id) not in host.run("nft", "list", "table", "inet", "cnm")
+    assert host.run("ip", "route", "show", "10.100.0.0/24") == ""
     host.run("ip", "link", "del", "squatter")
 
     # A sandbox that is gone: the devices made for this first join go again.
@@ -166,8 +169,7 @@ def test_a_failed_first_join_leaves_nothing(make_hosts: Hosts, tmp_path: Path) -
         host.driver.join(spec.network_id, "2" * 64, str(tmp_path / "gone"), "eth0")
     host.host.drain_deletions()
     assert own_links(host) == []
-    rules = host.run("nft", "list", "table", "inet", "cnm")
-    assert bridge_name(spec.network_id) not in rules and vxlan_name(spec.network_id) not in rules
+    assert uplink_name(spec.network_id) not in host.run("nft", "list", "table", "inet", "cnm")
 
 
 def test_a_daemon_without_a_cluster_store_refuses_overlay_networks(

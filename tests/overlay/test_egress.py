@@ -1,7 +1,9 @@
 """What an overlay's containers reach beyond their network, through the host they run on: one
 gateway address on every host, egress masqueraded to each host's own address, ports published
-on the container's host only, isolation from other overlays and bridge networks, and nothing
-at all for internal overlays. The "outside" is one more simulated host on the underlay."""
+on the container's host only (and through its 127.0.0.1), the host reaching the containers it
+runs through the network's uplink, isolation from other overlays and bridge networks, and
+nothing at all for internal overlays. The "outside" is one more simulated host on the
+underlay."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from cnm.drivers.overlay import bridge_name, vxlan_name
+from cnm.drivers.overlay import BRIDGE, VXLAN, uplink_name
 from cnm.model import PortRequest
 from tests.support.cluster import SimulatedCluster
 
@@ -45,7 +47,7 @@ def gateway_mac(box: Box) -> str:
 
 
 def bridge_mac(host: OverlayHost, network_id: str) -> str:
-    return str(host.links()[bridge_name(network_id)]["address"])
+    return str(host.network_links(network_id)[BRIDGE]["address"])
 
 
 def test_one_gateway_on_every_host_and_egress_masqueraded_through_its_own_host(
@@ -82,10 +84,10 @@ def test_nothing_is_flooded_between_hosts(make_hosts: Hosts, ids: MemoryIds) -> 
     a = h1.attach(spec, "10.100.0.2/24", name="a")
     b = h2.attach(spec, "10.100.0.3/24", name="b")
     introduce(a, b)
-    vxlan = vxlan_name(spec.network_id)
 
     def received() -> int:
-        (link,) = json.loads(h2.run("ip", "-s", "-j", "link", "show", "dev", vxlan))
+        command = ("ip", "-s", "-j", "link", "show", "dev", VXLAN)
+        (link,) = json.loads(h2.network_run(spec.network_id, *command))
         return int(link["stats64"]["rx"]["packets"])
 
     before = received()
@@ -122,8 +124,36 @@ def test_published_ports_are_on_the_host_the_container_runs_on(
         outside.check_underlay_route(h2.sim.address)
         assert tcp_answer(outside.netns, h1.sim.address, 8080) == f"a {outside.address}"
         assert tcp_answer(outside.netns, h2.sim.address, 8080, timeout=1) is None
+        # From the host itself, through 127.0.0.1 (masqueraded to the host's address).
+        assert tcp_answer(h1.sim.netns, "127.0.0.1", 8080) == f"a {h1.sim.address}"
         h1.driver.revoke_external_connectivity(spec.network_id, a.endpoint_id)
         assert tcp_answer(outside.netns, h1.sim.address, 8080, timeout=1) is None
+    finally:
+        server.close()
+
+
+def test_the_host_reaches_the_containers_it_runs_through_the_uplink(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    h1, h2 = make_hosts(2)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    for host in (h1, h2):
+        host.driver.create_network(spec)
+    a = h1.attach(spec, "10.100.0.2/24", name="a")
+    b = h2.attach(spec, "10.100.0.3/24", name="b")
+    introduce(a, b)
+    assert h1.sim.route_to(a.ip)["dev"] == uplink_name(spec.network_id)
+    server = TcpServer(a.key, "a", 7000)
+    try:
+        # The host speaks from its own address (the uplink has no IPv4 one).
+        assert tcp_answer(h1.sim.netns, a.ip, 7000) == f"a {h1.sim.address}"
+    finally:
+        server.close()
+    assert h1.sim.route_to(b.ip)["dev"] == uplink_name(spec.network_id)
+    server = TcpServer(b.key, "b", 7000)
+    try:
+        # b answers through its own host's uplink: the host reaches only its own containers.
+        assert tcp_answer(h1.sim.netns, b.ip, 7000, timeout=1) is None
     finally:
         server.close()
 
@@ -177,7 +207,9 @@ def test_an_internal_overlay_crosses_hosts_but_goes_nowhere_else(
     assert a.info.gateway is None and a.info.gateway_v6 is None
     assert "default" not in a.run("ip", "route")
     assert a.ping(b.ip)
-    # Even with a route the test adds, the firewall keeps the network's traffic on its bridge.
+    assert uplink_name(spec.network_id) not in h1.links(), "no way out of its namespace"
+    assert h1.run("ip", "route", "show", "10.100.0.0/24") == ""
+    # Even with a route the test adds, the network's namespace has nowhere to send it.
     a.run("ip", "route", "add", "default", "via", "10.100.0.1")
     server = TcpServer(outside.netns, "outside", 8000)
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnm.driverapi import Peer
-from cnm.drivers.overlay import vxlan_name
+from cnm.drivers.overlay import VXLAN
 from cnm.osl.neighbour_table import NeighbourTableRoom
 
 from .hosts import Box, MemoryIds, OverlayHost, introduce, overlay_spec, own_links, settled_links
@@ -37,9 +37,8 @@ def programmed(
     host: OverlayHost, network_id: str
 ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
     """The device's (MAC, VTEP) FDB entries and (address, MAC) neighbour entries."""
-    device = vxlan_name(network_id)
-    fdb = {(e["mac"], e["dst"]) for e in host.fdb(device)}
-    neighbours = {(n["dst"], n["lladdr"]) for n in host.neighbours(device)}
+    fdb = {(e["mac"], e["dst"]) for e in host.fdb(network_id)}
+    neighbours = {(n["dst"], n["lladdr"]) for n in host.neighbours(network_id)}
     return fdb, neighbours
 
 
@@ -60,9 +59,10 @@ def test_entries_follow_add_and_remove_and_carry_the_traffic(
     b = h2.attach(spec, "10.100.0.3/24", name="b")
     introduce(a, b)
     assert programmed(h1, spec.network_id) == expected(b.peer())
-    lines = h1.run("bridge", "fdb", "show", "dev", vxlan_name(spec.network_id))
-    assert f"{b.mac} dst 10.77.0.2 self permanent" in lines
-    lines = h1.run("ip", "neigh", "show", "dev", vxlan_name(spec.network_id))
+    lines = h1.network_run(spec.network_id, "bridge", "fdb", "show", "dev", VXLAN)
+    (line,) = [line for line in lines.splitlines() if line.startswith(b.mac)]
+    assert " dst 10.77.0.2 " in line and line.endswith(" self permanent")
+    lines = h1.network_run(spec.network_id, "ip", "neigh", "show", "dev", VXLAN)
     assert f"{b.ip} lladdr {b.mac} PERMANENT" in lines
     assert a.ping(b.ip)
 
@@ -152,11 +152,11 @@ def test_sync_peers_leaves_exactly_the_given_peers(make_hosts: Hosts, ids: Memor
     peers = [remote(n) for n in range(1, 7)]
     for peer in peers[:4]:
         h1.driver.add_peer(spec.network_id, peer)
-    device = vxlan_name(spec.network_id)
-    h1.run("bridge", "fdb", "add", "02:42:0a:64:99:99", "dev", device, "dst", "10.77.0.9",
-           "self", "permanent")  # fmt: skip
-    h1.run("ip", "neigh", "add", "10.100.99.99", "lladdr", "02:42:0a:64:99:99", "dev", device,
-           "nud", "permanent")  # fmt: skip
+    nid = spec.network_id
+    h1.network_run(nid, "bridge", "fdb", "add", "02:42:0a:64:99:99", "dev", VXLAN,
+                   "dst", "10.77.0.9", "self", "permanent")  # fmt: skip
+    h1.network_run(nid, "ip", "neigh", "add", "10.100.99.99", "lladdr", "02:42:0a:64:99:99",
+                   "dev", VXLAN, "nud", "permanent")  # fmt: skip
 
     h1.driver.sync_peers(spec.network_id, peers[2:])
     assert programmed(h1, spec.network_id) == expected(*peers[2:])

@@ -1,8 +1,9 @@
-"""A restarted daemon's overlay driver (``restore``): it adopts the devices of networks with
+"""A restarted daemon's overlay driver (``restore``): it adopts the namespaces of networks with
 joined endpoints here, keeping their forwarding entries so containers keep reaching other
-hosts before the store is back; recreates what is missing or no longer matches; removes the
-devices of networks with no joined endpoint here, tagged links no record names and stray
-veths; and leaves the bridge driver's links alone, as that driver leaves the overlay's."""
+hosts before the store is back; recreates what is missing or no longer matches (bridge, VXLAN
+device, uplink); removes the namespaces of networks with no joined endpoint here, tagged links
+no record names (an earlier layout's too) and stray veths; and leaves the bridge driver's
+links alone, as that driver leaves the overlay's."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import ipaddress
 from collections.abc import Callable
 
 from cnm.driverapi import EndpointSpec, NetworkSpec
-from cnm.drivers.overlay import bridge_name, vxlan_name
+from cnm.drivers.overlay import BRIDGE, VXLAN, uplink_name
 
 from .hosts import (
     Box,
@@ -45,9 +46,10 @@ def restart(host: OverlayHost, networks: list[NetworkSpec], boxes: list[Box]) ->
     host.driver.restore(networks, [endpoint_spec(box) for box in boxes])
 
 
-def indexes(host: OverlayHost, network_id: str) -> tuple[int, int]:
-    links = host.links()
-    return links[bridge_name(network_id)]["ifindex"], links[vxlan_name(network_id)]["ifindex"]
+def indexes(host: OverlayHost, network_id: str) -> tuple[int, int, int]:
+    inside = host.network_links(network_id)
+    uplink = host.links()[uplink_name(network_id)]
+    return inside[BRIDGE]["ifindex"], inside[VXLAN]["ifindex"], uplink["ifindex"]
 
 
 def firewall_bridges(host: OverlayHost) -> str:
@@ -67,14 +69,14 @@ def test_a_restart_adopts_the_devices_and_their_entries(make_hosts: Hosts, ids: 
     restart(h1, [spec], [a])
     assert indexes(h1, spec.network_id) == before
     assert a.ping(b.ip), "the entries stayed: no add_peer was needed"
-    assert bridge_name(spec.network_id) in firewall_bridges(h1)
+    assert uplink_name(spec.network_id) in firewall_bridges(h1)
     h1.driver.add_peer(spec.network_id, b.peer())  # the store's listing, once it answers
     h1.driver.sync_peers(spec.network_id, [b.peer()])
     assert a.ping(b.ip)
 
     h1.detach(a)
     assert settled_links(h1, []) == []
-    assert bridge_name(spec.network_id) not in firewall_bridges(h1)
+    assert uplink_name(spec.network_id) not in firewall_bridges(h1)
 
 
 def test_missing_or_changed_devices_are_made_again(make_hosts: Hosts, ids: MemoryIds) -> None:
@@ -92,25 +94,28 @@ def test_missing_or_changed_devices_are_made_again(make_hosts: Hosts, ids: Memor
     introduce(c, d)
 
     h1.stop()
-    h1.run("ip", "link", "del", bridge_name(spec.network_id))  # the VXLAN device stays
-    h1.run("ip", "link", "del", vxlan_name(other.network_id))
-    h1.run("ip", "link", "add", vxlan_name(other.network_id), "type", "vxlan", "id", "99",
-           "local", h1.sim.address, "dstport", "4789")  # fmt: skip
-    h1.run("ip", "link", "set", vxlan_name(other.network_id), "alias",
-           f"cnm:overlay:{other.network_id}")  # fmt: skip
+    h1.network_run(spec.network_id, "ip", "link", "del", BRIDGE)  # the VXLAN device stays
+    h1.run("ip", "link", "del", uplink_name(spec.network_id))  # and the uplink goes
+    h1.network_run(other.network_id, "ip", "link", "del", VXLAN)
+    h1.network_run(other.network_id, "ip", "link", "add", VXLAN, "type", "vxlan", "id", "99",
+                   "local", h1.sim.address, "dstport", "4789")  # fmt: skip
     h1.start()
     h1.driver.restore([spec, other], [endpoint_spec(a), endpoint_spec(c)])
 
-    links = h1.links()
     for network, box in ((spec, a), (other, c)):
-        vxlan = links[vxlan_name(network.network_id)]
-        assert vxlan["linkinfo"]["info_data"]["id"] == int(network.options[
+        links = h1.network_links(network.network_id)
+        assert links[VXLAN]["linkinfo"]["info_data"]["id"] == int(network.options[
             "com.docker.network.driver.overlay.vxlanid_list"])  # fmt: skip
-        assert vxlan["master"] == bridge_name(network.network_id)
-        assert links[f"veth{box.endpoint_id[:11]}"]["master"] == bridge_name(network.network_id)
+        assert links[VXLAN]["master"] == BRIDGE
+        assert links[f"veth{box.endpoint_id[:11]}"]["master"] == BRIDGE
+        assert uplink_name(network.network_id) in firewall_bridges(h1)
+    uplink = uplink_name(spec.network_id)
+    assert f"via inet6 fe80::2 dev {uplink}" in h1.run("ip", "route", "show", "10.100.0.0/24")
     introduce(a, b)
     introduce(c, d)
     assert a.ping(b.ip) and c.ping(d.ip)
+    a.check_route("10.100.0.1")
+    assert a.ping("10.100.0.1"), "the bridge made again carries the gateway"
 
 
 def test_orphans_are_removed_and_the_bridge_driver_is_left_alone(
@@ -131,6 +136,11 @@ def test_orphans_are_removed_and_the_bridge_driver_is_left_alone(
     plain = h1.attach(bridged, "10.200.0.2/24", name="plain", driver=h1.bridge_driver)
 
     h1.stop()
+    # What the layout before namespaces left in the host: a tagged bridge with a port.
+    h1.run("ip", "link", "add", "vx-legacy", "type", "bridge")
+    h1.run("ip", "link", "set", "vx-legacy", "alias", f"cnm:overlay:{kept.network_id}")
+    h1.run("ip", "link", "add", "veth-legacy", "master", "vx-legacy", "type", "veth",
+           "peer", "name", "veth-legacy1")  # fmt: skip
     h1.start()
     h1.bridge_driver.restore([bridged], [endpoint_spec(plain)])
     h1.driver.restore(
@@ -140,15 +150,16 @@ def test_orphans_are_removed_and_the_bridge_driver_is_left_alone(
     h1.host.drain_deletions()
     expected = sorted(
         [
-            bridge_name(kept.network_id),
-            vxlan_name(kept.network_id),
-            f"veth{a.endpoint_id[:11]}",
+            uplink_name(kept.network_id),
+            f"netns:{kept.network_id}",
             f"br-{bridged.network_id[:12]}",
             f"veth{plain.endpoint_id[:11]}",
         ]
     )
     assert own_links(h1) == expected
-    assert f"veth{stray.endpoint_id[:11]}" not in own_links(h1)
+    inside = h1.network_links(kept.network_id)
+    assert sorted(inside) == sorted(["lo", BRIDGE, VXLAN, "uplink", f"veth{a.endpoint_id[:11]}"])
+    assert f"veth{stray.endpoint_id[:11]}" not in inside
     assert plain.run("ip", "-4", "-o", "addr", "show", "eth0").count("10.200.0.2/24") == 1
 
 
@@ -159,7 +170,7 @@ def test_a_restart_keeps_egress_working(make_hosts: Hosts, ids: MemoryIds) -> No
     a = h1.attach(spec, "10.100.0.2/24", name="a")
     restart(h1, [spec], [a])
     rules = h1.run("nft", "list", "table", "inet", "cnm")
-    assert f'"{bridge_name(spec.network_id)}" . 10.100.0.2' in rules
+    assert f'"{uplink_name(spec.network_id)}" . 10.100.0.2' in rules
     assert "10.100.0.0/24" in rules  # masqueraded
     assert a.info.gateway == ipaddress.ip_address("10.100.0.1")
     a.check_route("10.100.0.1")
@@ -199,6 +210,27 @@ def test_deleting_a_network_removes_its_devices_even_with_endpoints_joined(
     h1.attach(spec, "10.100.0.2/24")
     h1.driver.delete_network(spec.network_id)
     h1.host.drain_deletions()
-    assert bridge_name(spec.network_id) not in own_links(h1)
-    assert vxlan_name(spec.network_id) not in own_links(h1)
-    assert bridge_name(spec.network_id) not in firewall_bridges(h1)
+    assert own_links(h1) == []
+    assert uplink_name(spec.network_id) not in firewall_bridges(h1)
+
+
+def test_a_namespace_file_without_its_namespace_is_made_again(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    """A daemon killed between making the namespace's file and mounting it leaves a plain
+    file; the restart makes the namespace anew at that path."""
+    h1, h2 = make_hosts(2)
+    spec = overlay_spec(ids, h1.driver, "ov1")
+    for host in (h1, h2):
+        host.driver.create_network(spec)
+    a = h1.attach(spec, "10.100.0.2/24", name="a")
+    b = h2.attach(spec, "10.100.0.3/24", name="b")
+    h1.network_run(spec.network_id, "ip", "link", "del", "vxlan0")  # gone with its namespace
+    h1.stop()
+    h1.run("umount", h1.namespace(spec.network_id))  # the file stays
+    h1.start()
+    h1.driver.restore([spec], [endpoint_spec(a)])
+    assert sorted(h1.network_links(spec.network_id)) == ["br0", "lo", "uplink", "vxlan0"]
+    c = h1.attach(spec, "10.100.0.4/24", name="c")
+    introduce(b, c)
+    assert c.ping(b.ip) and b.ping(c.ip)

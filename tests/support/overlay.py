@@ -88,10 +88,12 @@ def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str = "")
     raise AssertionError(f"not within {timeout}s: {what or check}")
 
 
-def fdb(sim: SimHost, device: str) -> str:
-    """The FDB entries of a VXLAN device on a host (``bridge fdb show``)."""
+def fdb(host: ClusterHost, network_id: str) -> str:
+    """The FDB entries of an overlay network's VXLAN device on a host (``bridge fdb show``,
+    inside the network's namespace; empty while the host has none)."""
+    namespace = host.daemon.root / "exec" / "overlay-netns" / network_id
     return subprocess.run(
-        ["nsenter", f"--net={sim.netns}", "bridge", "fdb", "show", "dev", device],
+        ["nsenter", f"--net={namespace}", "bridge", "fdb", "show", "dev", "vxlan0"],
         capture_output=True,
         text=True,
         check=False,

@@ -233,6 +233,8 @@ class Controller:
         self._port_mapper.close()
         if self._finder is not None:
             self._finder.close()
+        for driver in self._registry.drivers():
+            driver.close()
         self.host.close()
 
     # ----------------------------------------------------------------- lookups (copies)

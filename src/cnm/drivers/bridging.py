@@ -28,7 +28,7 @@ from cnm.driverapi import EndpointSpec, JoinInfo, NetworkSpec
 from cnm.errors import InvalidParameter, NotFound
 from cnm.firewall.api import EndpointRules, Firewall, NetworkRules
 from cnm.model import PortMapping, PortRequest
-from cnm.osl.links import HostNetwork, LinkSummary, write_sysctl
+from cnm.osl.links import HostNetwork, LinkSummary, NamespaceNetwork, write_sysctl
 from cnm.osl.namespace import NetNamespace
 from cnm.portmap.mapper import PortMapper
 
@@ -69,7 +69,13 @@ def join_info(spec: NetworkSpec, mtu: int | None) -> JoinInfo:
 
 
 def make_bridge(
-    host: HostNetwork, name: str, spec: NetworkSpec, *, mtu: int | None, alias: str, mac: str | None
+    host: NamespaceNetwork,
+    name: str,
+    spec: NetworkSpec,
+    *,
+    mtu: int | None,
+    alias: str,
+    mac: str | None,
 ) -> int:
     """A bridge tagged ``alias`` carrying the network's gateway addresses, up; on failure
     nothing is left."""
@@ -128,10 +134,16 @@ class Attachment:
 
 
 def attach(
-    host: HostNetwork, firewall: Firewall, bridge: str, bridge_index: int, what: Attachment
+    host: NamespaceNetwork,
+    firewall: Firewall,
+    bridge: str | None,
+    bridge_index: int,
+    what: Attachment,
 ) -> int:
-    """Make the endpoint's veth (the peer born in the sandbox as ``ifname``, the host end a
-    port of the bridge) and report it to the firewall; on failure nothing is left."""
+    """Make the endpoint's veth (the peer born in the sandbox as ``ifname``, the near end a
+    port of the bridge at ``bridge_index`` in ``host``) and report it to the firewall as an
+    endpoint of the network it knows as ``bridge`` (with None, not at all: a network with no
+    way out of its namespace); on failure nothing is left."""
     veth = host_veth_name(what.endpoint_id)
     sandbox = NetNamespace(what.sandbox_key) if what.sandbox_key is not None else None
     try:
@@ -148,7 +160,8 @@ def attach(
         if sandbox is not None:
             sandbox.close()
     try:
-        firewall.add_endpoint(EndpointRules(bridge, veth, what.addresses))
+        if bridge is not None:
+            firewall.add_endpoint(EndpointRules(bridge, veth, what.addresses))
     except Exception:
         host.links.delete(index)
         raise
@@ -156,7 +169,7 @@ def attach(
 
 
 def detach(
-    host: HostNetwork, firewall: Firewall, endpoint_id: str, *, namespace_deleted: bool
+    host: NamespaceNetwork, firewall: Firewall, endpoint_id: str, *, namespace_deleted: bool
 ) -> None:
     """Undo ``attach``. With the sandbox's namespace deleted the veth went with it."""
     firewall.remove_endpoint(host_veth_name(endpoint_id))

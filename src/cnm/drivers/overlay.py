@@ -1,25 +1,35 @@
 """The overlay driver: networks that span hosts, on VXLAN (RFC 7348) with static forwarding.
 
-Kernel objects, in the host namespace, per network and per host, only while the host has a
-joined endpoint on the network (made on the first local join, removed after the last leave):
+Kernel objects per network and per host, only while the host has a joined endpoint on the
+network (made on the first local join, removed after the last leave):
 
-    ov-<first 12 hex of the network id>   bridge carrying the network's gateway address(es),
-                                          the same on every host; MTU 1450 by default
-    vx-<first 12 hex of the network id>   vxlan id <VNI> local <advertise address>
-                                          dstport 4789 nolearning proxy, a port of ov-<id>
+    <exec-root>/overlay-netns/<network id>   the network's own namespace, holding
+        br0        bridge carrying the network's gateway address(es), the same on every host;
+                   MTU 1450 by default
+        vxlan0     vxlan id <VNI> local <advertise address> dstport 4789 nolearning proxy, a
+                   port of br0 (its UDP socket is the host's: cnm/osl/vxlan.py)
+        veth...    one port per joined endpoint (``veth`` + 11 hex of the endpoint id), its
+                   peer born in the sandbox
+        uplink     the inner end of the uplink, fe80::2
+    ov-<first 12 hex of the network id>      in the host: the uplink's host end, fe80::1; the
+                                             network's subnets are routed into it
 
-both tagged with IFLA_IFALIAS ``cnm:overlay:<network id>``, and one veth per joined endpoint
-(``veth`` + 11 hex of the endpoint id) whose inner end is born in the sandbox, as on a bridge
-network. ``create_network`` and ``delete_network`` run on every host of the cluster, so they
-make nothing in the kernel: a host with no container on a network carries none of it.
+``br0``, ``vxlan0`` and ``ov-<id>`` are tagged with IFLA_IFALIAS ``cnm:overlay:<network id>``.
+``create_network`` and ``delete_network`` run on every host of the cluster, so they make
+nothing in the kernel: a host with no container on a network carries none of it.
 
-Why the host namespace and not, as Docker, a namespace per network: Docker's overlay bridge
-lives in a namespace of its own, so its containers need a second interface on a local bridge
-(``docker_gwbridge``) for egress and published ports. Here the overlay's bridge is in the host
-namespace and is itself the gateway: one interface per container, egress masqueraded and
-ports published by the same firewall seam as a bridge network (the overlay's bridge is
-reported to it as a network), isolation from other overlays and from bridge networks exactly
-as between bridge networks. ``docker_gwbridge`` is not needed and not made.
+Why a namespace per network, as Docker's overlay: there its bridge's frames skip br_netfilter
+(cnm/osl/uplink.py), which otherwise costs every frame between hosts a pass through netfilter
+and conntrack in the host; frames between a network's containers, local or remote, never
+reach the host's hooks at all.
+
+Why an uplink and not docker_gwbridge: the namespace routes between its bridge and the host,
+so the uplink's host end stands for the network in the host as a bridge network's bridge
+does. It is reported to the firewall seam as the network's interface: egress masqueraded,
+ports published, isolation from other overlays and from bridge networks and anti-spoofing
+exactly as for a bridge network. A container has one interface, with its gateway on br0.
+An internal network has no uplink: nothing leaves its namespace, and the host cannot reach its
+containers (as in Docker, where an internal overlay has no docker_gwbridge leg).
 
 Why nothing is flooded between hosts: each remote endpoint (``add_peer``) gets a permanent FDB
 entry (its MAC -> its host's VTEP) and a permanent neighbour entry (its addresses -> its MAC)
@@ -32,8 +42,8 @@ Why one gateway address on every host works: ARP for it never crosses hosts, so 
 container resolves it to its own host's bridge, and its traffic beyond the network leaves
 through the host it runs on. The bridge is given a fixed MAC, so the gateway's MAC never
 changes as ports come and go. The host itself reaches the containers it runs, not those of
-other hosts on the network (their replies go to their own host, which holds the same gateway
-address) -- as in Docker, where the host has no address on an overlay at all.
+other hosts on the network (their replies go to their own host's uplink) -- as in Docker,
+where the host has no address on an overlay at all.
 
 Why an endpoint's MAC is derived from its IPv4 address (02:42 and the address, as Docker's
 overlay does): the global IPAM hands a freed address out again, and a container that cached
@@ -41,7 +51,9 @@ the old holder's MAC (in its own neighbour table, which no peer entry here reach
 reaching the new holder.
 
 Why the tag differs from the bridge driver's ``cnm:net:``: that driver's ``restore`` deletes
-every link tagged ``cnm:net:`` it has no record of.
+every link tagged ``cnm:net:`` it has no record of. ``restore`` here removes the namespaces and
+tagged host links of networks with no joined endpoint on this host, and those an earlier
+layout left (a bridge or VXLAN device tagged ``cnm:overlay:`` in the host itself).
 
 VNIs are allocated once, cluster-wide, through the controller's ``IdAllocator`` (from 4096, as
 Docker does, to the configured upper bound); a user may name one with ``-o
@@ -68,6 +80,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cnm.driverapi import (
@@ -105,8 +118,16 @@ from cnm.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavaila
 from cnm.firewall.api import EndpointRules, Firewall
 from cnm.model import PortMapping, PortRequest
 from cnm.osl import ipsec
-from cnm.osl.links import HostNetwork
+from cnm.osl.links import HostNetwork, NamespaceNetwork
+from cnm.osl.namespace import NetNamespace, create_netns, delete_netns, is_netns_mount
 from cnm.osl.neighbour_table import NeighbourTableRoom
+from cnm.osl.uplink import (
+    UPLINK,
+    bridge_netfilter_off,
+    connect_uplink,
+    prepare_router,
+    route_uplink,
+)
 from cnm.osl.vxlan import (
     MAX_VNI,
     VXLAN_OVERHEAD,
@@ -141,12 +162,14 @@ CLUSTER_STORE_NEEDED = (
 ENCRYPTION_DESIGN = "docs/overlay-encryption.md"
 
 
-def bridge_name(network_id: str) -> str:
+BRIDGE = "br0"  # in the network's namespace
+VXLAN = "vxlan0"  # in the network's namespace
+NAMESPACE_OPTION = "com.cnm.overlay.namespace"  # network_info's key for the namespace's path
+
+
+def uplink_name(network_id: str) -> str:
+    """The host end of the network's uplink: what the host and its firewall see of it."""
     return "ov-" + network_id[:12]
-
-
-def vxlan_name(network_id: str) -> str:
-    return "vx-" + network_id[:12]
 
 
 def parse_vni(value: str) -> int:
@@ -187,8 +210,10 @@ def _mac(peer: Peer) -> str:
 
 @dataclass
 class _Devices:
-    bridge: int
-    vxlan: int
+    net: NamespaceNetwork  # the network's namespace
+    bridge: int  # in it
+    vxlan: int  # in it
+    uplink: int | None  # the host end's index; None for an internal network (no uplink)
 
 
 @dataclass
@@ -217,18 +242,32 @@ class _OverlayNetwork:
         return old
 
     @property
-    def bridge(self) -> str:
-        return bridge_name(self.spec.network_id)
+    def uplink(self) -> str:
+        return uplink_name(self.spec.network_id)
 
     @property
-    def vxlan(self) -> str:
-        return vxlan_name(self.spec.network_id)
+    def firewall_name(self) -> str | None:
+        """The name the firewall knows the network by, if it has a way out."""
+        return None if self.spec.internal else self.uplink
+
+
+def _subnets(spec: NetworkSpec) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [data.pool for data in (*spec.ipv4, *spec.ipv6)]
+
+
+def _open_namespace(path: Path) -> NamespaceNetwork:
+    namespace = NetNamespace(path)
+    try:
+        with namespace.entered():
+            return NamespaceNetwork()
+    finally:
+        namespace.close()
 
 
 class OverlayDriver(NetworkDriver):
     """``advertise_address`` is this host's underlay address (``--cluster-advertise``), the
     local VTEP; without it (no cluster store) the driver refuses every network. Automatic VNIs
-    run from 4096 to ``max_vni``."""
+    run from 4096 to ``max_vni``. Networks' namespaces are bind-mounted in ``namespace_dir``."""
 
     name = "overlay"
 
@@ -238,6 +277,7 @@ class OverlayDriver(NetworkDriver):
         firewall: Firewall,
         ports: PortMapper,
         *,
+        namespace_dir: Path,
         advertise_address: IPAddress | None = None,
         max_vni: int = MAX_VNI,
         default_host_ip: str = "0.0.0.0",
@@ -249,6 +289,7 @@ class OverlayDriver(NetworkDriver):
         self.host = host
         self.firewall = firewall
         self.ports = ports
+        self.namespace_dir = namespace_dir
         self.advertise_address = advertise_address
         self.max_vni = max_vni
         self.default_host_ip = default_host_ip
@@ -361,30 +402,38 @@ class OverlayDriver(NetworkDriver):
             network = self._networks.get(network_id)
         if network is None:
             return {}
-        return {OPT_VNI: str(network.vni), BRIDGE_NAME_OPTION: network.bridge}
+        return {
+            OPT_VNI: str(network.vni),
+            BRIDGE_NAME_OPTION: network.uplink,
+            NAMESPACE_OPTION: str(self._namespace_path(network_id)),
+        }
+
+    def _namespace_path(self, network_id: str) -> Path:
+        return self.namespace_dir / network_id
 
     # ----------------------------------------------------------------- devices
 
     def _make_devices(self, network: _OverlayNetwork) -> None:
-        """The bridge and the VXLAN device of ``network`` on this host, reported to the
-        firewall, with every known peer programmed; on failure nothing is left."""
+        """The namespace of ``network`` on this host with its bridge, VXLAN device and uplink,
+        reported to the firewall, with every known peer programmed; on failure nothing is
+        left."""
         vtep = self._local_vtep()
-        for name in (network.bridge, network.vxlan):
-            if self.host.links.index_of(name) is not None:
-                self.host.drain_deletions()  # the devices of a last leave, on their way out
-                if self.host.links.index_of(name) is not None:
-                    raise Conflict(f"a link named {name} already exists on the host")
-        alias = NETWORK_ALIAS + network.spec.network_id
         spec = network.spec
-        bridge = make_bridge(
-            self.host, network.bridge, spec, mtu=network.mtu, alias=alias, mac=random_mac()
-        )
-        vxlan: int | None = None
+        path = self._namespace_path(spec.network_id)
+        if path.exists() or self.host.links.index_of(network.uplink) is not None:
+            self.host.drain_deletions()  # a last leave's namespace, on its way out
+            self._teardown(path, None, network.uplink)  # or what a killed daemon left
+        alias = NETWORK_ALIAS + spec.network_id
+        create_netns(path).close()
+        net = _open_namespace(path)
         reported = False
         try:
+            prepare_router(net, ipv6=spec.enable_ipv6)
+            bridge = make_bridge(net, BRIDGE, spec, mtu=network.mtu, alias=alias, mac=random_mac())
             vxlan = create_vxlan(
                 self.host,
-                network.vxlan,
+                net,
+                VXLAN,
                 vni=network.vni,
                 local=vtep,
                 mtu=network.mtu,
@@ -392,28 +441,59 @@ class OverlayDriver(NetworkDriver):
                 master=bridge,
                 ipv6=spec.enable_ipv6,
             )
-            rules = network_rules(network.bridge, spec)
-            report_network(self.host, self.firewall, rules, spec.enable_ipv6)
-            reported = True
+            uplink = None
+            if network.firewall_name is not None:
+                uplink = connect_uplink(
+                    self.host,
+                    net,
+                    network.uplink,
+                    alias=alias,
+                    mtu=network.mtu,
+                    subnets=_subnets(spec),
+                    egress=True,
+                )
+                rules = network_rules(network.firewall_name, spec)
+                report_network(self.host, self.firewall, rules, spec.enable_ipv6)
+                reported = True
             for peer in network.peers.values():
-                self._program(vxlan, peer)
+                self._program(net, vxlan, peer)
         except Exception:
             if reported:
-                self.firewall.remove_network(network.bridge)
-            if vxlan is not None:
-                self.host.links.delete(vxlan)
-            self.host.links.delete(bridge)
+                self.firewall.remove_network(network.uplink)
+            self._teardown(path, net, network.uplink)
             raise
-        network.devices = _Devices(bridge, vxlan)
+        network.devices = _Devices(net, bridge, vxlan, uplink)
         self._make_room()
 
     def _remove_devices(self, network: _OverlayNetwork) -> None:
         devices, network.devices = network.devices, None
         if devices is None:
             return
-        self.firewall.remove_network(network.bridge)
-        self.host.delete_link_later(devices.vxlan)  # its FDB and neighbour entries go with it
-        self.host.delete_link_later(devices.bridge)
+        if devices.uplink is not None:
+            self.firewall.remove_network(network.uplink)
+        path = self._namespace_path(network.spec.network_id)
+        self.host.later(
+            lambda: self._teardown(path, devices.net, network.uplink),
+            f"removing the namespace of overlay network {network.spec.name}",
+        )
+
+    def _teardown(self, path: Path, net: NamespaceNetwork | None, uplink: str) -> None:
+        """Remove a network's uplink, VXLAN device and namespace (with everything else in it).
+        The VXLAN device goes first and at once: until it is gone it holds its VNI on the
+        host's UDP socket, and the kernel frees a namespace only later, in a work queue."""
+        index = self.host.links.index_of(uplink)
+        if index is not None:
+            self.host.links.delete(index)
+        if net is None and is_netns_mount(path):
+            net = _open_namespace(path)
+        if net is not None:
+            try:
+                vxlan = net.links.index_of(VXLAN)
+                if vxlan is not None:
+                    net.links.delete(vxlan)
+            finally:
+                net.close()
+        delete_netns(path)
 
     # ----------------------------------------------------------------- endpoints
 
@@ -445,11 +525,13 @@ class OverlayDriver(NetworkDriver):
             if made:
                 self._make_devices(network)
             assert network.devices is not None
+            if not made:
+                bridge_netfilter_off(network.devices.net)  # br_netfilter may be new since
             try:
                 attach(
-                    self.host,
+                    network.devices.net,
                     self.firewall,
-                    network.bridge,
+                    network.firewall_name,
                     network.devices.bridge,
                     Attachment(
                         endpoint_id,
@@ -473,12 +555,21 @@ class OverlayDriver(NetworkDriver):
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is not None:
             endpoint.joined = False
-        detach(self.host, self.firewall, endpoint_id, namespace_deleted=namespace_deleted)
         with self._lock:
             network = self._networks.get(network_id)
         if network is None:
+            self.firewall.remove_endpoint(host_veth_name(endpoint_id))
             return
         with network.lock:
+            if network.devices is not None:
+                detach(
+                    network.devices.net,
+                    self.firewall,
+                    endpoint_id,
+                    namespace_deleted=namespace_deleted,
+                )
+            else:
+                self.firewall.remove_endpoint(host_veth_name(endpoint_id))
             network.joined.discard(endpoint_id)
             if not network.joined:
                 self._remove_devices(network)
@@ -500,7 +591,7 @@ class OverlayDriver(NetworkDriver):
             self.firewall,
             endpoint_id,
             self._endpoints.get(endpoint_id),
-            network.bridge,
+            network.uplink,
             ports,
             self.default_host_ip,
             joined_to=network.spec.name,
@@ -527,7 +618,7 @@ class OverlayDriver(NetworkDriver):
                 return
             if old is not None and old != peer:
                 self._unprogram(network, old)
-            self._program(network.devices.vxlan, peer)
+            self._program(network.devices.net, network.devices.vxlan, peer)
         self._make_room()
 
     def remove_peer(self, network_id: str, peer: Peer) -> None:
@@ -557,41 +648,42 @@ class OverlayDriver(NetworkDriver):
                 if network.devices is not None and old is not None and old != peer:
                     self._unprogram(network, old)
             if network.devices is not None:
-                vxlan = network.devices.vxlan
+                net, vxlan = network.devices.net, network.devices.vxlan
                 for peer in wanted.values():
-                    self._program(vxlan, peer)
+                    self._program(net, vxlan, peer)
                 macs = {_mac(p) for p in wanted.values()}
                 addresses = {a for p in wanted.values() for a in _addresses(p)}
-                for entry in forwarding_entries(self.host, vxlan):
+                for entry in forwarding_entries(net, vxlan):
                     if entry.mac.lower() not in macs:
-                        remove_forwarding(self.host, vxlan, entry.mac)
-                for neighbour in neighbour_entries(self.host, vxlan):
+                        remove_forwarding(net, vxlan, entry.mac)
+                for neighbour in neighbour_entries(net, vxlan):
                     if neighbour.address not in addresses:
-                        remove_neighbour(self.host, vxlan, neighbour.address)
+                        remove_neighbour(net, vxlan, neighbour.address)
         self._make_room()
 
-    def _program(self, vxlan: int, peer: Peer) -> None:
-        set_forwarding(self.host, vxlan, _mac(peer), peer.vtep)
+    @staticmethod
+    def _program(net: NamespaceNetwork, vxlan: int, peer: Peer) -> None:
+        set_forwarding(net, vxlan, _mac(peer), peer.vtep)
         for address in _addresses(peer):
-            set_neighbour(self.host, vxlan, address, _mac(peer))
+            set_neighbour(net, vxlan, address, _mac(peer))
 
     def _unprogram(self, network: _OverlayNetwork, peer: Peer) -> None:
         """Remove the entries of ``peer`` (no longer among ``network.peers``); an entry another
         peer still needs is written for that one instead."""
         assert network.devices is not None
-        vxlan = network.devices.vxlan
+        net, vxlan = network.devices.net, network.devices.vxlan
         others = list(network.peers.values())
         holder = next((p for p in others if _mac(p) == _mac(peer)), None)
         if holder is None:
-            remove_forwarding(self.host, vxlan, _mac(peer))
+            remove_forwarding(net, vxlan, _mac(peer))
         else:
-            set_forwarding(self.host, vxlan, _mac(holder), holder.vtep)
+            set_forwarding(net, vxlan, _mac(holder), holder.vtep)
         for address in _addresses(peer):
             holder = next((p for p in others if address in _addresses(p)), None)
             if holder is None:
-                remove_neighbour(self.host, vxlan, address)
+                remove_neighbour(net, vxlan, address)
             else:
-                set_neighbour(self.host, vxlan, address, _mac(holder))
+                set_neighbour(net, vxlan, address, _mac(holder))
 
     def _make_room(self) -> None:
         """Neighbour-table room for every permanent entry programmed, per family."""
@@ -605,19 +697,30 @@ class OverlayDriver(NetworkDriver):
         for version, count in counts.items():
             self._room.ensure(version, count)
 
+    def close(self) -> None:
+        """Close the handles on the networks' namespaces (their sockets and descriptors)."""
+        self.host.drain_deletions()
+        with self._lock:
+            networks = list(self._networks.values())
+        for network in networks:
+            with network.lock:
+                if network.devices is not None:
+                    network.devices.net.close()
+
     # ----------------------------------------------------------------- restore
 
     def restore(self, networks: list[NetworkSpec], endpoints: list[EndpointSpec]) -> None:
-        """Adopt the devices of networks with joined endpoints here (recreating what is
+        """Adopt the namespaces of networks with joined endpoints here (remaking what is
         missing or no longer matches), remove those of other networks and every tagged link
-        no record names. A network without a valid VNI, or any network when this host has no
-        advertise address, is logged and left out (its devices go), as are its endpoints:
-        records from the cluster store never stop a daemon's start. FDB and neighbour entries on adopted devices stay until
-        ``remove_peer`` or ``sync_peers`` says otherwise, so containers keep reaching other
-        hosts while the cluster store is away."""
+        of the host no record names. A network without a valid VNI, or any network when this
+        host has no advertise address, is logged and left out (its namespace goes), as are its
+        endpoints: records from the cluster store never stop a daemon's start. FDB and
+        neighbour entries in adopted namespaces stay until ``remove_peer`` or ``sync_peers``
+        says otherwise, so containers keep reaching other hosts while the cluster store is
+        away."""
         if networks and self.advertise_address is None:
             log.error("overlay networks cannot work without a cluster advertise address; "
-                      "their devices on this host are removed")  # fmt: skip
+                      "their namespaces on this host are removed")  # fmt: skip
             networks = []
         for spec in networks:
             try:
@@ -641,66 +744,113 @@ class OverlayDriver(NetworkDriver):
             )
             if endpoint.joined:
                 self._networks[endpoint.network_id].joined.add(endpoint.endpoint_id)
-        joined_veths = {host_veth_name(e) for e, known in self._endpoints.items() if known.joined}
+        joined = {i: n for i, n in self._networks.items() if n.joined}
+        if self.namespace_dir.is_dir():
+            for path in self.namespace_dir.iterdir():
+                if path.name not in joined:
+                    log.info("removing the namespace of overlay network %s", path.name[:12])
+                    self._teardown(path, None, uplink_name(path.name))
         scan = TaggedLinks.scan(self.host, NETWORK_ALIAS)
-        for link in scan.stray_veths(joined_veths):
+        for link in scan.stray_veths(set()):  # ports of an earlier layout's bridges
             self.host.links.delete(link.index)
-        found: dict[str, dict[str, int]] = {}  # network id -> link kind -> index
         for link in scan.links:
             network_id = scan.tagged.get(link.index)
             if network_id is None:
                 continue
-            network = self._networks.get(network_id)
-            if network is None or not network.joined or link.kind not in ("bridge", "vxlan"):
+            network = joined.get(network_id)
+            if network is None or link.name != network.uplink or network.spec.internal:
                 self.host.links.delete(link.index)
-            else:
-                found.setdefault(network_id, {})[link.kind] = link.index
-        for network in self._networks.values():
-            if network.joined:
-                self._restore_devices(network, found.get(network.spec.network_id, {}))
+        for network in joined.values():
+            self._restore_devices(network)
         for endpoint_id, known in self._endpoints.items():
-            if known.joined:
+            network = joined.get(known.network_id)
+            if known.joined and network is not None and network.firewall_name is not None:
                 self.firewall.add_endpoint(
                     EndpointRules(
-                        bridge_name(known.network_id),
-                        host_veth_name(endpoint_id),
-                        known.addresses,
+                        network.firewall_name, host_veth_name(endpoint_id), known.addresses
                     )
                 )
 
-    def _restore_devices(self, network: _OverlayNetwork, found: dict[str, int]) -> None:
-        bridge, vxlan = found.get("bridge"), found.get("vxlan")
-        if bridge is None:
-            if vxlan is not None:
-                self.host.links.delete(vxlan)
+    def _restore_devices(self, network: _OverlayNetwork) -> None:
+        spec = network.spec
+        path = self._namespace_path(spec.network_id)
+        if not is_netns_mount(path):
+            log.warning(
+                "overlay network %s lost its namespace here, and its containers their "
+                "interfaces on it; made again",
+                spec.name,
+            )
             self._make_devices(network)
-            assert network.devices is not None
-            for endpoint_id in network.joined:
-                veth = self.host.links.index_of(host_veth_name(endpoint_id))
-                if veth is not None:
-                    self.host.links.set_master(veth, network.devices.bridge)
             return
-        if vxlan is not None and not self._matches(network, vxlan):
-            log.warning("VXLAN device %s no longer matches its network; remade", network.vxlan)
-            self.host.links.delete(vxlan)
+        net = _open_namespace(path)
+        try:
+            network.devices = self._adopt(network, net)
+        except Exception:
+            net.close()
+            raise
+
+    def _adopt(self, network: _OverlayNetwork, net: NamespaceNetwork) -> _Devices:
+        spec = network.spec
+        alias = NETWORK_ALIAS + spec.network_id
+        ports = {host_veth_name(e) for e in network.joined}
+        bridge = net.links.index_of(BRIDGE)
+        if bridge is None:
+            log.warning("bridge of overlay network %s was missing; made again", spec.name)
+            bridge = make_bridge(net, BRIDGE, spec, mtu=network.mtu, alias=alias, mac=random_mac())
+        for link in net.links.summaries():
+            if link.kind == "veth" and link.name != UPLINK:
+                if link.name not in ports:
+                    net.links.delete(link.index)
+                elif link.master != bridge:
+                    net.links.set_master(link.index, bridge)
+        vxlan = net.links.index_of(VXLAN)
+        if vxlan is not None and not self._matches(network, net, vxlan):
+            log.warning(
+                "VXLAN device of overlay network %s no longer matches it; remade", spec.name
+            )
+            net.links.delete(vxlan)
             vxlan = None
         if vxlan is None:
             vxlan = create_vxlan(
                 self.host,
-                network.vxlan,
+                net,
+                VXLAN,
                 vni=network.vni,
                 local=self._local_vtep(),
                 mtu=network.mtu,
-                alias=NETWORK_ALIAS + network.spec.network_id,
+                alias=alias,
                 master=bridge,
-                ipv6=network.spec.enable_ipv6,
+                ipv6=spec.enable_ipv6,
             )
-        rules = network_rules(network.bridge, network.spec)
-        report_network(self.host, self.firewall, rules, network.spec.enable_ipv6)
-        network.devices = _Devices(bridge, vxlan)
+        else:
+            net.links.set_master(vxlan, bridge)  # a bridge made again has no ports yet
+            net.links.set_up(vxlan)
+        prepare_router(net, ipv6=spec.enable_ipv6)
+        if network.firewall_name is None:
+            return _Devices(net, bridge, vxlan, None)
+        uplink = self.host.links.index_of(network.uplink)
+        inner = net.links.index_of(UPLINK)
+        if uplink is not None and inner is not None:
+            route_uplink(self.host, net, uplink, inner, subnets=_subnets(spec), egress=True)
+        else:
+            for found, where in ((uplink, self.host), (inner, net)):
+                if found is not None:
+                    where.links.delete(found)
+            uplink = connect_uplink(
+                self.host,
+                net,
+                network.uplink,
+                alias=alias,
+                mtu=network.mtu,
+                subnets=_subnets(spec),
+                egress=True,
+            )
+        rules = network_rules(network.firewall_name, spec)
+        report_network(self.host, self.firewall, rules, spec.enable_ipv6)
+        return _Devices(net, bridge, vxlan, uplink)
 
-    def _matches(self, network: _OverlayNetwork, vxlan: int) -> bool:
-        settings = vxlan_settings(self.host, vxlan)
+    def _matches(self, network: _OverlayNetwork, net: NamespaceNetwork, vxlan: int) -> bool:
+        settings = vxlan_settings(net, vxlan)
         return settings is not None and (
             settings.vni,
             settings.local,

@@ -35,7 +35,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +195,9 @@ class _Links:
             "dst": str(destination),
             "family": 10 if destination.version == 6 else 2,
         }
-        if gateway is not None:
+        if gateway is not None and gateway.version != destination.version:
+            spec["via"] = {"family": 10 if gateway.version == 6 else 2, "addr": str(gateway)}
+        elif gateway is not None:
             spec["gateway"] = str(gateway)
         if oif is not None:
             spec["oif"] = oif
@@ -261,19 +263,25 @@ class _Links:
             )
 
 
-class HostNetwork:
-    """The OS layer's handle on the host namespace (the one current at construction)."""
+class NamespaceNetwork:
+    """The OS layer's handle on one namespace (the one current at construction): links,
+    addresses, routes and sysctls there. ``close`` closes every socket it opened."""
 
     def __init__(self) -> None:
         self.namespace = current_thread_namespace()
         self._local = threading.local()
-        self._doomed: queue.Queue[int] = queue.Queue()
+        self._sockets: list[IPRoute] = []
+        self._sockets_lock = threading.Lock()
+        self._doomed: queue.Queue[Callable[[], None]] = queue.Queue()
         self._deleter: threading.Thread | None = None
         self._deleter_lock = threading.Lock()
 
     def close(self) -> None:
         self.drain_deletions()
-        cancel_announcements()  # no send after the controller stopped
+        with self._sockets_lock:
+            sockets, self._sockets = self._sockets, []
+        for ipr in sockets:
+            ipr.close()
         self.namespace.close()
 
     def delete_link_later(self, index: int) -> None:
@@ -281,25 +289,35 @@ class HostNetwork:
         for an RCU grace period in the kernel (synchronize_net, ~40 ms here) that the caller
         need not wait for; a device that is down already carries no routes."""
         self.links.set_down(index)
+        self.later(lambda: self.links.delete(index), f"deleting link {index}")
+
+    def later(self, action: Callable[[], None], what: str) -> None:
+        """Run ``action`` on this handle's background thread, after what was handed to it
+        before (``drain_deletions`` waits for all of it); a failure is logged as ``what``."""
         with self._deleter_lock:
             if self._deleter is None:
                 self._deleter = threading.Thread(
                     target=self._delete_doomed, name="cnm-link-deleter", daemon=True
                 )
                 self._deleter.start()
-        self._doomed.put(index)
+
+        def logged() -> None:
+            try:
+                action()
+            except CnmError:
+                log.exception("%s", what)
+
+        self._doomed.put(logged)
 
     def drain_deletions(self) -> None:
-        """Wait until every link handed to ``delete_link_later`` is gone."""
+        """Wait until everything handed to ``delete_link_later`` and ``later`` is done."""
         self._doomed.join()
 
     def _delete_doomed(self) -> None:
         while True:
-            index = self._doomed.get()
+            action = self._doomed.get()
             try:
-                self.links.delete(index)
-            except CnmError:
-                log.exception("deleting link %d", index)
+                action()
             finally:
                 self._doomed.task_done()
 
@@ -308,19 +326,22 @@ class HostNetwork:
         links = getattr(self._local, "links", None)
         if links is None:
             with self.namespace.entered():
-                links = _Links(_open_socket())
+                ipr = _open_socket()
+            with self._sockets_lock:
+                self._sockets.append(ipr)
+            links = _Links(ipr)
             self._local.links = links
         return links
 
     def pin_at(self, path: str) -> str:
-        """Bind-mount the host namespace at ``path`` (the key of host-network sandboxes)."""
+        """Bind-mount this namespace at ``path`` (the key of host-network sandboxes)."""
         with self.inside():
             pin_current_netns(path)
         return path
 
     @contextmanager
     def inside(self) -> Iterator[None]:
-        """Run the body with the calling thread in the host namespace (for sysctls)."""
+        """Run the body with the calling thread in this namespace (for sysctls)."""
         with self.namespace.entered():
             yield
 
@@ -357,20 +378,18 @@ class HostNetwork:
         peer_name: str,
         peer_namespace: NetNamespace,
         *,
-        master: int,
+        master: int | None,
         mtu: int | None,
         peer_mac: str | None,
         ipv6: bool,
     ) -> int:
-        """Create a veth whose host end is enslaved to ``master`` and up, and whose peer is born
-        inside ``peer_namespace`` as ``peer_name`` (left down for the sandbox to configure)."""
+        """Create a veth whose near end is enslaved to ``master`` (if any) and up, and whose
+        peer is born inside ``peer_namespace`` as ``peer_name`` (left down for the sandbox to
+        configure)."""
         peer: dict[str, object] = {"ifname": peer_name, "net_ns_fd": peer_namespace.fd}
-        spec: dict[str, object] = {
-            "ifname": host_name,
-            "kind": "veth",
-            "peer": peer,
-            "master": master,
-        }
+        spec: dict[str, object] = {"ifname": host_name, "kind": "veth", "peer": peer}
+        if master is not None:
+            spec["master"] = master
         if mtu is not None:
             spec["mtu"] = mtu
             peer["mtu"] = mtu
@@ -492,6 +511,15 @@ class HostNetwork:
         finally:
             ipr.close()
         return found
+
+
+class HostNetwork(NamespaceNetwork):
+    """The handle on the host namespace: the daemon's own (in tests, a throwaway namespace
+    acting as the host). Closing it also cancels the announcements still queued."""
+
+    def close(self) -> None:
+        super().close()
+        cancel_announcements()  # no send after the controller stopped
 
 
 def interface_addresses() -> dict[str, list[IPAddress]]:

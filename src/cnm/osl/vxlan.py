@@ -13,6 +13,10 @@ Why it looks like this:
   bridge's above it), neighbour entries with NLM_F_REPLACE and NUD_PERMANENT: writing the same
   entry again changes nothing, and a MAC that moved to another host is re-pointed in one
   message. Deleting one that is gone is not an error.
+* A device is made from the host's netlink socket but born in another namespace (the
+  network's own, IFLA_NET_NS_FD): the kernel binds its UDP socket in the namespace the request
+  came from (vxlan_newlink's source net), so encapsulated packets are routed by the host over
+  the underlay while the device, its FDB and its neighbour entries live with the bridge.
 * The UDP port is IANA's 4789 (the kernel's default is Linux's historical 8472).
 """
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from pyroute2.netlink.exceptions import NetlinkError
 
 from cnm.errors import CnmError
-from cnm.osl.links import HostNetwork, netlink_error, write_sysctl
+from cnm.osl.links import NamespaceNetwork, netlink_error, write_sysctl
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -67,7 +71,8 @@ class NeighbourEntry:
 
 
 def create_vxlan(
-    host: HostNetwork,
+    host: NamespaceNetwork,
+    inside: NamespaceNetwork,
     name: str,
     *,
     vni: int,
@@ -77,9 +82,10 @@ def create_vxlan(
     master: int,
     ipv6: bool,
 ) -> int:
-    """Make a VXLAN device tagged with ``alias``, enslave it to the bridge ``master`` and bring
-    it up; with ``ipv6`` False it carries no IPv6 of its own (no link-local address, no MLD or
-    router solicitations to drop). On failure nothing is left."""
+    """Make a VXLAN device inside ``inside`` whose tunnel socket is in ``host`` (see the module
+    note), tagged with ``alias``, enslave it to the bridge ``master`` there and bring it up;
+    with ``ipv6`` False it carries no IPv6 of its own (no link-local address, no MLD or router
+    solicitations to drop). On failure nothing is left."""
     spec: dict[str, object] = {
         "ifname": name,
         "kind": "vxlan",
@@ -88,32 +94,33 @@ def create_vxlan(
         "vxlan_learning": 0,
         "vxlan_proxy": 1,
         "mtu": mtu,
+        "net_ns_fd": inside.namespace.fd,
     }
     spec["vxlan_local6" if local.version == 6 else "vxlan_local"] = str(local)
     try:
         host.links.ipr.link("add", **spec)
     except NetlinkError as err:
         raise netlink_error(err, f"create VXLAN device {name} (VNI {vni})") from err
-    index = host.links.index_of(name)
+    index = inside.links.index_of(name)
     if index is None:
         raise CnmError(f"VXLAN device {name} vanished right after creation")
     try:
-        host.tag(index, alias)
+        inside.tag(index, alias)
         if not ipv6:
-            with host.inside():
+            with inside.inside():
                 write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "1")
-        host.links.set_master(index, master)
-        host.links.set_up(index)
+        inside.links.set_master(index, master)
+        inside.links.set_up(index)
     except Exception:
-        host.links.delete(index)
+        inside.links.delete(index)
         raise
     return index
 
 
-def vxlan_settings(host: HostNetwork, index: int) -> VxlanSettings | None:
+def vxlan_settings(network: NamespaceNetwork, index: int) -> VxlanSettings | None:
     """The settings of the VXLAN device ``index``; None when it is gone or no VXLAN device."""
     try:
-        msgs = host.links.ipr.link("get", index=index)
+        msgs = network.links.ipr.link("get", index=index)
     except NetlinkError as err:
         if err.code == errno.ENODEV:
             return None
@@ -133,11 +140,11 @@ def vxlan_settings(host: HostNetwork, index: int) -> VxlanSettings | None:
     )
 
 
-def set_forwarding(host: HostNetwork, index: int, mac: str, destination: IPAddress) -> None:
+def set_forwarding(network: NamespaceNetwork, index: int, mac: str, destination: IPAddress) -> None:
     """Send frames for ``mac`` to the tunnel endpoint ``destination`` (replacing any entry
     ``mac`` had)."""
     try:
-        host.links.ipr.fdb(
+        network.links.ipr.fdb(
             "replace",
             ifindex=index,
             lladdr=mac,
@@ -149,18 +156,18 @@ def set_forwarding(host: HostNetwork, index: int, mac: str, destination: IPAddre
         raise netlink_error(err, f"add FDB entry {mac} -> {destination}") from err
 
 
-def remove_forwarding(host: HostNetwork, index: int, mac: str) -> None:
+def remove_forwarding(network: NamespaceNetwork, index: int, mac: str) -> None:
     try:
-        host.links.ipr.fdb("del", ifindex=index, lladdr=mac, flags=NTF_SELF)
+        network.links.ipr.fdb("del", ifindex=index, lladdr=mac, flags=NTF_SELF)
     except NetlinkError as err:
         if err.code not in (errno.ENOENT, errno.ENODEV):
             raise netlink_error(err, f"delete FDB entry {mac}") from err
 
 
-def forwarding_entries(host: HostNetwork, index: int) -> list[ForwardingEntry]:
+def forwarding_entries(network: NamespaceNetwork, index: int) -> list[ForwardingEntry]:
     """The device's own permanent FDB entries with a destination (not the bridge's)."""
     found = []
-    for msg in host.links.ipr.fdb("dump", ifindex=index):
+    for msg in network.links.ipr.fdb("dump", ifindex=index):
         if msg["ifindex"] != index or not msg["flags"] & NTF_SELF:
             continue
         destination = msg.get_attr("NDA_DST")
@@ -171,10 +178,10 @@ def forwarding_entries(host: HostNetwork, index: int) -> list[ForwardingEntry]:
     return found
 
 
-def set_neighbour(host: HostNetwork, index: int, address: IPAddress, mac: str) -> None:
+def set_neighbour(network: NamespaceNetwork, index: int, address: IPAddress, mac: str) -> None:
     """Answer ARP / neighbour solicitations for ``address`` with ``mac`` (permanently)."""
     try:
-        host.links.ipr.neigh(
+        network.links.ipr.neigh(
             "replace",
             ifindex=index,
             dst=str(address),
@@ -186,9 +193,9 @@ def set_neighbour(host: HostNetwork, index: int, address: IPAddress, mac: str) -
         raise netlink_error(err, f"add neighbour entry {address} -> {mac}") from err
 
 
-def remove_neighbour(host: HostNetwork, index: int, address: IPAddress) -> None:
+def remove_neighbour(network: NamespaceNetwork, index: int, address: IPAddress) -> None:
     try:
-        host.links.ipr.neigh(
+        network.links.ipr.neigh(
             "del",
             ifindex=index,
             dst=str(address),
@@ -199,10 +206,10 @@ def remove_neighbour(host: HostNetwork, index: int, address: IPAddress) -> None:
             raise netlink_error(err, f"delete neighbour entry {address}") from err
 
 
-def neighbour_entries(host: HostNetwork, index: int) -> list[NeighbourEntry]:
+def neighbour_entries(network: NamespaceNetwork, index: int) -> list[NeighbourEntry]:
     """The permanent neighbour entries on the device, both families."""
     found = []
-    for msg in host.links.ipr.neigh("dump", ifindex=index):
+    for msg in network.links.ipr.neigh("dump", ifindex=index):
         if msg["ifindex"] != index or not msg["state"] & NUD_PERMANENT:
             continue
         address, mac = msg.get_attr("NDA_DST"), msg.get_attr("NDA_LLADDR")
