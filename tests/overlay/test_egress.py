@@ -158,6 +158,35 @@ def test_the_host_reaches_the_containers_it_runs_through_the_uplink(
         server.close()
 
 
+def test_ipv6_leaves_and_enters_through_the_uplink(
+    make_hosts: Hosts, cluster: SimulatedCluster, ids: MemoryIds
+) -> None:
+    """An IPv6 overlay's traffic beyond the network takes the uplink too: egress masqueraded to
+    the host's own address, and the host reaching its container, over IPv6 link-local next
+    hops. The underlay gets IPv6 addresses of the test's own for this."""
+    (h1,) = make_hosts(1)
+    outside = cluster.add_host()
+    for sim, address in ((h1.sim, "fd77::1"), (outside, "fd77::9")):
+        sim.run("ip", "addr", "add", f"{address}/64", "dev", "eth0", "nodad")
+    spec = overlay_spec(ids, h1.driver, "ov6", subnet_v6="fd00:100::/64")
+    h1.driver.create_network(spec)
+    a = h1.attach(spec, "10.100.0.2/24", address_v6="fd00:100::2/64", name="a")
+    uplink = uplink_name(spec.network_id)
+    assert f"via fe80::2 dev {uplink}" in h1.run("ip", "-6", "route", "show", "fd00:100::/64")
+    assert h1.sim.route_to(a.ip6)["dev"] == uplink
+    assert outside.route_to("fd77::1")["dev"] == "eth0"
+    server = TcpServer(outside.netns, "outside", 8000, bind="::")
+    try:
+        assert a.tcp("fd77::9", 8000) == "outside fd77::1"
+    finally:
+        server.close()
+    server = TcpServer(a.key, "a", 7000, bind="::")
+    try:
+        assert tcp_answer(h1.sim.netns, a.ip6, 7000) == "a fd77::1"
+    finally:
+        server.close()
+
+
 def test_overlays_are_isolated_from_each_other_and_from_bridge_networks(
     make_hosts: Hosts, cluster: SimulatedCluster, ids: MemoryIds
 ) -> None:
