@@ -191,3 +191,22 @@ def test_a_daemon_without_a_cluster_store_refuses_overlay_networks(
     finally:
         controller.close()
         store.close()
+
+
+def test_a_subnet_the_host_routes_elsewhere_is_never_taken_over(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    """A host whose own network came to overlap an overlay after the overlay was created (the
+    cluster's overlap check passed then): the first join is refused and the host's route stays
+    as it was."""
+    (host,) = make_hosts(1)
+    spec = overlay_spec(ids, host.driver, "ov1")
+    host.driver.create_network(spec)
+    host.run("ip", "addr", "add", "10.100.0.250/24", "dev", "eth0")
+    before = host.run("ip", "route", "show", "10.100.0.0/24")
+    with pytest.raises(Conflict, match="already routed through another interface of this host"):
+        host.attach(spec, "10.100.0.2/24")
+    assert host.run("ip", "route", "show", "10.100.0.0/24") == before
+    assert "dev eth0" in before
+    host.host.drain_deletions()
+    assert own_links(host) == []

@@ -191,6 +191,9 @@ class _Links:
         oif: int | None = None,
         replace: bool = False,
     ) -> None:
+        """A route to ``destination`` in the main table (``replace``: in place of one with the
+        same key). A ``gateway`` of the other family is an RFC 8950 next hop (IPv4 via an IPv6
+        link-local address)."""
         spec: dict[str, object] = {
             "dst": str(destination),
             "family": 10 if destination.version == 6 else 2,
@@ -206,6 +209,19 @@ class _Links:
             self.ipr.route("replace" if replace else "add", **spec)
         except NetlinkError as err:
             raise netlink_error(err, f"add route to {destination}") from err
+
+    def route_links(self, destination: IPNetwork) -> list[int]:
+        """The output links of the main table's routes to exactly ``destination``."""
+        family = 10 if destination.version == 6 else 2
+        found = []
+        for msg in self.ipr.route("dump", family=family):
+            if msg["dst_len"] != destination.prefixlen or msg.get_attr("RTA_TABLE") != 254:
+                continue
+            dst = msg.get_attr("RTA_DST")
+            at = ipaddress.ip_address(dst) if dst else None
+            if at == destination.network_address and msg.get_attr("RTA_OIF") is not None:
+                found.append(msg.get_attr("RTA_OIF"))
+        return found
 
     def delete_route(self, destination: IPNetwork) -> None:
         family = 10 if destination.version == 6 else 2

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from cnm.errors import CnmError, InvalidParameter
+from cnm.errors import CnmError, Conflict, InvalidParameter
 from cnm.osl.links import NamespaceNetwork, netlink_error, write_sysctl
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -137,9 +137,18 @@ def route_uplink(
     egress: bool,
 ) -> None:
     """(Re)write the uplink's routes (see ``connect_uplink``); writing them again changes
-    nothing."""
+    nothing. A host route to a subnet through any other link is never replaced: that is the
+    host's own network (which the cluster's overlap checks keep apart), and the uplink is
+    refused."""
     for subnet in subnets:
-        host.links.add_route(subnet, gateway=NAMESPACE_SIDE, oif=index, replace=True)
+        through = host.links.route_links(subnet)
+        if any(link != index for link in through):
+            raise Conflict(
+                f"{subnet} is already routed through another interface of this host, so the "
+                "overlay network's uplink cannot take it"
+            )
+        if not through:
+            host.links.add_route(subnet, gateway=NAMESPACE_SIDE, oif=index)
     if egress:
         versions = {subnet.version for subnet in subnets}
         for default in DEFAULT_ROUTES:
