@@ -5,10 +5,11 @@ The hosts are namespaces joined by a bridge in an "underlay" namespace (10.77.0.
 on its own netlink handle, nftables firewall and port mapper, as a daemon would.
 
 (c) Cross-host TCP throughput (iperf3, one stream): container to container through the
-    driver's data path (veth, bridge br0 and VXLAN device vxlan0 with static FDB and neighbour
-    entries in the network's namespace, and back up on the other host), against a hand-built VXLAN pair made by ``ip``
-    directly between the same two host namespaces (one VXLAN device per host with an address on
-    it, no bridge, no veth: the floor), in the same run, interleaved, median of the reps.
+    driver's data path (veth, bridge br0 and VXLAN device vxlan0 with static FDB and
+    neighbour entries in the network's namespace, and back up on the other host), against a
+    hand-built VXLAN pair made by ``ip`` directly between the same two host namespaces (one
+    VXLAN device per host with an address on it, no bridge, no veth: the floor), in the same
+    run, interleaved, median of the reps.
     Target: >= 95 % of the hand-built pair. Both host namespaces keep br_netfilter's
     ``net.bridge.bridge-nf-call-iptables`` at 1 (the kernel's default once the module is
     loaded, as on a Docker host): the overlay's bridge, in the network's own namespace, is out
@@ -78,6 +79,7 @@ class Host:
         return self.namespace.path
 
     def close(self) -> None:
+        self.driver.close()
         self.ports.close()
         self.firewall.close()
         self.host.close()

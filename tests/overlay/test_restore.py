@@ -136,11 +136,6 @@ def test_orphans_are_removed_and_the_bridge_driver_is_left_alone(
     plain = h1.attach(bridged, "10.200.0.2/24", name="plain", driver=h1.bridge_driver)
 
     h1.stop()
-    # What the layout before namespaces left in the host: a tagged bridge with a port.
-    h1.run("ip", "link", "add", "vx-legacy", "type", "bridge")
-    h1.run("ip", "link", "set", "vx-legacy", "alias", f"cnm:overlay:{kept.network_id}")
-    h1.run("ip", "link", "add", "veth-legacy", "master", "vx-legacy", "type", "veth",
-           "peer", "name", "veth-legacy1")  # fmt: skip
     h1.start()
     h1.bridge_driver.restore([bridged], [endpoint_spec(plain)])
     h1.driver.restore(
@@ -234,3 +229,61 @@ def test_a_namespace_file_without_its_namespace_is_made_again(
     c = h1.attach(spec, "10.100.0.4/24", name="c")
     introduce(b, c)
     assert c.ping(b.ip) and b.ping(c.ip)
+
+
+def test_the_layout_before_namespaces_is_replaced(make_hosts: Hosts, ids: MemoryIds) -> None:
+    """A daemon upgraded from the layout with the bridge ``ov-<id>`` and the VXLAN device
+    ``vx-<id>`` in the host: restore removes them (and the endpoint's veth on the bridge) and
+    makes the network's namespace, whose uplink takes the name ``ov-<id>``."""
+    (h1,) = make_hosts(1)
+    spec = overlay_spec(ids, h1.driver, "old")
+    nid, vni = spec.network_id, spec.options["com.docker.network.driver.overlay.vxlanid_list"]
+    key = h1.sandbox("old")
+    endpoint_id = "e" * 64
+    h1.run("ip", "link", "add", f"ov-{nid[:12]}", "type", "bridge")
+    h1.run("ip", "link", "add", f"vx-{nid[:12]}", "master", f"ov-{nid[:12]}", "type", "vxlan",
+           "id", vni, "local", h1.sim.address, "dstport", "4789")  # fmt: skip
+    for name in (f"ov-{nid[:12]}", f"vx-{nid[:12]}"):
+        h1.run("ip", "link", "set", name, "alias", f"cnm:overlay:{nid}")
+    h1.run("ip", "link", "add", f"veth{endpoint_id[:11]}", "master", f"ov-{nid[:12]}",
+           "type", "veth", "peer", "name", "eth0", "netns", key)  # fmt: skip
+    h1.stop()
+    h1.start()
+    address = ipaddress.IPv4Interface("10.100.0.2/24")
+    records = [EndpointSpec(nid, endpoint_id, address=address, joined=True)]
+    h1.driver.restore([spec], records)
+    h1.host.drain_deletions()
+    assert own_links(h1) == sorted([uplink_name(nid), f"netns:{nid}"])
+    assert h1.links()[uplink_name(nid)]["linkinfo"]["info_kind"] == "veth"
+    assert sorted(h1.network_links(nid)) == ["br0", "lo", "uplink", "vxlan0"]
+
+    # Restored again on the running driver (the cluster store's history was compacted): the
+    # namespace is adopted as it is.
+    before = indexes(h1, nid)
+    h1.driver.restore([spec], records)
+    assert indexes(h1, nid) == before
+
+
+def test_a_network_that_cannot_be_restored_does_not_stop_the_others(
+    make_hosts: Hosts, ids: MemoryIds
+) -> None:
+    """While the daemon was down, the host's own network came to overlap one overlay (its
+    uplink is gone): restore removes that network's namespace, keeps the other, and returns."""
+    (h1,) = make_hosts(1)
+    blocked = overlay_spec(ids, h1.driver, "blocked", "10.100.0.0/24")
+    kept = overlay_spec(ids, h1.driver, "kept", "10.101.0.0/24")
+    for spec in (blocked, kept):
+        h1.driver.create_network(spec)
+    a = h1.attach(blocked, "10.100.0.2/24", name="a")
+    b = h1.attach(kept, "10.101.0.2/24", name="b")
+    h1.stop()
+    h1.run("ip", "link", "del", uplink_name(blocked.network_id))
+    h1.run("ip", "addr", "add", "10.100.0.250/24", "dev", "eth0")
+    h1.start()
+    h1.driver.restore([blocked, kept], [endpoint_spec(a), endpoint_spec(b)])
+    h1.host.drain_deletions()
+    assert own_links(h1) == sorted([uplink_name(kept.network_id), f"netns:{kept.network_id}"])
+    assert uplink_name(blocked.network_id) not in firewall_bridges(h1)
+    assert "dev eth0" in h1.run("ip", "route", "show", "10.100.0.0/24")
+    b.check_route("10.101.0.1")
+    assert b.ping("10.101.0.1")

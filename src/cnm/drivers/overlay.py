@@ -20,8 +20,9 @@ nothing in the kernel: a host with no container on a network carries none of it.
 
 Why a namespace per network, as Docker's overlay: there its bridge's frames skip br_netfilter
 (cnm/osl/uplink.py), which otherwise costs every frame between hosts a pass through netfilter
-and conntrack in the host; frames between a network's containers, local or remote, never
-reach the host's hooks at all.
+and conntrack in the host. Frames between a network's containers, local or remote, are never
+seen by the host's hooks; the host sees only the tunnel's UDP packets, as it would for a
+hand-built VXLAN pair.
 
 Why an uplink and not docker_gwbridge: the namespace routes between its bridge and the host,
 so the uplink's host end stands for the network in the host as a bridge network's bridge
@@ -114,7 +115,7 @@ from cnm.drivers.bridging import (
     report_network,
     revoke_endpoint,
 )
-from cnm.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavailable
+from cnm.errors import CnmError, Conflict, Forbidden, InvalidParameter, NotFound, Unavailable
 from cnm.firewall.api import EndpointRules, Firewall
 from cnm.model import PortMapping, PortRequest
 from cnm.osl import ipsec
@@ -298,6 +299,7 @@ class OverlayDriver(NetworkDriver):
         self._endpoints: dict[str, BridgedEndpoint] = {}
         self._pending_peers: dict[str, dict[str, Peer]] = {}  # for networks not known yet
         self._lock = threading.Lock()  # guards the three dictionaries above
+        self._reported: set[str] = set()  # uplinks the firewall was told of (network.lock)
 
     # ----------------------------------------------------------------- configuration
 
@@ -422,12 +424,13 @@ class OverlayDriver(NetworkDriver):
         path = self._namespace_path(spec.network_id)
         if path.exists() or self.host.links.index_of(network.uplink) is not None:
             self.host.drain_deletions()  # a last leave's namespace, on its way out
-            self._teardown(path, None, network.uplink)  # or what a killed daemon left
+            self._teardown(path, None, spec.network_id)  # or what a killed daemon left
         alias = NETWORK_ALIAS + spec.network_id
         create_netns(path).close()
-        net = _open_namespace(path)
+        net: NamespaceNetwork | None = None
         reported = False
         try:
+            net = _open_namespace(path)
             prepare_router(net, ipv6=spec.enable_ipv6)
             bridge = make_bridge(net, BRIDGE, spec, mtu=network.mtu, alias=alias, mac=random_mac())
             vxlan = create_vxlan(
@@ -452,15 +455,14 @@ class OverlayDriver(NetworkDriver):
                     subnets=_subnets(spec),
                     egress=True,
                 )
-                rules = network_rules(network.firewall_name, spec)
-                report_network(self.host, self.firewall, rules, spec.enable_ipv6)
+                self._report(network)
                 reported = True
             for peer in network.peers.values():
                 self._program(net, vxlan, peer)
         except Exception:
             if reported:
-                self.firewall.remove_network(network.uplink)
-            self._teardown(path, net, network.uplink)
+                self._unreport(network)
+            self._teardown(path, net, spec.network_id)
             raise
         network.devices = _Devices(net, bridge, vxlan, uplink)
         self._make_room()
@@ -469,21 +471,38 @@ class OverlayDriver(NetworkDriver):
         devices, network.devices = network.devices, None
         if devices is None:
             return
-        if devices.uplink is not None:
-            self.firewall.remove_network(network.uplink)
         path = self._namespace_path(network.spec.network_id)
-        self.host.later(
-            lambda: self._teardown(path, devices.net, network.uplink),
-            f"removing the namespace of overlay network {network.spec.name}",
-        )
+        try:
+            if devices.uplink is not None:
+                self._unreport(network)
+        finally:
+            self.host.later(
+                lambda: self._teardown(path, devices.net, network.spec.network_id),
+                f"removing the namespace of overlay network {network.spec.name}",
+            )
 
-    def _teardown(self, path: Path, net: NamespaceNetwork | None, uplink: str) -> None:
-        """Remove a network's uplink, VXLAN device and namespace (with everything else in it).
-        The VXLAN device goes first and at once: until it is gone it holds its VNI on the
-        host's UDP socket, and the kernel frees a namespace only later, in a work queue."""
-        index = self.host.links.index_of(uplink)
-        if index is not None:
-            self.host.links.delete(index)
+    def _report(self, network: _OverlayNetwork) -> None:
+        """Tell the firewall of the network's uplink, unless it was told already (a restore
+        run again on a running daemon adopts what it reported before)."""
+        assert network.firewall_name is not None
+        if network.firewall_name in self._reported:
+            return
+        rules = network_rules(network.firewall_name, network.spec)
+        report_network(self.host, self.firewall, rules, network.spec.enable_ipv6)
+        self._reported.add(network.firewall_name)
+
+    def _unreport(self, network: _OverlayNetwork) -> None:
+        self._reported.discard(network.uplink)
+        self.firewall.remove_network(network.uplink)
+
+    def _teardown(self, path: Path, net: NamespaceNetwork | None, network_id: str) -> None:
+        """Remove a network's uplink (if it carries the network's tag), then its VXLAN device,
+        then its namespace with everything else in it. The VXLAN device is deleted rather than
+        left to the namespace: until it is gone it holds its VNI on the host's UDP socket, and
+        the kernel frees a namespace only later, in a work queue."""
+        uplink = self.host.links.details(uplink_name(network_id))
+        if uplink is not None and uplink.alias == NETWORK_ALIAS + network_id:
+            self.host.links.delete(uplink.index)
         if net is None and is_netns_mount(path):
             net = _open_namespace(path)
         if net is not None:
@@ -706,6 +725,7 @@ class OverlayDriver(NetworkDriver):
             with network.lock:
                 if network.devices is not None:
                     network.devices.net.close()
+                    network.devices = None
 
     # ----------------------------------------------------------------- restore
 
@@ -722,6 +742,7 @@ class OverlayDriver(NetworkDriver):
             log.error("overlay networks cannot work without a cluster advertise address; "
                       "their namespaces on this host are removed")  # fmt: skip
             networks = []
+        self.close()  # a restore again (the cluster store's history was compacted) adopts anew
         for spec in networks:
             try:
                 vni = parse_vni(spec.options.get(OPT_VNI, ""))
@@ -749,7 +770,7 @@ class OverlayDriver(NetworkDriver):
             for path in self.namespace_dir.iterdir():
                 if path.name not in joined:
                     log.info("removing the namespace of overlay network %s", path.name[:12])
-                    self._teardown(path, None, uplink_name(path.name))
+                    self._teardown(path, None, path.name)
         scan = TaggedLinks.scan(self.host, NETWORK_ALIAS)
         for link in scan.stray_veths(set()):  # ports of an earlier layout's bridges
             self.host.links.delete(link.index)
@@ -758,10 +779,22 @@ class OverlayDriver(NetworkDriver):
             if network_id is None:
                 continue
             network = joined.get(network_id)
-            if network is None or link.name != network.uplink or network.spec.internal:
+            is_uplink = link.kind == "veth" and network is not None and link.name == network.uplink
+            if not is_uplink or network is None or network.spec.internal:
                 self.host.links.delete(link.index)
-        for network in joined.values():
-            self._restore_devices(network)
+        for network in list(joined.values()):
+            try:
+                self._restore_devices(network)
+            except CnmError:
+                log.exception(
+                    "overlay network %s cannot be restored here; its namespace is removed and "
+                    "its containers here lose their interface on it",
+                    network.spec.name,
+                )
+                self._unreport(network)
+                self._teardown(self._namespace_path(network.spec.network_id), None,
+                               network.spec.network_id)  # fmt: skip
+                del joined[network.spec.network_id]
         for endpoint_id, known in self._endpoints.items():
             network = joined.get(known.network_id)
             if known.joined and network is not None and network.firewall_name is not None:
@@ -845,8 +878,7 @@ class OverlayDriver(NetworkDriver):
                 subnets=_subnets(spec),
                 egress=True,
             )
-        rules = network_rules(network.firewall_name, spec)
-        report_network(self.host, self.firewall, rules, spec.enable_ipv6)
+        self._report(network)
         return _Devices(net, bridge, vxlan, uplink)
 
     def _matches(self, network: _OverlayNetwork, net: NamespaceNetwork, vxlan: int) -> bool:

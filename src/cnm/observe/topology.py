@@ -32,9 +32,9 @@ class NetworkNode:
     id: str
     name: str
     driver: str
-    device: str  # the bridge (or parent) device on the host, "" for host/null
+    device: str  # the bridge (or parent; an overlay's uplink) on the host, "" for host/null
     subnets: list[str] = field(default_factory=list)
-    gateways: list[str] = field(default_factory=list)  # "10.10.0.1/24" on the host's bridge
+    gateways: list[str] = field(default_factory=list)  # "10.10.0.1/24" on the network's bridge
     internal: bool = False
     icc: bool = True
     ipv6: bool = False
@@ -45,7 +45,7 @@ class Interface:
     endpoint_id: str
     network_id: str
     ifname: str  # inside the sandbox
-    host_interface: str = ""  # the host end of its veth
+    host_interface: str = ""  # the bridge's end of its veth (an overlay's: in its namespace)
     ipv4: str = ""  # with prefix
     ipv6: str = ""
     mac: str = ""

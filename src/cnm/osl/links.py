@@ -1,4 +1,5 @@
-"""Links, addresses, routes and sysctls over netlink (pyroute2): the only module that speaks it.
+"""Links, addresses, routes and sysctls over netlink (pyroute2). The OS layer is the only place
+that speaks it: this module, and vxlan.py and uplink.py beside it, on the sockets opened here.
 
 Why it looks like this:
 * ``HostNetwork`` is bound to the namespace that was current when it was made (the daemon's
@@ -35,6 +36,7 @@ import logging
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -281,23 +283,26 @@ class _Links:
 
 class NamespaceNetwork:
     """The OS layer's handle on one namespace (the one current at construction): links,
-    addresses, routes and sysctls there. ``close`` closes every socket it opened."""
+    addresses, routes and sysctls there, through a netlink socket per thread. ``close`` closes
+    the sockets still open and makes the handle unusable."""
 
     def __init__(self) -> None:
         self.namespace = current_thread_namespace()
         self._local = threading.local()
-        self._sockets: list[IPRoute] = []
-        self._sockets_lock = threading.Lock()
-        self._doomed: queue.Queue[Callable[[], None]] = queue.Queue()
-        self._deleter: threading.Thread | None = None
-        self._deleter_lock = threading.Lock()
+        self._open: weakref.WeakSet[_Links] = weakref.WeakSet()  # a thread's goes with it
+        self._open_lock = threading.Lock()
+        self._closed = False
+        self._background: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
 
     def close(self) -> None:
         self.drain_deletions()
-        with self._sockets_lock:
-            sockets, self._sockets = self._sockets, []
-        for ipr in sockets:
-            ipr.close()
+        with self._open_lock:
+            self._closed = True
+            still_open = list(self._open)
+        for links in still_open:
+            links.ipr.close()
         self.namespace.close()
 
     def delete_link_later(self, index: int) -> None:
@@ -309,43 +314,45 @@ class NamespaceNetwork:
 
     def later(self, action: Callable[[], None], what: str) -> None:
         """Run ``action`` on this handle's background thread, after what was handed to it
-        before (``drain_deletions`` waits for all of it); a failure is logged as ``what``."""
-        with self._deleter_lock:
-            if self._deleter is None:
-                self._deleter = threading.Thread(
-                    target=self._delete_doomed, name="cnm-link-deleter", daemon=True
+        before (``drain_deletions`` waits for all of it); a failure is logged as ``what`` and
+        never stops the thread."""
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._run_background, name="cnm-link-background", daemon=True
                 )
-                self._deleter.start()
+                self._worker.start()
 
         def logged() -> None:
             try:
                 action()
-            except CnmError:
+            except Exception:
                 log.exception("%s", what)
 
-        self._doomed.put(logged)
+        self._background.put(logged)
 
     def drain_deletions(self) -> None:
         """Wait until everything handed to ``delete_link_later`` and ``later`` is done."""
-        self._doomed.join()
+        self._background.join()
 
-    def _delete_doomed(self) -> None:
+    def _run_background(self) -> None:
         while True:
-            action = self._doomed.get()
+            action = self._background.get()
             try:
                 action()
             finally:
-                self._doomed.task_done()
+                self._background.task_done()
 
     @property
     def links(self) -> _Links:
         links = getattr(self._local, "links", None)
         if links is None:
-            with self.namespace.entered():
-                ipr = _open_socket()
-            with self._sockets_lock:
-                self._sockets.append(ipr)
-            links = _Links(ipr)
+            with self._open_lock:
+                if self._closed:
+                    raise CnmError(f"the handle on namespace {self.namespace.path} is closed")
+                with self.namespace.entered():
+                    links = _Links(_open_socket())
+                self._open.add(links)
             self._local.links = links
         return links
 

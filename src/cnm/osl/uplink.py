@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from cnm import faults
 from cnm.errors import CnmError, Conflict, InvalidParameter
 from cnm.osl.links import NamespaceNetwork, netlink_error, write_sysctl
 
@@ -104,6 +105,7 @@ def connect_uplink(
         "peer": {"ifname": UPLINK, "net_ns_fd": inside.namespace.fd, "mtu": mtu},
     }
     try:
+        faults.step("create link")
         host.links.ipr.link("add", **spec)
     except NetlinkError as err:
         raise netlink_error(err, f"create uplink {name}") from err
