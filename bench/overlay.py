@@ -52,6 +52,7 @@ from cnm.portmap.mapper import PortMapper
 
 UNDERLAY = "10.77.0.{}"
 SUBNET = ipaddress.ip_network("10.100.0.0/16")
+LATE_SUBNET = ipaddress.ip_network("10.101.0.0/16")
 HAND_VNI, HAND_PORT = 999, 4790  # the hand-built pair's, apart from the driver's
 HAND_NET = "192.168.99.{}"
 
@@ -133,13 +134,13 @@ def two_hosts(phase: Path) -> Iterator[list[Host]]:
                 delete_netns(namespace.path)
 
 
-def overlay(name: str, vni: int) -> NetworkSpec:
-    gateway = ipaddress.ip_interface(f"{SUBNET[1]}/{SUBNET.prefixlen}")
+def overlay(name: str, vni: int, subnet: ipaddress.IPv4Network = SUBNET) -> NetworkSpec:
+    gateway = ipaddress.ip_interface(f"{subnet[1]}/{subnet.prefixlen}")
     return NetworkSpec(
         network_id=secrets.token_hex(32),
         name=name,
         options={OPT_VNI: str(vni)},
-        ipv4=(IpamData(pool=SUBNET, gateway=gateway),),
+        ipv4=(IpamData(pool=subnet, gateway=gateway),),
     )
 
 
@@ -302,12 +303,12 @@ def part_p(phase: Path, count: int) -> None:
             removed.append(_ms(start))
         print(f"  remove_peer: {_stats(removed)}; all {count}: {sum(removed):.0f} ms")
 
-        other = overlay("late", 4097)
+        other = overlay("late", 4097, LATE_SUBNET)  # two overlays never share a subnet
         h1.driver.create_network(other)
         for peer in peers:
             h1.driver.add_peer(other.network_id, peer)
         start = time.perf_counter_ns()
-        container(h1, other, phase, "10.100.0.2/16")
+        container(h1, other, phase, "10.101.0.2/16")
         print(
             f"  first local join with {count} peers known (devices + {count} peers "
             f"programmed + sandbox addressing): {_ms(start):.0f} ms"
