@@ -20,9 +20,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cnm.driverapi import EndpointSpec, IpamData, JoinInfo, NetworkDriver, NetworkSpec, Peer
 from cnm.drivers.bridge import BridgeDriver
@@ -380,6 +381,50 @@ def introduce(*boxes: Box) -> None:
         for other in boxes:
             if other.host is not box.host:
                 other.host.driver.add_peer(box.network_id, box.peer())
+
+
+class Pair(NamedTuple):
+    """Two hosts on one overlay with a container on each."""
+
+    h1: OverlayHost
+    h2: OverlayHost
+    spec: NetworkSpec
+    a: Box
+    b: Box
+
+
+def overlay_pair(
+    make_hosts: Callable[[int], list[OverlayHost]],
+    ids: MemoryIds,
+    subnet: str = "10.100.0.0/24",
+    *,
+    subnet_v6: str | None = None,
+    internal: bool = False,
+    introduced: bool = True,
+) -> Pair:
+    """Two new hosts that know of one overlay ("ov1"), container ``a`` on h1 at the subnet's
+    second address and ``b`` on h2 at its third (in each family), told of each other unless
+    not ``introduced``."""
+    h1, h2 = make_hosts(2)
+    spec = overlay_spec(ids, h1.driver, "ov1", subnet, subnet_v6=subnet_v6, internal=internal)
+    for host in (h1, h2):
+        host.driver.create_network(spec)
+    boxes = []
+    for host, name, nth in ((h1, "a", 2), (h2, "b", 3)):
+        v4 = ipaddress.ip_network(subnet)
+        v6 = ipaddress.ip_network(subnet_v6) if subnet_v6 else None
+        boxes.append(
+            host.attach(
+                spec,
+                f"{v4[nth]}/{v4.prefixlen}",
+                address_v6=f"{v6[nth]}/{v6.prefixlen}" if v6 else None,
+                name=name,
+            )
+        )
+    a, b = boxes
+    if introduced:
+        introduce(a, b)
+    return Pair(h1, h2, spec, a, b)
 
 
 def own_links(host: OverlayHost) -> list[str]:

@@ -16,6 +16,7 @@ from .hosts import (
     OverlayHost,
     TcpServer,
     introduce,
+    overlay_pair,
     overlay_spec,
     own_links,
     settled_links,
@@ -33,13 +34,7 @@ def vxlan_stats(host: OverlayHost, network_id: str) -> tuple[int, int]:
 def test_containers_on_two_hosts_reach_each_other_across_the_vxlan(
     make_hosts: Hosts, ids: MemoryIds
 ) -> None:
-    h1, h2 = make_hosts(2)
-    spec = overlay_spec(ids, h1.driver, "ov1")
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", name="a")
-    b = h2.attach(spec, "10.100.0.3/24", name="b")
-    introduce(a, b)
+    h1, h2, spec, a, b = overlay_pair(make_hosts, ids)
 
     assert a.ping(b.ip) and b.ping(a.ip)
     server = TcpServer(b.key, "b", 7000)
@@ -120,13 +115,7 @@ def test_the_mtu_option_sets_every_link(make_hosts: Hosts, ids: MemoryIds) -> No
 
 
 def test_ipv6_crosses_hosts_through_the_neighbour_proxy(make_hosts: Hosts, ids: MemoryIds) -> None:
-    h1, h2 = make_hosts(2)
-    spec = overlay_spec(ids, h1.driver, "ov6", subnet_v6="fd00:100::/64")
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", address_v6="fd00:100::2/64")
-    b = h2.attach(spec, "10.100.0.3/24", address_v6="fd00:100::3/64")
-    introduce(a, b)
+    h1, _, spec, a, b = overlay_pair(make_hosts, ids, subnet_v6="fd00:100::/64")
     assert a.info.gateway_v6 == ipaddress.ip_address("fd00:100::1")
     assert a.ping(b.ip6) and b.ping(a.ip6)
     neighbours = {n["dst"]: n["lladdr"] for n in h1.neighbours(spec.network_id)}
@@ -156,17 +145,11 @@ def test_frames_between_containers_skip_the_hosts_netfilter(
     """With br_netfilter's bridge-nf-call-iptables on in the hosts (as on a Docker host), a
     TCP flow between containers on two hosts leaves no conntrack entry in either host: its
     frames are bridged in the network's namespace. The tunnel's UDP flow is tracked."""
-    h1, h2 = make_hosts(2)
+    h1, h2, _, a, b = overlay_pair(make_hosts, ids)
     for host in (h1, h2):
         setting = host.run("sh", "-c", "cat /proc/sys/net/bridge/bridge-nf-call-iptables || true")
         if setting.strip():
             host.run("sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
-    spec = overlay_spec(ids, h1.driver, "ov1")
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", name="a")
-    b = h2.attach(spec, "10.100.0.3/24", name="b")
-    introduce(a, b)
     server = TcpServer(b.key, "b", 7000)
     try:
         assert a.tcp(b.ip, 7000) == f"b {a.ip}"

@@ -24,6 +24,7 @@ from .hosts import (
     TcpServer,
     introduce,
     network_spec,
+    overlay_pair,
     overlay_spec,
     tcp_answer,
 )
@@ -53,14 +54,8 @@ def bridge_mac(host: OverlayHost, network_id: str) -> str:
 def test_one_gateway_on_every_host_and_egress_masqueraded_through_its_own_host(
     make_hosts: Hosts, cluster: SimulatedCluster, ids: MemoryIds
 ) -> None:
-    h1, h2 = make_hosts(2)
+    h1, h2, spec, a, b = overlay_pair(make_hosts, ids)
     outside = cluster.add_host()
-    spec = overlay_spec(ids, h1.driver, "ov1")
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", name="a")
-    b = h2.attach(spec, "10.100.0.3/24", name="b")
-    introduce(a, b)
     assert a.info.gateway == b.info.gateway
     for host in (h1, h2):
         host.sim.check_underlay_route(outside.address)
@@ -77,13 +72,7 @@ def test_one_gateway_on_every_host_and_egress_masqueraded_through_its_own_host(
 
 
 def test_nothing_is_flooded_between_hosts(make_hosts: Hosts, ids: MemoryIds) -> None:
-    h1, h2 = make_hosts(2)
-    spec = overlay_spec(ids, h1.driver, "ov1")
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", name="a")
-    b = h2.attach(spec, "10.100.0.3/24", name="b")
-    introduce(a, b)
+    _, h2, spec, a, b = overlay_pair(make_hosts, ids)
 
     def received() -> int:
         command = ("ip", "-s", "-j", "link", "show", "dev", VXLAN)
@@ -135,13 +124,7 @@ def test_published_ports_are_on_the_host_the_container_runs_on(
 def test_the_host_reaches_the_containers_it_runs_through_the_uplink(
     make_hosts: Hosts, ids: MemoryIds
 ) -> None:
-    h1, h2 = make_hosts(2)
-    spec = overlay_spec(ids, h1.driver, "ov1")
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", name="a")
-    b = h2.attach(spec, "10.100.0.3/24", name="b")
-    introduce(a, b)
+    h1, _, spec, a, b = overlay_pair(make_hosts, ids)
     assert h1.sim.route_to(a.ip)["dev"] == uplink_name(spec.network_id)
     server = TcpServer(a.key, "a", 7000)
     try:
@@ -225,14 +208,8 @@ def test_overlays_are_isolated_from_each_other_and_from_bridge_networks(
 def test_an_internal_overlay_crosses_hosts_but_goes_nowhere_else(
     make_hosts: Hosts, cluster: SimulatedCluster, ids: MemoryIds
 ) -> None:
-    h1, h2 = make_hosts(2)
+    h1, _, spec, a, b = overlay_pair(make_hosts, ids, internal=True)
     outside = cluster.add_host()
-    spec = overlay_spec(ids, h1.driver, "inner", internal=True)
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", name="a")
-    b = h2.attach(spec, "10.100.0.3/24", name="b")
-    introduce(a, b)
     assert a.info.gateway is None and a.info.gateway_v6 is None
     assert "default" not in a.run("ip", "route")
     assert a.ping(b.ip)

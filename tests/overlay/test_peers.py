@@ -16,7 +16,15 @@ from cnm.driverapi import Peer
 from cnm.drivers.overlay import VXLAN
 from cnm.osl.neighbour_table import NeighbourTableRoom
 
-from .hosts import Box, MemoryIds, OverlayHost, introduce, overlay_spec, own_links, settled_links
+from .hosts import (
+    Box,
+    MemoryIds,
+    OverlayHost,
+    overlay_pair,
+    overlay_spec,
+    own_links,
+    settled_links,
+)
 
 Hosts = Callable[[int], list[OverlayHost]]
 
@@ -51,13 +59,7 @@ def expected(*peers: Peer) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
 def test_entries_follow_add_and_remove_and_carry_the_traffic(
     make_hosts: Hosts, ids: MemoryIds
 ) -> None:
-    h1, h2 = make_hosts(2)
-    spec = overlay_spec(ids, h1.driver, "ov1")
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", name="a")
-    b = h2.attach(spec, "10.100.0.3/24", name="b")
-    introduce(a, b)
+    h1, _, spec, a, b = overlay_pair(make_hosts, ids)
     assert programmed(h1, spec.network_id) == expected(b.peer())
     lines = h1.network_run(spec.network_id, "bridge", "fdb", "show", "dev", VXLAN)
     (line,) = [line for line in lines.splitlines() if line.startswith(b.mac)]

@@ -20,6 +20,7 @@ from .hosts import (
     OverlayHost,
     introduce,
     network_spec,
+    overlay_pair,
     overlay_spec,
     own_links,
     settled_links,
@@ -57,13 +58,7 @@ def firewall_bridges(host: OverlayHost) -> str:
 
 
 def test_a_restart_adopts_the_devices_and_their_entries(make_hosts: Hosts, ids: MemoryIds) -> None:
-    h1, h2 = make_hosts(2)
-    spec = overlay_spec(ids, h1.driver, "ov1")
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", name="a")
-    b = h2.attach(spec, "10.100.0.3/24", name="b")
-    introduce(a, b)
+    h1, _, spec, a, b = overlay_pair(make_hosts, ids)
     before = indexes(h1, spec.network_id)
 
     restart(h1, [spec], [a])
@@ -214,12 +209,7 @@ def test_a_namespace_file_without_its_namespace_is_made_again(
 ) -> None:
     """A daemon killed between making the namespace's file and mounting it leaves a plain
     file; the restart makes the namespace anew at that path."""
-    h1, h2 = make_hosts(2)
-    spec = overlay_spec(ids, h1.driver, "ov1")
-    for host in (h1, h2):
-        host.driver.create_network(spec)
-    a = h1.attach(spec, "10.100.0.2/24", name="a")
-    b = h2.attach(spec, "10.100.0.3/24", name="b")
+    h1, _, spec, a, b = overlay_pair(make_hosts, ids, introduced=False)
     h1.network_run(spec.network_id, "ip", "link", "del", "vxlan0")  # gone with its namespace
     h1.stop()
     h1.run("umount", h1.namespace(spec.network_id))  # the file stays

@@ -419,7 +419,7 @@ class OverlayDriver(NetworkDriver):
         """The namespace of ``network`` on this host with its bridge, VXLAN device and uplink,
         reported to the firewall, with every known peer programmed; on failure nothing is
         left."""
-        vtep = self._local_vtep()
+        self._local_vtep()  # no advertise address: refused before anything is made
         spec = network.spec
         path = self._namespace_path(spec.network_id)
         if path.exists() or self.host.links.index_of(network.uplink) is not None:
@@ -433,28 +433,10 @@ class OverlayDriver(NetworkDriver):
             net = _open_namespace(path)
             prepare_router(net, ipv6=spec.enable_ipv6)
             bridge = make_bridge(net, BRIDGE, spec, mtu=network.mtu, alias=alias, mac=random_mac())
-            vxlan = create_vxlan(
-                self.host,
-                net,
-                VXLAN,
-                vni=network.vni,
-                local=vtep,
-                mtu=network.mtu,
-                alias=alias,
-                master=bridge,
-                ipv6=spec.enable_ipv6,
-            )
+            vxlan = self._make_vxlan(network, net, bridge)
             uplink = None
             if network.firewall_name is not None:
-                uplink = connect_uplink(
-                    self.host,
-                    net,
-                    network.uplink,
-                    alias=alias,
-                    mtu=network.mtu,
-                    subnets=_subnets(spec),
-                    egress=True,
-                )
+                uplink = self._connect_uplink(network, net)
                 self._report(network)
                 reported = True
             for peer in network.peers.values():
@@ -466,6 +448,30 @@ class OverlayDriver(NetworkDriver):
             raise
         network.devices = _Devices(net, bridge, vxlan, uplink)
         self._make_room()
+
+    def _make_vxlan(self, network: _OverlayNetwork, net: NamespaceNetwork, bridge: int) -> int:
+        return create_vxlan(
+            self.host,
+            net,
+            VXLAN,
+            vni=network.vni,
+            local=self._local_vtep(),
+            mtu=network.mtu,
+            alias=NETWORK_ALIAS + network.spec.network_id,
+            master=bridge,
+            ipv6=network.spec.enable_ipv6,
+        )
+
+    def _connect_uplink(self, network: _OverlayNetwork, net: NamespaceNetwork) -> int:
+        return connect_uplink(
+            self.host,
+            net,
+            network.uplink,
+            alias=NETWORK_ALIAS + network.spec.network_id,
+            mtu=network.mtu,
+            subnets=_subnets(network.spec),
+            egress=True,
+        )
 
     def _remove_devices(self, network: _OverlayNetwork) -> None:
         devices, network.devices = network.devices, None
@@ -844,17 +850,7 @@ class OverlayDriver(NetworkDriver):
             net.links.delete(vxlan)
             vxlan = None
         if vxlan is None:
-            vxlan = create_vxlan(
-                self.host,
-                net,
-                VXLAN,
-                vni=network.vni,
-                local=self._local_vtep(),
-                mtu=network.mtu,
-                alias=alias,
-                master=bridge,
-                ipv6=spec.enable_ipv6,
-            )
+            vxlan = self._make_vxlan(network, net, bridge)
         else:
             net.links.set_master(vxlan, bridge)  # a bridge made again has no ports yet
             net.links.set_up(vxlan)
@@ -869,15 +865,7 @@ class OverlayDriver(NetworkDriver):
             for found, where in ((uplink, self.host), (inner, net)):
                 if found is not None:
                     where.links.delete(found)
-            uplink = connect_uplink(
-                self.host,
-                net,
-                network.uplink,
-                alias=alias,
-                mtu=network.mtu,
-                subnets=_subnets(spec),
-                egress=True,
-            )
+            uplink = self._connect_uplink(network, net)
         self._report(network)
         return _Devices(net, bridge, vxlan, uplink)
 

@@ -405,10 +405,12 @@ class NamespaceNetwork:
         mtu: int | None,
         peer_mac: str | None,
         ipv6: bool,
+        own_link_local: bool = False,
     ) -> int:
         """Create a veth whose near end is enslaved to ``master`` (if any) and up, and whose
         peer is born inside ``peer_namespace`` as ``peer_name`` (left down for the sandbox to
-        configure)."""
+        configure). With ``own_link_local`` the near end comes up with IPv6 but no generated
+        link-local address, for the caller to give it its own (``use_own_link_local``)."""
         peer: dict[str, object] = {"ifname": peer_name, "net_ns_fd": peer_namespace.fd}
         spec: dict[str, object] = {"ifname": host_name, "kind": "veth", "peer": peer}
         if master is not None:
@@ -427,7 +429,9 @@ class NamespaceNetwork:
         if index is None:
             raise CnmError(f"veth {host_name} vanished right after creation")
         try:
-            if not ipv6:
+            if own_link_local:
+                self.use_own_link_local(host_name)
+            elif not ipv6:
                 with self.inside():
                     write_sysctl(f"net.ipv6.conf.{host_name}.disable_ipv6", "1")
             self.links.set_up(index)
@@ -435,6 +439,20 @@ class NamespaceNetwork:
             self.links.delete(index)
             raise
         return index
+
+    def use_own_link_local(self, name: str) -> None:
+        """Before the link ``name`` goes up: IPv6 on, even where the namespace's default is
+        off, and no link-local address generated (``addr_gen_mode`` 1) beside the one the
+        caller adds. A kernel without IPv6 (ipv6.disable=1) has no such settings: refused."""
+        try:
+            with self.inside():
+                write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "0")
+                write_sysctl(f"net.ipv6.conf.{name}.addr_gen_mode", "1")
+        except FileNotFoundError:
+            raise InvalidParameter(
+                f"link {name} needs IPv6 link-local addresses, and IPv6 is disabled in this "
+                "kernel (ipv6.disable=1)"
+            ) from None
 
     def move_into(
         self, name: str, target: NetNamespace, new_name: str, mac: str | None = None

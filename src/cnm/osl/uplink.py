@@ -31,11 +31,8 @@ import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyroute2.netlink.exceptions import NetlinkError
-
-from cnm import faults
-from cnm.errors import CnmError, Conflict, InvalidParameter
-from cnm.osl.links import NamespaceNetwork, netlink_error, write_sysctl
+from cnm.errors import CnmError, Conflict
+from cnm.osl.links import NamespaceNetwork, write_sysctl
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -72,18 +69,6 @@ def prepare_router(inside: NamespaceNetwork, *, ipv6: bool) -> None:
     inside.links.set_up(1)
 
 
-def _link_local_only(network: NamespaceNetwork, name: str) -> None:
-    try:
-        with network.inside():
-            write_sysctl(f"net.ipv6.conf.{name}.disable_ipv6", "0")
-            write_sysctl(f"net.ipv6.conf.{name}.addr_gen_mode", "1")
-    except FileNotFoundError:
-        raise InvalidParameter(
-            "an overlay network's uplink needs IPv6 link-local addresses, and IPv6 is "
-            "disabled in this kernel (ipv6.disable=1)"
-        ) from None
-
-
 def connect_uplink(
     host: NamespaceNetwork,
     inside: NamespaceNetwork,
@@ -98,30 +83,26 @@ def connect_uplink(
     ``uplink`` born inside; both addressed and up, ``subnets`` routed from the host into the
     namespace and, with ``egress``, the namespace's default routes (of the subnets' families)
     out through it. The host end's index; on failure nothing is left."""
-    spec = {
-        "ifname": name,
-        "kind": "veth",
-        "mtu": mtu,
-        "peer": {"ifname": UPLINK, "net_ns_fd": inside.namespace.fd, "mtu": mtu},
-    }
-    try:
-        faults.step("create link")
-        host.links.ipr.link("add", **spec)
-    except NetlinkError as err:
-        raise netlink_error(err, f"create uplink {name}") from err
-    index = host.links.index_of(name)
-    if index is None:
-        raise CnmError(f"uplink {name} vanished right after creation")
+    index = host.create_veth(
+        name,
+        UPLINK,
+        inside.namespace,
+        master=None,
+        mtu=mtu,
+        peer_mac=None,
+        ipv6=True,
+        own_link_local=True,
+    )
     try:
         host.tag(index, alias)
+        host.links.add_address(index, ipaddress.IPv6Interface(f"{HOST_SIDE}/{LINK_LOCAL_PREFIX}"))
         inner = inside.links.index_of(UPLINK)
         if inner is None:
             raise CnmError(f"the inner end of uplink {name} is missing")
-        for network, link, address in ((host, name, HOST_SIDE), (inside, UPLINK, NAMESPACE_SIDE)):
-            _link_local_only(network, link)
-            at = index if network is host else inner
-            network.links.add_address(at, ipaddress.IPv6Interface(f"{address}/{LINK_LOCAL_PREFIX}"))
-            network.links.set_up(at)
+        inside.use_own_link_local(UPLINK)
+        address = ipaddress.IPv6Interface(f"{NAMESPACE_SIDE}/{LINK_LOCAL_PREFIX}")
+        inside.links.add_address(inner, address)
+        inside.links.set_up(inner)
         route_uplink(host, inside, index, inner, subnets=subnets, egress=egress)
     except Exception:
         host.links.delete(index)

@@ -30,6 +30,7 @@ import stat
 import sys
 import tarfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from cnm.osl.syscalls import (
@@ -44,6 +45,7 @@ from cnm.osl.syscalls import (
     umount,
     unshare,
 )
+from cnm.runtime import rootpath
 from cnm.runtime.hostinit import unwanted_mounts
 
 # Go's os.FileMode type bits, which Docker's PathStat carries.
@@ -113,7 +115,10 @@ def enter_stopped(
     os.makedirs(rootfs, exist_ok=True)
     mount("overlay", rootfs, "overlay", data=layers)
     for source, destination, mode in binds:
-        target = resolve_in(rootfs, destination)
+        try:
+            target = str(rootpath.resolve(Path(rootfs), destination))
+        except OSError:  # a symlink loop: nowhere to mount it
+            continue
         if not os.path.exists(target):
             continue
         mount(source, target, flags=MS_BIND | MS_REC)
@@ -121,29 +126,6 @@ def enter_stopped(
             mount("none", target, flags=MS_BIND | MS_REMOUNT | MS_RDONLY)
     os.chroot(rootfs)
     os.chdir("/")
-
-
-def resolve_in(root: str, path: str) -> str:
-    """``path`` inside ``root`` with symlinks resolved within it (for the mount points)."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(root, *done, part)
-        if os.path.islink(candidate) and hops < 40:
-            hops += 1
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
 
 
 def get(path: str, out: IO[bytes]) -> None:

@@ -259,18 +259,18 @@ class MountResolver:
                     copied.read_only = mode == "ro"
                 points[copied.destination] = copied
         explicit: set[str] = set()
-        for spec in host.binds:
-            point = parse_bind(spec)
+
+        def add_explicit(point: MountPoint) -> None:
             if point.destination in explicit:
                 raise InvalidParameter(f"Duplicate mount point: {point.destination}")
             explicit.add(point.destination)
             points[point.destination] = point
+
+        for spec in host.binds:
+            add_explicit(parse_bind(spec))
         for request in host.mounts:
             point = parse_mount(request)
-            if point.destination in explicit:
-                raise InvalidParameter(f"Duplicate mount point: {point.destination}")
-            explicit.add(point.destination)
-            points[point.destination] = point
+            add_explicit(point)
             if point.type == "volume" and (request.volume_labels or request.volume_driver_options):
                 self._volume_for(point, made, request.volume_labels, request.volume_driver_options)
         for destination, text in host.tmpfs.items():

@@ -17,6 +17,7 @@ import copy
 import os
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,19 +257,16 @@ def host_devices(mapping: DeviceMapping) -> list[tuple[str, str, int, int, int]]
     return [(inside, kind, major, minor, mode)]
 
 
-def _throttles(entries: list[ThrottleDevice]) -> list[dict[str, int]]:
+def _per_device(entries: Sequence[ThrottleDevice | WeightDevice]) -> list[dict[str, int]]:
+    """OCI's per-device block I/O entries: each path's major and minor, with its weight or
+    rate."""
     found = []
     for entry in entries:
         _, major, minor, _ = _device_numbers(entry.path)
-        found.append({"major": major, "minor": minor, "rate": entry.rate})
-    return found
-
-
-def _weights(entries: list[WeightDevice]) -> list[dict[str, int]]:
-    found = []
-    for entry in entries:
-        _, major, minor, _ = _device_numbers(entry.path)
-        found.append({"major": major, "minor": minor, "weight": entry.weight})
+        if isinstance(entry, WeightDevice):
+            found.append({"major": major, "minor": minor, "weight": entry.weight})
+        else:
+            found.append({"major": major, "minor": minor, "rate": entry.rate})
     return found
 
 
@@ -314,7 +312,7 @@ def oci_resources(r: Resources) -> dict[str, Any]:
     if r.blkio_weight:
         block["weight"] = r.blkio_weight
     if r.blkio_weight_device:
-        block["weightDevice"] = _weights(r.blkio_weight_device)
+        block["weightDevice"] = _per_device(r.blkio_weight_device)
     for key, entries in (
         ("throttleReadBpsDevice", r.blkio_device_read_bps),
         ("throttleWriteBpsDevice", r.blkio_device_write_bps),
@@ -322,7 +320,7 @@ def oci_resources(r: Resources) -> dict[str, Any]:
         ("throttleWriteIOPSDevice", r.blkio_device_write_iops),
     ):
         if entries:
-            block[key] = _throttles(entries)
+            block[key] = _per_device(entries)
     if block:
         found["blockIO"] = block
     return found
