@@ -214,7 +214,6 @@ class _Devices:
     net: NamespaceNetwork  # the network's namespace
     bridge: int  # in it
     vxlan: int  # in it
-    uplink: int | None  # the host end's index; None for an internal network (no uplink)
 
 
 @dataclass
@@ -434,9 +433,8 @@ class OverlayDriver(NetworkDriver):
             prepare_router(net, ipv6=spec.enable_ipv6)
             bridge = make_bridge(net, BRIDGE, spec, mtu=network.mtu, alias=alias, mac=random_mac())
             vxlan = self._make_vxlan(network, net, bridge)
-            uplink = None
             if network.firewall_name is not None:
-                uplink = self._connect_uplink(network, net)
+                self._connect_uplink(network, net)
                 self._report(network)
                 reported = True
             for peer in network.peers.values():
@@ -446,7 +444,7 @@ class OverlayDriver(NetworkDriver):
                 self._unreport(network)
             self._teardown(path, net, spec.network_id)
             raise
-        network.devices = _Devices(net, bridge, vxlan, uplink)
+        network.devices = _Devices(net, bridge, vxlan)
         self._make_room()
 
     def _make_vxlan(self, network: _OverlayNetwork, net: NamespaceNetwork, bridge: int) -> int:
@@ -462,8 +460,8 @@ class OverlayDriver(NetworkDriver):
             ipv6=network.spec.enable_ipv6,
         )
 
-    def _connect_uplink(self, network: _OverlayNetwork, net: NamespaceNetwork) -> int:
-        return connect_uplink(
+    def _connect_uplink(self, network: _OverlayNetwork, net: NamespaceNetwork) -> None:
+        connect_uplink(
             self.host,
             net,
             network.uplink,
@@ -479,8 +477,7 @@ class OverlayDriver(NetworkDriver):
             return
         path = self._namespace_path(network.spec.network_id)
         try:
-            if devices.uplink is not None:
-                self._unreport(network)
+            self._unreport(network)
         finally:
             self.host.later(
                 lambda: self._teardown(path, devices.net, network.spec.network_id),
@@ -498,6 +495,7 @@ class OverlayDriver(NetworkDriver):
         self._reported.add(network.firewall_name)
 
     def _unreport(self, network: _OverlayNetwork) -> None:
+        """Take the network's uplink back from the firewall (nothing if it was never told)."""
         self._reported.discard(network.uplink)
         self.firewall.remove_network(network.uplink)
 
@@ -856,7 +854,7 @@ class OverlayDriver(NetworkDriver):
             net.links.set_up(vxlan)
         prepare_router(net, ipv6=spec.enable_ipv6)
         if network.firewall_name is None:
-            return _Devices(net, bridge, vxlan, None)
+            return _Devices(net, bridge, vxlan)
         uplink = self.host.links.index_of(network.uplink)
         inner = net.links.index_of(UPLINK)
         if uplink is not None and inner is not None:
@@ -865,9 +863,9 @@ class OverlayDriver(NetworkDriver):
             for found, where in ((uplink, self.host), (inner, net)):
                 if found is not None:
                     where.links.delete(found)
-            uplink = self._connect_uplink(network, net)
+            self._connect_uplink(network, net)
         self._report(network)
-        return _Devices(net, bridge, vxlan, uplink)
+        return _Devices(net, bridge, vxlan)
 
     def _matches(self, network: _OverlayNetwork, net: NamespaceNetwork, vxlan: int) -> bool:
         settings = vxlan_settings(net, vxlan)
